@@ -1,0 +1,121 @@
+"""Loader nodes for the loss networks: VGG19 and open_clip, from registered model folders."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import folder_paths
+from comfy_api.latest import io
+
+from ..losses import load_open_clip_encoder, load_vgg19_features
+from ..sampler.comfy_adapter import wrap_in_patcher
+from ._common import CATEGORY, OpenCLIPType, VGGType, building
+
+VGG_FILE = "vgg19-dcbee923.pth"
+VGG_URL = "https://download.pytorch.org/models/vgg19-dcbee923.pth"
+WEIGHT_EXTS = {".pth", ".pt", ".bin", ".safetensors"}
+
+
+def _register_folder(name: str) -> None:
+    """Add models/<name> (extra_model_paths.yaml may add more folders under the same key)."""
+    default = os.path.join(folder_paths.models_dir, name)
+    if name not in folder_paths.folder_names_and_paths:
+        folder_paths.folder_names_and_paths[name] = ([default], set(WEIGHT_EXTS))
+    else:
+        paths, exts = folder_paths.folder_names_and_paths[name]
+        folder_paths.folder_names_and_paths[name] = (paths, set(exts) | WEIGHT_EXTS)
+
+
+_register_folder("vgg")
+_register_folder("open_clip")
+
+
+def _folder_hint(name: str) -> str:
+    return " or ".join(folder_paths.get_folder_paths(name)) or os.path.join(folder_paths.models_dir, name)
+
+
+class StyleGuidanceVGGLoader(io.ComfyNode):
+    """Loads torchvision's VGG19 feature stack for the VGG content, ZeCon and Gram losses."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        files = folder_paths.get_filename_list("vgg")
+        return io.Schema(
+            node_id="StyleGuidanceVGGLoader",
+            display_name="Load VGG19 (Style Guidance)",
+            category=f"{CATEGORY}/loaders",
+            description="Loads VGG19 features (torchvision's vgg19-dcbee923.pth or a .safetensors copy) from models/vgg.",
+            inputs=[
+                io.Combo.Input("vgg_name", options=files if VGG_FILE in files else [*files, VGG_FILE],
+                               tooltip=f"VGG19 weights in {_folder_hint('vgg')}: torchvision's {VGG_FILE} ({VGG_URL}) or a safetensors conversion."),
+                io.Boolean.Input("allow_download", default=False, optional=True,
+                                 tooltip=f"If the file is missing, let torchvision download {VGG_FILE} into models/vgg (needs internet). Off by default."),
+            ],
+            outputs=[VGGType.Output(display_name="vgg", tooltip="A frozen VGG19 feature extractor; share it between loss nodes so it runs once per step.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, vgg_name: str, allow_download: bool = False) -> bool | str:
+        if folder_paths.get_full_path("vgg", vgg_name) is None and not allow_download:
+            return (f"vgg_name: '{vgg_name}' is not in {_folder_hint('vgg')}. Put torchvision's {VGG_FILE} "
+                    f"({VGG_URL}) or a .safetensors conversion there, or switch on allow_download.")
+        return True
+
+    @classmethod
+    def execute(cls, vgg_name: str, allow_download: bool = False) -> io.NodeOutput:
+        path = folder_paths.get_full_path("vgg", vgg_name)
+        if path is None:
+            if not allow_download:
+                raise FileNotFoundError(f"vgg_name: '{vgg_name}' not found in {_folder_hint('vgg')}")
+            import torch.hub  # an explicit opt-in; never at import time
+
+            folder = folder_paths.get_folder_paths("vgg")[0]
+            os.makedirs(folder, exist_ok=True)
+            torch.hub.download_url_to_file(VGG_URL, os.path.join(folder, VGG_FILE))
+            path = os.path.join(folder, VGG_FILE)
+        with building():
+            vgg = load_vgg19_features(path)
+        vgg.comfy_patcher = wrap_in_patcher(vgg)
+        return io.NodeOutput(vgg)
+
+
+class StyleGuidanceOpenCLIPLoader(io.ComfyNode):
+    """Loads an open_clip vision tower from a local file for the CLIP style loss."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StyleGuidanceOpenCLIPLoader",
+            display_name="Load open_clip (Style Guidance)",
+            category=f"{CATEGORY}/loaders",
+            description="Loads an open_clip image encoder (e.g. ViT-B-32) from models/open_clip; nothing is downloaded.",
+            inputs=[
+                io.String.Input("arch", default="ViT-B-32",
+                                tooltip=("open_clip architecture name the file was trained with, e.g. ViT-B-32, ViT-B-16, ViT-L-14, "
+                                         "ViT-B-32-quickgelu (OpenAI weights). A <file>.json beside the weights overrides the config.")),
+                io.Combo.Input("clip_name", options=folder_paths.get_filename_list("open_clip"),
+                               tooltip=f"Weights file in {_folder_hint('open_clip')} (open_clip_pytorch_model.bin or .safetensors)."),
+            ],
+            outputs=[OpenCLIPType.Output(display_name="open_clip", tooltip="A frozen, differentiable CLIP image encoder.")],
+        )
+
+    @classmethod
+    def execute(cls, arch: str, clip_name: str) -> io.NodeOutput:
+        path = folder_paths.get_full_path_or_raise("open_clip", clip_name)
+        sidecar = path + ".json"
+        with building():
+            enc = load_open_clip_encoder(arch.strip(), path, sidecar if os.path.isfile(sidecar) else None)
+        enc.comfy_patcher = wrap_in_patcher(enc)
+        return io.NodeOutput(enc)
+
+
+NODES: list[type[io.ComfyNode]] = [StyleGuidanceVGGLoader]
+UNAVAILABLE: dict[str, str] = {}
+# open_clip takes ~1 s to import, so it is only looked up here and imported when the node runs.
+if importlib.util.find_spec("open_clip") is not None:
+    NODES.append(StyleGuidanceOpenCLIPLoader)
+else:
+    UNAVAILABLE["StyleGuidanceOpenCLIPLoader"] = (
+        "the Python package open_clip_torch is not installed (pip install -r requirements.txt in ComfyUI's "
+        "Python); CLIP style can still use a core CLIP_VISION model")

@@ -1,0 +1,112 @@
+"""The three ways to run guidance: an all-in-one sampler, a GUIDER, and a MODEL patch."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..sampler import comfy_adapter as adapter
+from ._common import CATEGORY, GuidanceLossType, guidance_inputs, settings_from, validate_guidance
+
+_VAE_TIP = ("Decoder used to turn predictions into pixels for the losses (any VAE; 'taesd'/'taesdxl' from the core "
+            "VAE loader is ~6x cheaper per step). Must match the model family.")
+_LOSSES_TIP = "The loss chain (content and style terms) to steer by."
+
+
+def _common_inputs() -> list:
+    return [io.Vae.Input("vae", tooltip=_VAE_TIP), GuidanceLossType.Input("losses", tooltip=_LOSSES_TIP)]
+
+
+class StyleGuidanceSampler(io.ComfyNode):
+    """KSampler with loss guidance: same inputs and results as the core KSampler at scale 0."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StyleGuidanceSampler", display_name="Style Guidance Sampler", category=f"{CATEGORY}/sampling",
+            description=("A KSampler whose every step is steered by the gradient of the connected losses. Start from the "
+                         "VAE-encoded content image with denoise < 1 to keep its layout."),
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model (LoRA, FreeU, ControlNet-conditioned ... all still apply)."),
+                io.Conditioning.Input("positive", tooltip="Positive conditioning, as for KSampler."),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning, as for KSampler."),
+                io.Latent.Input("latent_image", tooltip="Starting latent: usually the VAE-encoded content image."),
+                *_common_inputs(),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Noise seed (also reseeds the losses' random cutouts/patches: runs repeat)."),
+                io.Int.Input("steps", default=30, min=1, max=10000, tooltip="Sampling steps."),
+                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale."),
+                io.Combo.Input("sampler_name", options=adapter.sampler_names(), default="euler", tooltip="Sampler, as for KSampler."),
+                io.Combo.Input("scheduler", options=adapter.scheduler_names(), default="normal", tooltip="Noise schedule, as for KSampler."),
+                io.Float.Input("denoise", default=0.7, min=0.0, max=1.0, step=0.01,
+                               tooltip="How much of the starting latent is re-noised; below 1 keeps the content's layout."),
+                *guidance_inputs(),
+            ],
+            outputs=[io.Latent.Output(tooltip="The guided result; decode with VAE Decode.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs) -> bool | str:
+        return validate_guidance(kwargs)
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent_image, vae, losses, seed, steps, cfg, sampler_name, scheduler,
+                denoise, **options) -> io.NodeOutput:
+        patched, _ = adapter.install_guidance(model, vae, losses, settings_from(options))
+        return io.NodeOutput(adapter.sample_like_ksampler(patched, seed, steps, cfg, sampler_name, scheduler,
+                                                          positive, negative, latent_image, denoise))
+
+
+class StyleGuidanceGuider(io.ComfyNode):
+    """The same guidance as a GUIDER for SamplerCustomAdvanced (any sampler, sigmas, noise)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StyleGuidanceGuider", display_name="Style Guidance Guider", category=f"{CATEGORY}/sampling",
+            description="A CFG guider with loss guidance, for SamplerCustomAdvanced and the core custom-sampling nodes.",
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model."),
+                io.Conditioning.Input("positive", tooltip="Positive conditioning."),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning."),
+                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale."),
+                *_common_inputs(),
+                *guidance_inputs(),
+            ],
+            outputs=[io.Guider.Output(tooltip="Connect to SamplerCustomAdvanced's guider input.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs) -> bool | str:
+        return validate_guidance(kwargs)
+
+    @classmethod
+    def execute(cls, model, positive, negative, cfg, vae, losses, **options) -> io.NodeOutput:
+        patched, _ = adapter.install_guidance(model, vae, losses, settings_from(options))
+        return io.NodeOutput(adapter.make_guider(patched, positive, negative, cfg))
+
+
+class StyleGuidanceApply(io.ComfyNode):
+    """Patches a MODEL so the stock KSampler (and other samplers) apply loss guidance."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StyleGuidanceApply", display_name="Apply Style Guidance (model patch)", category=f"{CATEGORY}/sampling",
+            description=("Adds loss guidance to a model clone through ComfyUI's sampling hooks, so KSampler, KSamplerAdvanced "
+                         "and community samplers built on them are guided. Other model patches keep working."),
+            inputs=[io.Model.Input("model", tooltip="The model to patch (the input model itself is not modified)."),
+                    *_common_inputs(), *guidance_inputs()],
+            outputs=[io.Model.Output(tooltip="The patched model; connect it to a sampler.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs) -> bool | str:
+        return validate_guidance(kwargs)
+
+    @classmethod
+    def execute(cls, model, vae, losses, **options) -> io.NodeOutput:
+        patched, _ = adapter.install_guidance(model, vae, losses, settings_from(options))
+        return io.NodeOutput(patched)
+
+
+NODES = [StyleGuidanceSampler, StyleGuidanceGuider, StyleGuidanceApply]

@@ -1,0 +1,1 @@
+"""The guidance engine. Only ``comfy_adapter`` knows ComfyUI's sampling internals."""

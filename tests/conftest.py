@@ -1,0 +1,88 @@
+"""Shared fixtures: one real ComfyUI per test session, tiny models, in-process and server runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness.locate import ComfyUINotFound, locate_comfyui  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def comfy_root() -> Path:
+    try:
+        return locate_comfyui()
+    except ComfyUINotFound as e:  # one clear message, then stop the whole run
+        pytest.exit(str(e), returncode=3)
+
+
+@pytest.fixture(scope="session")
+def comfy_base(comfy_root, tmp_path_factory) -> Path:
+    """A ComfyUI base folder with the pack, the test nodes and tiny models; ComfyUI imported."""
+    from harness import comfy as hc
+
+    base = hc.make_base(tmp_path_factory.mktemp("comfy_base"))
+    _import_and_build(comfy_root, base)
+    return base
+
+
+def _import_and_build(comfy_root: Path, base: Path) -> None:
+    from harness import comfy as hc
+    from harness import models
+
+    # Settings first (model_management reads them at import), then the model files that
+    # need comfy's modules, then the custom nodes, as ComfyUI does at start-up.
+    hc.configure_comfy(comfy_root, base)
+    models.build_all(base / "models")
+    hc.init_nodes()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(comfy_base) -> dict:
+    from harness import models
+
+    return {
+        "ckpt": models.TINY_CKPT, "kl_vae": models.TINY_KL_VAE, "vgg": models.TINY_VGG,
+        "open_clip": models.TINY_OPENCLIP, "open_clip_arch": models.TINY_OPENCLIP_ARCH,
+    }
+
+
+@pytest.fixture(scope="session")
+def comfy(comfy_base):
+    """In-process ComfyUI executor (PromptExecutor) over the test base."""
+    from harness.comfy import InProcessComfy
+
+    return InProcessComfy()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfy_root, comfy_base):
+    """A real ComfyUI server process on a free loopback port; stopped at session end."""
+    from harness.comfy import ComfyServer
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    server = ComfyServer(comfy_root, comfy_base, ARTIFACTS / "comfyui-server.log")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pack(comfy_base):
+    """The pack's package object as ComfyUI's loader imported it."""
+    import sys as _sys
+
+    from harness.comfy import PACK_DIRNAME
+
+    for name, mod in list(_sys.modules.items()):
+        if name.endswith(PACK_DIRNAME) and getattr(mod, "__file__", None) and hasattr(mod, "STYLE_GUIDANCE_VERSION"):
+            return mod
+    pytest.fail("the style_guidance pack was not loaded by ComfyUI's custom-node loader")

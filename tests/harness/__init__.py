@@ -1,0 +1,1 @@
+"""Test harness: a real ComfyUI, tiny random-weight models, and two ways to run graphs."""

@@ -1,0 +1,146 @@
+"""Test-only ComfyUI nodes. Copied into the test base's custom_nodes; never shipped.
+
+They stand in for what the tiny test models lack: a text encoder (random but seeded
+conditioning), a small full-architecture VAE, and generated test images.
+"""
+
+import hashlib
+
+import torch
+
+
+def _seed_of(text: str, seed: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{text}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class SGTestConditioning:
+    """Seeded random (1,77,768) conditioning: stands in for the full-size CLIP text encoder."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"default": "a photo"}), "seed": ("INT", {"default": 0, "min": 0, "max": 2**31})}}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "run"
+    CATEGORY = "_for_testing/style_guidance"
+
+    def run(self, text, seed):
+        gen = torch.Generator().manual_seed(_seed_of(text, seed))
+        return ([[torch.randn((1, 77, 768), generator=gen), {}]],)
+
+
+class SGTestKLVAE:
+    """A small AutoencoderKL (SD VAE architecture, narrow) from a file in models/vae."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"vae_name": ("STRING", {"default": "sg_tiny_kl_vae.safetensors"})}}
+
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "run"
+    CATEGORY = "_for_testing/style_guidance"
+
+    def run(self, vae_name):
+        import comfy.sd
+        import comfy.utils
+        import folder_paths
+
+        ddconfig = {
+            "double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
+            "ch": 32, "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0,
+        }
+        sd = comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("vae", vae_name))
+        return (comfy.sd.VAE(sd=sd, config={"params": {"ddconfig": ddconfig, "embed_dim": 4}}),)
+
+
+class SGTestImage:
+    """A deterministic test picture: smooth colour field plus seeded texture, NHWC in [0,1]."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "width": ("INT", {"default": 64, "min": 8, "max": 1024, "step": 8}),
+            "height": ("INT", {"default": 64, "min": 8, "max": 1024, "step": 8}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 16}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = "_for_testing/style_guidance"
+
+    def run(self, width, height, seed, batch_size):
+        gen = torch.Generator().manual_seed(seed)
+        ys = torch.linspace(0, 1, height).view(1, height, 1, 1)
+        xs = torch.linspace(0, 1, width).view(1, 1, width, 1)
+        phase = torch.rand((batch_size, 1, 1, 3), generator=gen) * 6.28
+        freq = 2 + torch.rand((batch_size, 1, 1, 3), generator=gen) * 6
+        base = 0.5 + 0.35 * torch.sin(freq * (xs + 0.6 * ys) * 3.14 + phase)
+        noise = torch.rand((batch_size, height, width, 3), generator=gen)
+        return ((0.85 * base + 0.15 * noise).clamp(0, 1),)
+
+
+class SGTestClipVision:
+    """A tiny ComfyUI ClipVisionModel (CLIP ViT or SigLIP layout) with seeded random weights."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"kind": ("STRING", {"default": "clip"}), "seed": ("INT", {"default": 0, "min": 0, "max": 2**31})}}
+
+    RETURN_TYPES = ("CLIP_VISION",)
+    FUNCTION = "run"
+    CATEGORY = "_for_testing/style_guidance"
+    # Tests fetch this node's output object directly; marking it an output lets a prompt
+    # consist of this node alone (ComfyUI rejects prompts without outputs).
+    OUTPUT_NODE = True
+
+    def run(self, kind, seed):
+        import json
+        import os
+        import tempfile
+
+        import comfy.clip_vision
+
+        config = {
+            "num_channels": 3, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "patch_size": 16, "image_size": 64, "layer_norm_eps": 1e-5,
+        }
+        if kind == "clip":
+            config.update({"model_type": "clip_vision_model", "hidden_act": "quick_gelu", "projection_dim": 32})
+        elif kind == "siglip":
+            config.update({"model_type": "siglip_vision_model", "hidden_act": "gelu_pytorch_tanh",
+                           "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]})
+        else:
+            raise ValueError(f"kind must be 'clip' or 'siglip', got {kind!r}")
+        fd, path = tempfile.mkstemp(suffix=".json", prefix="sg_tiny_clip_vision_")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(config, f)
+            clip_vision = comfy.clip_vision.ClipVisionModel(path)
+        finally:
+            os.remove(path)
+        # ComfyUI's ops skip weight init (weights are torch.empty): fill every tensor, in place,
+        # with scales that keep activations in a sane range.
+        gen = torch.Generator().manual_seed(_seed_of(kind, seed))
+        with torch.no_grad():
+            for name, p in clip_vision.model.named_parameters():
+                noise = torch.randn(p.shape, generator=gen)
+                if "norm" in name:
+                    value = 1.0 + 0.1 * noise if name.endswith("weight") else 0.05 * noise
+                elif name.endswith("bias"):
+                    value = 0.02 * noise
+                elif p.dim() >= 2 and "position_embedding" not in name:
+                    value = noise / (p[0].numel() ** 0.5)
+                else:
+                    value = 0.1 * noise
+                p.copy_(value.to(p.dtype))
+        return (clip_vision,)
+
+
+NODE_CLASS_MAPPINGS = {
+    "SGTestConditioning": SGTestConditioning,
+    "SGTestKLVAE": SGTestKLVAE,
+    "SGTestImage": SGTestImage,
+    "SGTestClipVision": SGTestClipVision,
+}
