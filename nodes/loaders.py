@@ -93,7 +93,7 @@ class StyleGuidanceOpenCLIPLoader(io.ComfyNode):
             inputs=[
                 io.String.Input("arch", default="ViT-B-32",
                                 tooltip=("open_clip architecture name the file was trained with, e.g. ViT-B-32, ViT-B-16, ViT-L-14, "
-                                         "ViT-B-32-quickgelu (OpenAI weights). A <file>.json beside the weights overrides the config.")),
+                                         "ViT-B-32-quickgelu (OpenAI weights). For a custom name, a <file>.json open_clip config beside the weights defines it.")),
                 io.Combo.Input("clip_name", options=folder_paths.get_filename_list("open_clip"),
                                tooltip=f"Weights file in {_folder_hint('open_clip')} (open_clip_pytorch_model.bin or .safetensors)."),
             ],
@@ -103,9 +103,14 @@ class StyleGuidanceOpenCLIPLoader(io.ComfyNode):
     @classmethod
     def execute(cls, arch: str, clip_name: str) -> io.NodeOutput:
         path = folder_paths.get_full_path_or_raise("open_clip", clip_name)
+        import open_clip
+
+        arch = arch.strip()
         sidecar = path + ".json"
+        # A <file>.json config names a custom architecture; it never redefines a built-in name.
+        config = sidecar if os.path.isfile(sidecar) and arch not in open_clip.list_models() else None
         with building():
-            enc = load_open_clip_encoder(arch.strip(), path, sidecar if os.path.isfile(sidecar) else None)
+            enc = load_open_clip_encoder(arch, path, config)
         enc.comfy_patcher = wrap_in_patcher(enc)
         return io.NodeOutput(enc)
 
@@ -113,7 +118,14 @@ class StyleGuidanceOpenCLIPLoader(io.ComfyNode):
 NODES: list[type[io.ComfyNode]] = [StyleGuidanceVGGLoader]
 UNAVAILABLE: dict[str, str] = {}
 # open_clip takes ~1 s to import, so it is only looked up here and imported when the node runs.
-if importlib.util.find_spec("open_clip") is not None:
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a broken install or an import hook that refuses it
+        return False
+
+
+if _importable("open_clip"):
     NODES.append(StyleGuidanceOpenCLIPLoader)
 else:
     UNAVAILABLE["StyleGuidanceOpenCLIPLoader"] = (

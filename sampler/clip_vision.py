@@ -62,7 +62,7 @@ def _private_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
 class ComfyClipVisionEncoder(nn.Module):
     """Frozen, out-of-place re-implementation of ComfyUI's CLIP/SigLIP vision forward pass."""
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32, image_size: int | None = None) -> None:
         """Copy the weights of ComfyUI's ``CLIPVisionModelProjection`` (``clip_vision.model``)."""
         super().__init__()
         vision = self._validated_tower(model)
@@ -80,8 +80,16 @@ class ComfyClipVisionEncoder(nn.Module):
         embeddings = self.vision.embeddings
         patch = embeddings.patch_embedding
         positions = int(embeddings.position_embedding.weight.shape[0]) - (0 if self.siglip else 1)
-        grid = int(round(positions**0.5))
-        self.image_size: int = grid * int(patch.kernel_size[0])
+        stride = int(patch.stride[0])
+        # The config's size is authoritative: SigLIP-384 uses 14 px patches on 384 px input
+        # (27x27 patches, the strided conv drops the last 6 px), so grid * patch would be wrong.
+        size = int(image_size) if image_size is not None else int(round(positions**0.5)) * stride
+        if ((size - int(patch.kernel_size[0])) // stride + 1) ** 2 != positions:
+            raise ValueError(
+                f"image_size {size} does not fit this CLIP_VISION model's {positions} position embeddings "
+                f"(patch {stride})"
+            )
+        self.image_size: int = size
         self.requires_grad_(False)
         self.eval()
 
@@ -113,7 +121,9 @@ class ComfyClipVisionEncoder(nn.Module):
         if not missing and (not isinstance(layers, nn.ModuleList) or len(layers) == 0):
             missing.append("encoder.layers (non-empty)")
         if not missing:
-            missing = [f"encoder.layers.{i}.{n}" for i, layer in enumerate(layers) for n in per_layer if not has(layer, n)]
+            missing = [
+                f"encoder.layers.{i}.{n}" for i, layer in enumerate(layers) for n in per_layer if not has(layer, n)
+            ]
         if missing:
             raise _unsupported(model, f"missing {', '.join(missing[:3])}")
         return vision
@@ -180,7 +190,8 @@ class ComfyClipVisionEncoder(nn.Module):
         """Final encoder hidden states (B,N,D), before the post layer norm."""
         if pixels.dim() != 4 or pixels.shape[1] != 3 or tuple(pixels.shape[-2:]) != (self.image_size, self.image_size):
             raise ValueError(
-                f"expected normalised images of shape (B,3,{self.image_size},{self.image_size}), got {tuple(pixels.shape)}"
+                f"expected normalised images of shape (B,3,{self.image_size},{self.image_size}), "
+                f"got {tuple(pixels.shape)}"
             )
         x = self._embed(pixels.to(self.compute_dtype))
         x = self._layer_norm(self.vision.pre_layrnorm, x)
@@ -210,7 +221,8 @@ class ComfyClipVisionEncoder(nn.Module):
     def extra_repr(self) -> str:
         """Summary for printing."""
         kind = "siglip" if self.siglip else "clip"
-        return f"kind={kind}, image_size={self.image_size}, layers={len(self.vision.encoder.layers)}, dtype={self.compute_dtype}"
+        layers = len(self.vision.encoder.layers)
+        return f"kind={kind}, image_size={self.image_size}, layers={layers}, dtype={self.compute_dtype}"
 
 
 # One private copy per ComfyUI CLIP_VISION object: re-running a workflow must not copy a
@@ -228,12 +240,13 @@ def _float_list(values: Sequence[float] | Tensor, what: str) -> list[float]:
 
 def _cached_encoder(clip_vision: Any) -> ComfyClipVisionEncoder:
     """The cached copy for ``clip_vision``, built on first use."""
+    size = int(clip_vision.image_size)
     try:
         enc = _CACHE.get(clip_vision)
     except TypeError:  # not weak-referenceable: build without caching
-        return ComfyClipVisionEncoder(clip_vision.model)
+        return ComfyClipVisionEncoder(clip_vision.model, image_size=size)
     if enc is None:
-        enc = ComfyClipVisionEncoder(clip_vision.model)
+        enc = ComfyClipVisionEncoder(clip_vision.model, image_size=size)
         _CACHE[clip_vision] = enc
     return enc
 
@@ -244,11 +257,12 @@ def clip_vision_encoder(clip_vision: Any) -> CLIPImageEncoder:
 
     model = getattr(clip_vision, "model", None)
     if model is None or not hasattr(clip_vision, "image_size"):
-        raise ValueError(f"expected a ComfyUI CLIP_VISION object (comfy.clip_vision.ClipVisionModel), got {type(clip_vision).__name__}")
+        raise ValueError(
+            "expected a ComfyUI CLIP_VISION object (comfy.clip_vision.ClipVisionModel), "
+            f"got {type(clip_vision).__name__}"
+        )
     enc = _cached_encoder(clip_vision)
-    size = int(clip_vision.image_size)
-    if size != enc.image_size:
-        raise ValueError(f"CLIP_VISION config says image_size {size} but its position embeddings fit {enc.image_size}")
+    size = enc.image_size
     mean = _float_list(clip_vision.image_mean, "image_mean")
     std = _float_list(clip_vision.image_std, "image_std")
     name = "comfy_siglip" if enc.siglip else "comfy_clip_vision"

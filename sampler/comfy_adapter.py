@@ -108,7 +108,8 @@ def decoder_for(vae) -> tuple[DecoderCopy, comfy.model_patcher.ModelPatcher]:
     hit = _DECODERS.get(vae)
     if hit is None:
         dec = DecoderCopy(vae.first_stage_model)
-        patcher = comfy.model_patcher.ModelPatcher(dec, load_device=vae.device, offload_device=vae.offload_device)
+        patcher = comfy.model_patcher.ModelPatcher(dec, load_device=vae.patcher.load_device,
+                                                   offload_device=vae.patcher.offload_device)
         hit = _DECODERS[vae] = (dec, patcher)
     return hit
 
@@ -206,9 +207,10 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
         nets = [decoder, *_loss_models(losses)]
         if settings.mode == "xt":
             nets.append(guider_model.model)
-        for net in nets:
-            autograd_safe_(net)
-        losses.to(state.device)
+        with torch.inference_mode(False):  # copies made inside inference mode would be inference tensors
+            for net in nets:
+                autograd_safe_(net)
+            losses.to(state.device)
         if state.device.type == "cuda":
             engine.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         state.prepared = True
@@ -314,7 +316,7 @@ def _recurrent_sampler(sampler, settings: GuidanceSettings, seed, guider):
                 last = r == k - 1
                 x_next = inner(model, x, sigmas[i:i + 2], extra_args=extra_args,
                                callback=shifted(i) if last else None, disable=True, **opts)
-                if last or s_next <= 0:
+                if last:
                     x = x_next
                     break
                 noise = torch.randn(x.shape, generator=gen).to(device=x.device, dtype=x.dtype)

@@ -48,3 +48,52 @@ def test_smoke_graph_on_server(comfy_server, comfy_base, tiny_models):
     assert entry["status"]["status_str"] == "success"
     pixels = _saved_image(comfy_base, entry["outputs"]["9"])
     assert pixels.shape == (64, 64, 3)
+
+
+def test_every_node_has_a_help_page_and_description(comfy_base):
+    import nodes
+
+    from harness.comfy import REPO_ROOT
+
+    ours = {k: v for k, v in nodes.NODE_CLASS_MAPPINGS.items() if k.startswith("StyleGuidance")}
+    assert len(ours) >= 12
+    for node_id, cls in ours.items():
+        assert (REPO_ROOT / "web" / "docs" / f"{node_id}.md").is_file(), f"no web/docs page for {node_id}"
+        schema = cls.define_schema()
+        assert schema.description, f"{node_id} has no description"
+        assert all(i.tooltip for i in schema.inputs), f"{node_id} has an input without a tooltip"
+
+
+BLOCK_OPEN_CLIP = '''
+import sys, importlib.abc
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "open_clip" or name.startswith("open_clip."):
+            raise ImportError("open_clip blocked by the test")
+        return None
+sys.meta_path.insert(0, _Block())
+'''
+
+
+def test_missing_open_clip_loses_only_its_node(comfy_root, comfy_base, tmp_path):
+    """With open_clip unimportable, the other nodes still register and the log says why."""
+    import subprocess
+    import sys
+
+    script = BLOCK_OPEN_CLIP + f'''
+sys.path.insert(0, {str(comfy_base.parent.parent)!r})
+sys.path.insert(0, {str(__import__("harness").__path__[0] + "/..")!r})
+from pathlib import Path
+from harness import comfy as hc
+hc.configure_comfy(Path({str(comfy_root)!r}), Path({str(comfy_base)!r}))
+hc.init_nodes()
+import nodes
+print("REGISTERED", sorted(k for k in nodes.NODE_CLASS_MAPPINGS if k.startswith("StyleGuidance")))
+'''
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    registered = next(line for line in proc.stdout.splitlines() if line.startswith("REGISTERED"))
+    assert "StyleGuidanceOpenCLIPLoader" not in registered
+    assert "StyleGuidanceSampler" in registered and "StyleGuidanceGramStyle" in registered
+    assert "StyleGuidanceOpenCLIPLoader is unavailable" in out

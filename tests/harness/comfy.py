@@ -114,12 +114,24 @@ class InProcessComfy:
         self.executor.execute(prompt, prompt_id, {"client_id": "tests"}, outputs or good_outputs)
         seconds = time.perf_counter() - start
         if not self.executor.success:
-            errors = [m for m in self.executor.status_messages if m[0] == "execution_error"]
-            raise PromptFailed(f"execution failed: {json.dumps(errors, default=str)}")
+            errors = [m[1] for m in self.executor.status_messages if m[0] == "execution_error"]
+            short = [{"node": e.get("node_id"), "type": e.get("node_type"), "error": e.get("exception_type"),
+                      "message": e.get("exception_message"), "where": "".join(e.get("traceback", [])[-8:])}
+                     for e in errors]
+            raise PromptFailed(f"execution failed: {json.dumps(short, indent=1)}")
         return RunResult(prompt_id, self.executor.history_result["outputs"], list(self.server.messages), seconds)
 
+    def output(self, node_id: str, index: int = 0) -> Any:
+        """Output ``index`` of a node from the last run, as the Python object ComfyUI passed on."""
+        cache = self.executor.caches.outputs
+        value = asyncio.run(cache.get(node_id)) if asyncio.iscoroutinefunction(cache.get) else cache.get(node_id)
+        if value is None:
+            raise KeyError(f"node {node_id} has no cached output")
+        outputs = value.outputs if hasattr(value, "outputs") else value[0]
+        return outputs[index][0]
+
     def node_output(self, prompt: dict, node_id: str) -> Any:
-        """The cached Python output tuple of a node from the last run (for tensor checks)."""
+        """All outputs of a node from the last run (lists, one entry per output slot)."""
         cache = self.executor.caches.outputs
         value = asyncio.run(cache.get(node_id)) if asyncio.iscoroutinefunction(cache.get) else cache.get(node_id)
         if value is None:

@@ -86,7 +86,10 @@ class SGTestClipVision:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"kind": ("STRING", {"default": "clip"}), "seed": ("INT", {"default": 0, "min": 0, "max": 2**31})}}
+        return {"required": {
+            "kind": ("STRING", {"default": "clip"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+        }}
 
     RETURN_TYPES = ("CLIP_VISION",)
     FUNCTION = "run"
@@ -138,7 +141,25 @@ class SGTestClipVision:
         return (clip_vision,)
 
 
+class SGTestNaN:
+    """Passes an image on with one NaN pixel: for bad-input tests."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",)}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = "_for_testing/style_guidance"
+
+    def run(self, image):
+        out = image.clone()
+        out[0, 0, 0, 0] = float("nan")
+        return (out,)
+
+
 NODE_CLASS_MAPPINGS = {
+    "SGTestNaN": SGTestNaN,
     "SGTestConditioning": SGTestConditioning,
     "SGTestKLVAE": SGTestKLVAE,
     "SGTestImage": SGTestImage,

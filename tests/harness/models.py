@@ -69,6 +69,12 @@ def build_taesd(folder: Path, seed: int = 1) -> None:
     _fill_(dec, seed + 1)
     save_file(_half_sd(enc), str(folder / "taesd_encoder.safetensors"))
     save_file(_half_sd(dec), str(folder / "taesd_decoder.safetensors"))
+    # A 16-channel pair (SD3 family): lets tests wire a VAE that does not fit an SD1.5 model.
+    enc3, dec3 = Encoder(16), Decoder(16)
+    _fill_(enc3, seed + 2)
+    _fill_(dec3, seed + 3)
+    save_file(_half_sd(enc3), str(folder / "taesd3_encoder.safetensors"))
+    save_file(_half_sd(dec3), str(folder / "taesd3_decoder.safetensors"))
 
 
 def tiny_kl_vae_state_dict(seed: int = 2) -> dict[str, torch.Tensor]:

@@ -1,0 +1,83 @@
+"""Pure-PyTorch guidance losses for Style Guidance (no ComfyUI imports).
+
+Each term is built once from its reference image (targets precomputed) and maps a generated
+batch (B,3,H,W in [0,1]) to a per-sample loss (B,). Batch pairing everywhere: generated sample
+i pairs with reference i % R and mask entry i % M (R=1 broadcasts, R=B is per-sample).
+:class:`CombinedLoss` chains weighted terms and runs each shared feature extractor once.
+"""
+
+from .base import (
+    CombinedLoss,
+    FeatureExtractor,
+    GuidanceLoss,
+    LossResult,
+    as_image_batch,
+    as_mask_batch,
+    comfy_image_to_nchw,
+    comfy_mask_to_bhw,
+    derive_seed,
+    pair_index,
+)
+from .clip import (
+    CLIP_MEAN,
+    CLIP_STD,
+    TINY_OPEN_CLIP_NAME,
+    CLIPImageEncoder,
+    ensure_tiny_open_clip_registered,
+    load_open_clip_encoder,
+    register_open_clip_config,
+    tiny_open_clip_config,
+)
+from .content import ZECON_DEFAULT_LAYERS, ContentMSELoss, VGGContentLoss, ZeConLoss, patch_nce
+from .style import CLIP_DISTANCES, CLIPStyleLoss, GramStyleLoss, RangeLoss, gram_matrix
+from .vgg import (
+    DEFAULT_VGG_CONTENT_PRESET,
+    DEFAULT_ZECON_PRESET,
+    GRAM_STYLE_LAYERS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    VGG_CONTENT_LAYER_PRESETS,
+    ZECON_LAYER_PRESETS,
+    VGG19Features,
+    load_vgg19_features,
+)
+
+__all__ = [
+    "CombinedLoss",
+    "FeatureExtractor",
+    "GuidanceLoss",
+    "LossResult",
+    "as_image_batch",
+    "as_mask_batch",
+    "comfy_image_to_nchw",
+    "comfy_mask_to_bhw",
+    "derive_seed",
+    "pair_index",
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "TINY_OPEN_CLIP_NAME",
+    "CLIPImageEncoder",
+    "ensure_tiny_open_clip_registered",
+    "load_open_clip_encoder",
+    "register_open_clip_config",
+    "tiny_open_clip_config",
+    "ZECON_DEFAULT_LAYERS",
+    "ContentMSELoss",
+    "VGGContentLoss",
+    "ZeConLoss",
+    "patch_nce",
+    "CLIP_DISTANCES",
+    "CLIPStyleLoss",
+    "GramStyleLoss",
+    "RangeLoss",
+    "gram_matrix",
+    "DEFAULT_VGG_CONTENT_PRESET",
+    "DEFAULT_ZECON_PRESET",
+    "GRAM_STYLE_LAYERS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "VGG_CONTENT_LAYER_PRESETS",
+    "ZECON_LAYER_PRESETS",
+    "VGG19Features",
+    "load_vgg19_features",
+]

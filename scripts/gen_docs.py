@@ -1,0 +1,40 @@
+"""Write web/docs/<NodeId>.md for every node of the pack from its schema (tooltips included)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from harness import comfy as hc  # noqa: E402
+from harness.locate import locate_comfyui  # noqa: E402
+
+
+def main() -> None:
+    base = hc.make_base(Path(tempfile.mkdtemp(prefix="sg_docs_")))
+    hc.configure_comfy(locate_comfyui(), base)
+    hc.init_nodes()
+    import nodes
+
+    out = ROOT / "web" / "docs"
+    out.mkdir(parents=True, exist_ok=True)
+    for node_id, cls in sorted(nodes.NODE_CLASS_MAPPINGS.items()):
+        if not node_id.startswith("StyleGuidance"):
+            continue
+        schema = cls.define_schema()
+        lines = [f"# {schema.display_name or node_id}", "", schema.description, "", "## Inputs", ""]
+        for inp in schema.inputs:
+            opt = " (optional)" if inp.optional else ""
+            lines.append(f"- **{inp.id}**{opt}: {inp.tooltip or ''}")
+        lines += ["", "## Outputs", ""]
+        for o in schema.outputs:
+            lines.append(f"- **{o.display_name or o.io_type}**: {o.tooltip or ''}")
+        (out / f"{node_id}.md").write_text("\n".join(lines) + "\n")
+        print("wrote", out / f"{node_id}.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""API-format prompt builders shared by the integration tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SIZE = 64
+
+
+def link(node: str, index: int = 0) -> list:
+    return [node, index]
+
+
+def base_graph(models: dict, vae: str = "taesd", size: int = SIZE, batch: int = 1) -> dict[str, dict[str, Any]]:
+    """Checkpoint, decoder VAE, content/style pictures, encoded content, conditioning, loss networks."""
+    g: dict[str, dict[str, Any]] = {
+        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": models["ckpt"]}},
+        "vae": ({"class_type": "VAELoader", "inputs": {"vae_name": "taesd"}} if vae == "taesd"
+                else {"class_type": "SGTestKLVAE", "inputs": {"vae_name": models["kl_vae"]}}),
+        "content": {"class_type": "SGTestImage", "inputs": {"width": size, "height": size, "seed": 1, "batch_size": batch}},
+        "style": {"class_type": "SGTestImage", "inputs": {"width": size + 16, "height": size, "seed": 7, "batch_size": 1}},
+        "enc": {"class_type": "VAEEncode", "inputs": {"pixels": link("content"), "vae": link("vae")}},
+        "pos": {"class_type": "SGTestConditioning", "inputs": {"text": "a painting", "seed": 0}},
+        "neg": {"class_type": "SGTestConditioning", "inputs": {"text": "", "seed": 0}},
+        "vgg": {"class_type": "StyleGuidanceVGGLoader", "inputs": {"vgg_name": models["vgg"]}},
+        "oclip": {"class_type": "StyleGuidanceOpenCLIPLoader",
+                  "inputs": {"arch": models["open_clip_arch"], "clip_name": models["open_clip"]}},
+    }
+    return g
+
+
+def add_all_losses(g: dict, weights: dict[str, float] | None = None, prefix: str = "l") -> str:
+    """Chain all five loss nodes; return the id of the last one."""
+    w = {"mse": 1.0, "vgg": 1.0, "zecon": 0.5, "clip": 1.0, "gram": 1.0, **(weights or {})}
+    g[f"{prefix}1"] = {"class_type": "StyleGuidanceContentMSE",
+                       "inputs": {"content": link("content"), "weight": w["mse"], "fit": "stretch"}}
+    g[f"{prefix}2"] = {"class_type": "StyleGuidanceVGGContent",
+                       "inputs": {"content": link("content"), "vgg": link("vgg"), "weight": w["vgg"],
+                                  "layers": "relu4_2 (Gatys)", "fit": "stretch", "losses": link(f"{prefix}1")}}
+    g[f"{prefix}3"] = {"class_type": "StyleGuidanceZeCon",
+                       "inputs": {"content": link("content"), "vgg": link("vgg"), "weight": w["zecon"],
+                                  "layers": "relu2_1+relu3_1+relu4_1", "num_patches": 64, "tau": 0.07, "seed": 0,
+                                  "fit": "stretch", "losses": link(f"{prefix}2")}}
+    g[f"{prefix}4"] = {"class_type": "StyleGuidanceCLIPStyle",
+                       "inputs": {"style": link("style"), "weight": w["clip"], "open_clip": link("oclip"),
+                                  "num_cutouts": 2, "cut_min": 0.5, "distance": "spherical", "flip": True, "seed": 0,
+                                  "losses": link(f"{prefix}3")}}
+    g[f"{prefix}5"] = {"class_type": "StyleGuidanceGramStyle",
+                       "inputs": {"style": link("style"), "vgg": link("vgg"), "weight": w["gram"],
+                                  "layers": "relu1_1..relu5_1 (Gatys)", "losses": link(f"{prefix}4")}}
+    return f"{prefix}5"
+
+
+def guidance_options(**over) -> dict:
+    opts = {"mode": "x0", "scale": 1.0, "start_percent": 0.0, "end_percent": 1.0, "recurrence": 1,
+            "recurrence_start_percent": 0.0, "recurrence_end_percent": 1.0, "grad_clip": 0.0, "loss_resolution": 0}
+    opts.update(over)
+    return opts
+
+
+def sampling(**over) -> dict:
+    s = {"seed": 3, "steps": 6, "cfg": 2.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 0.7}
+    s.update(over)
+    return s
+
+
+def add_guided_sampler(g: dict, node: str, losses: str, opts: dict, samp: dict, model: str = "ckpt") -> None:
+    g[node] = {"class_type": "StyleGuidanceSampler", "inputs": {
+        "model": link(model), "positive": link("pos"), "negative": link("neg"), "latent_image": link("enc"),
+        "vae": link("vae"), "losses": link(losses), **samp, **opts}}
+
+
+def add_ksampler(g: dict, node: str, samp: dict, model: str = "ckpt") -> None:
+    g[node] = {"class_type": "KSampler", "inputs": {
+        "model": link(model), "positive": link("pos"), "negative": link("neg"), "latent_image": link("enc"), **samp}}
+
+
+def add_decode_measure(g: dict, node: str, latent_node: str, losses: str) -> tuple[str, str]:
+    """Decode ``latent_node`` with the graph's VAE and measure it; return (decode id, measure id)."""
+    g[f"{node}_dec"] = {"class_type": "VAEDecode", "inputs": {"samples": link(latent_node), "vae": link("vae")}}
+    g[f"{node}_m"] = {"class_type": "StyleGuidanceMeasure", "inputs": {"image": link(f"{node}_dec"), "losses": link(losses), "seed": 0}}
+    return f"{node}_dec", f"{node}_m"

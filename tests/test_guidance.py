@@ -1,0 +1,197 @@
+"""The guidance engine and its three nodes, run inside ComfyUI's executor on tiny models."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from harness import graphs as G
+from harness.comfy import PromptFailed
+
+# Guided runs must end with a combined loss (all five terms, measured on the decoded
+# result by StyleGuidanceMeasure) at most this fraction of the unguided run's, same seed.
+# With random tiny models the reduction measured is ~8-10 % at scale 3.
+MAX_RATIO = 0.95
+SCALE = 3.0
+
+
+def _ratio(comfy, plain_m: str, guided_m: str) -> float:
+    plain, guided = comfy.output(plain_m, 2), comfy.output(guided_m, 2)
+    assert plain > 0
+    return guided / plain
+
+
+def _plain_and_guided(models, node: str, mode: str, vae: str, sampler_name: str = "euler"):
+    g = G.base_graph(models, vae=vae)
+    last = G.add_all_losses(g)
+    samp = G.sampling(sampler_name=sampler_name)
+    opts = G.guidance_options(mode=mode, scale=SCALE)
+    if node == "sampler":
+        G.add_ksampler(g, "plain", samp)
+        G.add_guided_sampler(g, "guided", last, opts, samp)
+    elif node == "apply":
+        G.add_ksampler(g, "plain", samp)
+        g["patch"] = {"class_type": "StyleGuidanceApply", "inputs": {
+            "model": G.link("ckpt"), "vae": G.link("vae"), "losses": G.link(last), **opts}}
+        G.add_ksampler(g, "guided", samp, model="patch")
+    else:  # guider, through the core SamplerCustomAdvanced
+        g["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": samp["seed"]}}
+        g["ksel"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler_name}}
+        g["sigmas"] = {"class_type": "BasicScheduler", "inputs": {
+            "model": G.link("ckpt"), "scheduler": samp["scheduler"], "steps": samp["steps"], "denoise": samp["denoise"]}}
+        g["cfg_plain"] = {"class_type": "CFGGuider", "inputs": {
+            "model": G.link("ckpt"), "positive": G.link("pos"), "negative": G.link("neg"), "cfg": samp["cfg"]}}
+        g["cfg_guided"] = {"class_type": "StyleGuidanceGuider", "inputs": {
+            "model": G.link("ckpt"), "positive": G.link("pos"), "negative": G.link("neg"), "cfg": samp["cfg"],
+            "vae": G.link("vae"), "losses": G.link(last), **opts}}
+        for name, guider in (("plain", "cfg_plain"), ("guided", "cfg_guided")):
+            g[name] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+                "noise": G.link("noise"), "guider": G.link(guider), "sampler": G.link("ksel"),
+                "sigmas": G.link("sigmas"), "latent_image": G.link("enc")}}
+    _, pm = G.add_decode_measure(g, "p", "plain", last)
+    _, gm = G.add_decode_measure(g, "g", "guided", last)
+    return g, pm, gm
+
+
+CASES = [(node, mode, vae, "euler") for node in ("sampler", "guider", "apply")
+         for mode in ("x0", "xt") for vae in ("taesd", "kl")]
+CASES += [("sampler", mode, "taesd", s) for mode in ("x0", "xt") for s in ("dpmpp_2m", "dpmpp_2m_sde")]
+
+
+@pytest.mark.parametrize("node,mode,vae,sampler_name", CASES)
+def test_guidance_lowers_the_loss(comfy, tiny_models, node, mode, vae, sampler_name):
+    g, pm, gm = _plain_and_guided(tiny_models, node, mode, vae, sampler_name)
+    comfy.run(g)
+    ratio = _ratio(comfy, pm, gm)
+    assert ratio < MAX_RATIO, f"{node}/{mode}/{vae}/{sampler_name}: guided/plain loss {ratio:.3f}"
+
+
+def _sampler_pair(models, **opts):
+    g = G.base_graph(models)
+    last = G.add_all_losses(g)
+    G.add_ksampler(g, "plain", G.sampling())
+    G.add_guided_sampler(g, "guided", last, G.guidance_options(**opts), G.sampling())
+    g["out"] = {"class_type": "PreviewImage", "inputs": {"images": G.link("dec")}}
+    g["dec"] = {"class_type": "VAEDecode", "inputs": {"samples": G.link("guided"), "vae": G.link("vae")}}
+    g["out2"] = {"class_type": "PreviewImage", "inputs": {"images": G.link("dec2")}}
+    g["dec2"] = {"class_type": "VAEDecode", "inputs": {"samples": G.link("plain"), "vae": G.link("vae")}}
+    return g, last
+
+
+def test_scale_zero_is_plain_ksampler_bit_for_bit(comfy, tiny_models):
+    g, _ = _sampler_pair(tiny_models, scale=0.0)
+    comfy.run(g)
+    assert torch.equal(comfy.output("plain")["samples"], comfy.output("guided")["samples"])
+
+
+def test_all_zero_weights_run_as_plain_sampling(comfy, tiny_models, caplog):
+    g = G.base_graph(tiny_models)
+    last = G.add_all_losses(g, weights={k: 0.0 for k in ("mse", "vgg", "zecon", "clip", "gram")})
+    G.add_ksampler(g, "plain", G.sampling())
+    G.add_guided_sampler(g, "guided", last, G.guidance_options(scale=SCALE), G.sampling())
+    for n in ("plain", "guided"):
+        g[f"{n}_d"] = {"class_type": "VAEDecode", "inputs": {"samples": G.link(n), "vae": G.link("vae")}}
+        g[f"{n}_o"] = {"class_type": "PreviewImage", "inputs": {"images": G.link(f"{n}_d")}}
+    with caplog.at_level(logging.INFO, logger="style_guidance"):
+        comfy.run(g)
+    assert torch.equal(comfy.output("plain")["samples"], comfy.output("guided")["samples"])
+    assert any("no loss with a non-zero weight" in r.getMessage() for r in caplog.records)
+
+
+def test_window_is_respected(comfy, tiny_models):
+    """6 euler steps, window [0.5, 1): steps 3, 4, 5 are guided -> exactly 3 shared VGG passes."""
+    g = G.base_graph(tiny_models)
+    g["l1"] = {"class_type": "StyleGuidanceVGGContent", "inputs": {
+        "content": G.link("content"), "vgg": G.link("vgg"), "weight": 1.0, "layers": "relu4_2 (Gatys)", "fit": "stretch"}}
+    g["l2"] = {"class_type": "StyleGuidanceGramStyle", "inputs": {
+        "style": G.link("style"), "vgg": G.link("vgg"), "weight": 1.0, "layers": "relu1_1..relu5_1 (Gatys)",
+        "losses": G.link("l1")}}
+    G.add_guided_sampler(g, "guided", "l2", G.guidance_options(start_percent=0.5, end_percent=1.0), G.sampling(steps=6))
+    g["dec"] = {"class_type": "VAEDecode", "inputs": {"samples": G.link("guided"), "vae": G.link("vae")}}
+    g["out"] = {"class_type": "PreviewImage", "inputs": {"images": G.link("dec")}}
+    comfy.run({k: v for k, v in g.items() if k not in ("guided", "dec", "out")} | {"o": {
+        "class_type": "StyleGuidanceMeasure", "inputs": {"image": G.link("content"), "losses": G.link("l2"), "seed": 0}}})
+    vgg = comfy.output("vgg")
+    before = vgg.calls
+    comfy.run(g)
+    assert vgg.calls - before == 3
+
+
+def test_same_seed_same_output(comfy, tiny_models):
+    g, _ = _sampler_pair(tiny_models, mode="x0", scale=SCALE)
+    comfy.run(g)
+    first = comfy.output("guided")["samples"].clone()
+    g["guided"]["inputs"]["seed"] = 99  # evict the cached result
+    comfy.run(g)
+    assert not torch.equal(first, comfy.output("guided")["samples"])
+    g["guided"]["inputs"]["seed"] = G.sampling()["seed"]
+    comfy.run(g)
+    assert torch.equal(first, comfy.output("guided")["samples"])
+
+
+def test_grad_and_inference_state_restored(comfy, tiny_models):
+    """No grad/inference-mode state leaks, and no ComfyUI model gains requires_grad."""
+    import comfy.model_management as mm
+
+    g, _ = _sampler_pair(tiny_models, mode="xt", scale=0.0)  # plain run: loads the same models
+    comfy.run(g)
+    flags = {id(lm.model.model): {n: p.requires_grad for n, p in lm.model.model.named_parameters()}
+             for lm in mm.current_loaded_models}
+    g["guided"]["inputs"]["scale"] = SCALE
+    grad_before = torch.is_grad_enabled()
+    comfy.run(g)
+    assert torch.is_grad_enabled() == grad_before
+    assert not torch.is_inference_mode_enabled()
+    assert flags, "expected ComfyUI to hold the loaded models"
+    for lm in mm.current_loaded_models:
+        model = lm.model.model
+        before = flags.get(id(model), {})
+        gained = [n for n, p in model.named_parameters() if p.requires_grad and not before.get(n, False)]
+        assert not gained, f"{type(model).__name__} gained requires_grad: {gained[:3]}"
+        if type(model).__name__ == "BaseModel":  # the UNet that xt mode differentiates through
+            assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_composes_with_core_freeu(comfy, tiny_models):
+    g, pm, gm = _plain_and_guided(tiny_models, "sampler", "x0", "taesd")
+    g["freeu"] = {"class_type": "FreeU_V2", "inputs": {"model": G.link("ckpt"), "b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2}}
+    g["plain"]["inputs"]["model"] = G.link("freeu")
+    g["guided"]["inputs"]["model"] = G.link("freeu")
+    comfy.run(g)
+    assert _ratio(comfy, pm, gm) < MAX_RATIO
+
+
+def test_start_not_below_end_is_a_validation_error(comfy, tiny_models):
+    g, _ = _sampler_pair(tiny_models, start_percent=0.7, end_percent=0.3)
+    _, _, _, node_errors = comfy.validate(g)
+    # ComfyUI still runs the valid branch; the guided one is rejected before anything runs.
+    assert "guided" in node_errors
+    assert "start_percent (0.7) must be below end_percent (0.3)" in str(node_errors["guided"])
+
+
+def test_vae_of_another_family_is_named_in_the_error(comfy, tiny_models):
+    g, _ = _sampler_pair(tiny_models, scale=SCALE)
+    g["vae3"] = {"class_type": "VAELoader", "inputs": {"vae_name": "taesd3"}}
+    g["guided"]["inputs"]["vae"] = G.link("vae3")
+    with pytest.raises(PromptFailed, match=r"vae: its latents have 16 channels but the model's have 4"):
+        comfy.run(g)
+
+
+def test_recurrence_runs_and_repeats_steps(comfy, tiny_models):
+    """recurrence 3 inside [0.5, 1) of 4 steps: steps 2 and 3 run 3 times -> 2*3 guided passes."""
+    g = G.base_graph(tiny_models)
+    g["l1"] = {"class_type": "StyleGuidanceGramStyle", "inputs": {
+        "style": G.link("style"), "vgg": G.link("vgg"), "weight": 1.0, "layers": "relu1_1..relu5_1 (Gatys)"}}
+    opts = G.guidance_options(recurrence=3, recurrence_start_percent=0.5, recurrence_end_percent=1.0)
+    G.add_guided_sampler(g, "guided", "l1", opts, G.sampling(steps=4))
+    g["dec"] = {"class_type": "VAEDecode", "inputs": {"samples": G.link("guided"), "vae": G.link("vae")}}
+    g["out"] = {"class_type": "PreviewImage", "inputs": {"images": G.link("dec")}}
+    comfy.run(g)
+    vgg = comfy.output("vgg")
+    before = vgg.calls
+    g["guided"]["inputs"]["seed"] = 11
+    comfy.run(g)
+    assert vgg.calls - before == 2 + 2 * 3
+    assert torch.isfinite(comfy.output("guided")["samples"]).all()
