@@ -510,7 +510,7 @@ class CombinedLoss:
         With no active term the total is a zero (B,) still connected to ``images``.
         """
         _check_generated(images)
-        active = [(n, t) for n, t in zip(self._names, self._terms, strict=True) ]
+        active = [(n, t) for n, t in zip(self._names, self._terms, strict=True) if t.weight != 0.0]
         values: dict[str, Tensor] = {}
         groups: dict[int, list[tuple[str, GuidanceLoss]]] = {}
         for name, term in active:

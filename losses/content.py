@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import (
+    FeatureExtractor,
     GuidanceLoss,
     _check_generated,
     _register_reference,
@@ -24,7 +25,7 @@ from .base import (
     pair,
     resize_constant,
 )
-from .vgg import ZECON_LAYER_PRESETS, FeatureExtractor
+from .vgg import ZECON_LAYER_PRESETS
 
 __all__ = ["ContentMSELoss", "VGGContentLoss", "ZeConLoss", "ZECON_DEFAULT_LAYERS", "masked_mean", "patch_nce"]
 

@@ -13,9 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import GuidanceLoss, _check_generated, _register_reference, as_image_batch, pair, resize_constant
+from .base import (
+    FeatureExtractor,
+    GuidanceLoss,
+    _check_generated,
+    _register_reference,
+    as_image_batch,
+    pair,
+    resize_constant,
+)
 from .clip import CLIPImageEncoder
-from .vgg import GRAM_STYLE_LAYERS, FeatureExtractor
+from .vgg import GRAM_STYLE_LAYERS
 
 __all__ = ["GramStyleLoss", "CLIPStyleLoss", "RangeLoss", "gram_matrix", "CLIP_DISTANCES"]
 

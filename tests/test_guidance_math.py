@@ -1,0 +1,78 @@
+"""The guidance maths in plain torch: normalised steps, NaN handling, windows, resizing."""
+
+from __future__ import annotations
+
+import torch
+
+from sampler.guidance import guided_prediction, renoise_ve, resize_for_loss, step_fraction
+from sampler.settings import GuidanceSettings
+
+
+def _batch():
+    gen = torch.Generator().manual_seed(0)
+    x_t = torch.randn(3, 4, 8, 8, generator=gen) * 3
+    denoised = torch.randn(3, 4, 8, 8, generator=gen)
+    grad = torch.randn(3, 4, 8, 8, generator=gen)
+    return x_t, denoised, grad
+
+
+def test_step_is_invariant_to_gradient_magnitude():
+    x_t, d, g = _batch()
+    a = guided_prediction(x_t, d, g, 0.5)
+    b = guided_prediction(x_t, d, g * 1e4, 0.5)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.allclose(a, d)
+
+
+def test_step_size_is_scale_times_update_rms():
+    x_t, d, g = _batch()
+    out = guided_prediction(x_t, d, g, 0.25)
+    step = (d - out).flatten(1).pow(2).mean(1).sqrt()
+    update = (x_t - d).flatten(1).pow(2).mean(1).sqrt()
+    assert torch.allclose(step, 0.25 * update, rtol=1e-4)
+
+
+def test_non_finite_gradient_leaves_only_that_sample_unguided():
+    x_t, d, g = _batch()
+    g[1, 0, 0, 0] = float("nan")
+    g[2, 1, 2, 3] = float("inf")
+    out = guided_prediction(x_t, d, g, 0.5)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[1], d[1]) and torch.equal(out[2], d[2])
+    assert not torch.allclose(out[0], d[0])
+
+
+def test_grad_clip_bounds_the_normalised_step():
+    x_t, d, g = _batch()
+    g[0, 0, 0, 0] = 1e3  # one outlier
+    out = guided_prediction(x_t, d, g, 1.0, grad_clip=2.0)
+    update = (x_t - d)[0].pow(2).mean().sqrt()
+    assert ((d - out)[0].abs().max() / update) <= 2.0 + 1e-4
+
+
+def test_step_fraction_counts_steps_and_intermediate_evaluations():
+    s = torch.tensor([10.0, 5.0, 2.0, 1.0, 0.0])
+    assert [step_fraction(v, s) for v in (10.0, 7.0, 5.0, 3.0, 2.0, 1.0, 0.5)] == [0, 0, 0.25, 0.25, 0.5, 0.75, 0.75]
+    assert step_fraction(1.0, None) is None
+
+
+def test_resize_for_loss_only_downscales_and_keeps_aspect():
+    img = torch.rand(1, 3, 64, 128, requires_grad=True)
+    small = resize_for_loss(img, 32)
+    assert small.shape[-2:] == (16, 32)
+    small.sum().backward()
+    assert img.grad is not None and torch.isfinite(img.grad).all()
+    assert resize_for_loss(img, 0) is img and resize_for_loss(img, 256) is img
+
+
+def test_renoise_restores_the_noise_level():
+    x = torch.zeros(20000)
+    out = renoise_ve(x, 2.0, 1.0, torch.randn(20000, generator=torch.Generator().manual_seed(0)))
+    assert abs(out.std().item() - 3**0.5) < 0.05
+
+
+def test_settings_validation_messages():
+    assert GuidanceSettings().validate() is None
+    assert "start_percent" in GuidanceSettings(start_percent=0.5, end_percent=0.5).validate()
+    assert "recurrence" in GuidanceSettings(recurrence=0).validate()
+    assert "mode" in GuidanceSettings(mode="eps").validate()
