@@ -129,5 +129,5 @@ if _importable("open_clip"):
     NODES.append(StyleGuidanceOpenCLIPLoader)
 else:
     UNAVAILABLE["StyleGuidanceOpenCLIPLoader"] = (
-        "the Python package open_clip_torch is not installed (pip install -r requirements.txt in ComfyUI's "
+        "the Python package open_clip_torch is not installed (install the pack's requirements.txt into ComfyUI's "
         "Python); CLIP style can still use a core CLIP_VISION model")

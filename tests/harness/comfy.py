@@ -121,22 +121,20 @@ class InProcessComfy:
             raise PromptFailed(f"execution failed: {json.dumps(short, indent=1)}")
         return RunResult(prompt_id, self.executor.history_result["outputs"], list(self.server.messages), seconds)
 
-    def output(self, node_id: str, index: int = 0) -> Any:
-        """Output ``index`` of a node from the last run, as the Python object ComfyUI passed on."""
-        cache = self.executor.caches.outputs
-        value = asyncio.run(cache.get(node_id)) if asyncio.iscoroutinefunction(cache.get) else cache.get(node_id)
-        if value is None:
-            raise KeyError(f"node {node_id} has no cached output")
-        outputs = value.outputs if hasattr(value, "outputs") else value[0]
-        return outputs[index][0]
-
-    def node_output(self, prompt: dict, node_id: str) -> Any:
-        """All outputs of a node from the last run (lists, one entry per output slot)."""
+    def _cached(self, node_id: str) -> list:
         cache = self.executor.caches.outputs
         value = asyncio.run(cache.get(node_id)) if asyncio.iscoroutinefunction(cache.get) else cache.get(node_id)
         if value is None:
             raise KeyError(f"node {node_id} has no cached output")
         return value.outputs if hasattr(value, "outputs") else value[0]
+
+    def output(self, node_id: str, index: int = 0) -> Any:
+        """Output ``index`` of a node from the last run, as the Python object ComfyUI passed on."""
+        return self._cached(node_id)[index][0]
+
+    def node_output(self, prompt: dict, node_id: str) -> Any:
+        """All outputs of a node from the last run (lists, one entry per output slot)."""
+        return self._cached(node_id)
 
 
 def free_port() -> int:
