@@ -67,6 +67,8 @@ def chain_inputs(kind: str) -> list:
     ]
 
 
+RECURRENCE_MAX = 10
+
 def guidance_inputs(with_mode: bool = True) -> list:
     """The guidance options shared by the sampler, guider and model-patch nodes."""
     d = GuidanceSettings()
@@ -85,7 +87,7 @@ def guidance_inputs(with_mode: bool = True) -> list:
                        tooltip="Guidance starts at this fraction of the sampling steps (FreeDoM/MPGD guide from ~0.3)."),
         io.Float.Input("end_percent", default=d.end_percent, min=0.0, max=1.0, step=0.01,
                        tooltip="Guidance stops at this fraction of the steps; late steps only refine detail (~0.7 in FreeDoM/MPGD)."),
-        io.Int.Input("recurrence", default=d.recurrence, min=1, max=10,
+        io.Int.Input("recurrence", default=d.recurrence, min=1, max=RECURRENCE_MAX,
                      tooltip=("Time-travel: inside the recurrence window each step is taken, re-noised and taken again, this many "
                               "times in all (1 = off). Stronger guidance at k times the cost; multistep samplers run single-step there.")),
         io.Float.Input("recurrence_start_percent", default=d.recurrence_start_percent, min=0.0, max=1.0, step=0.01,
@@ -117,7 +119,20 @@ def settings_from(values: dict, mode: str | None = None) -> GuidanceSettings:
     )
 
 
-def validate_guidance(values: dict) -> bool | str:
-    """validate_inputs helper: True, or the message ComfyUI shows before running anything."""
-    problem = settings_from({k: v for k, v in values.items() if v is not None}).validate()
-    return True if problem is None else problem
+class GuidanceValidation:
+    """Mixin: checks the guidance window and recurrence window before anything runs.
+
+    ``validate_inputs`` names only these inputs: ComfyUI skips its own type/range checks
+    for exactly the inputs a node's validate_inputs takes, so every other input keeps them.
+    """
+
+    @classmethod
+    def validate_inputs(cls, start_percent: float | None = None, end_percent: float | None = None,
+                        recurrence: int | None = None, recurrence_start_percent: float | None = None,
+                        recurrence_end_percent: float | None = None) -> bool | str:
+        values = {"start_percent": start_percent, "end_percent": end_percent, "recurrence": recurrence,
+                  "recurrence_start_percent": recurrence_start_percent, "recurrence_end_percent": recurrence_end_percent}
+        if recurrence is not None and not 1 <= recurrence <= RECURRENCE_MAX:
+            return f"recurrence must lie in 1..{RECURRENCE_MAX}, got {recurrence}"
+        problem = settings_from({k: v for k, v in values.items() if v is not None}).validate()
+        return True if problem is None else problem

@@ -118,7 +118,7 @@ class StyleGuidanceZeCon(io.ComfyNode):
                                  tooltip="Locations sampled per layer (positives + negatives). More: steadier, slower."),
                     io.Float.Input("tau", default=0.07, min=0.001, max=10.0, step=0.005,
                                    tooltip="Temperature of the contrast; lower punishes confusable patches harder (0.07 as in CUT/ZeCon)."),
-                    io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
+                    io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False,
                                  tooltip="Seed for the sampled locations (reseeded from the sampling seed each run: repeatable)."),
                     io.Combo.Input("fit", options=list(FIT_MODES), default="stretch", tooltip=FIT_TOOLTIP),
                     *chain_inputs("content")],
@@ -155,7 +155,7 @@ class StyleGuidanceCLIPStyle(io.ComfyNode):
                     io.Combo.Input("distance", options=list(CLIP_DISTANCES), default=CLIP_DISTANCES[0],
                                    tooltip="spherical: squared great-circle distance (CLIP-guided diffusion); cosine: 1 - cos."),
                     io.Boolean.Input("flip", default=True, tooltip="Randomly mirror cutouts (augmentation against adversarial gradients)."),
-                    io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed for the cutouts (reseeded per run: repeatable)."),
+                    io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False, tooltip="Seed for the cutouts (reseeded per run: repeatable)."),
                     *chain_inputs("style")],
             outputs=_out(),
         )

@@ -23,7 +23,7 @@ class StyleGuidanceMeasure(io.ComfyNode):
             inputs=[
                 io.Image.Input("image", tooltip="The picture to score (e.g. a decoded result). A batch reports the mean."),
                 GuidanceLossType.Input("losses", tooltip="The chain to evaluate (the same one the sampler used)."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False,
                              tooltip="Seed for random parts (CLIP cutouts, ZeCon patches) so measurements repeat."),
             ],
             outputs=[

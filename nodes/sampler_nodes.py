@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..sampler import comfy_adapter as adapter
-from ._common import CATEGORY, GuidanceLossType, guidance_inputs, settings_from, validate_guidance
+from ._common import CATEGORY, GuidanceLossType, GuidanceValidation, guidance_inputs, settings_from
 
 _VAE_TIP = ("Decoder used to turn predictions into pixels for the losses (any VAE; 'taesd'/'taesdxl' from the core "
             "VAE loader is ~6x cheaper per step). Must match the model family.")
@@ -16,7 +16,7 @@ def _common_inputs() -> list:
     return [io.Vae.Input("vae", tooltip=_VAE_TIP), GuidanceLossType.Input("losses", tooltip=_LOSSES_TIP)]
 
 
-class StyleGuidanceSampler(io.ComfyNode):
+class StyleGuidanceSampler(GuidanceValidation, io.ComfyNode):
     """KSampler with loss guidance: same inputs and results as the core KSampler at scale 0."""
 
     @classmethod
@@ -45,10 +45,6 @@ class StyleGuidanceSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **kwargs) -> bool | str:
-        return validate_guidance(kwargs)
-
-    @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, losses, seed, steps, cfg, sampler_name, scheduler,
                 denoise, **options) -> io.NodeOutput:
         patched, _ = adapter.install_guidance(model, vae, losses, settings_from(options))
@@ -56,7 +52,7 @@ class StyleGuidanceSampler(io.ComfyNode):
                                                           positive, negative, latent_image, denoise))
 
 
-class StyleGuidanceGuider(io.ComfyNode):
+class StyleGuidanceGuider(GuidanceValidation, io.ComfyNode):
     """The same guidance as a GUIDER for SamplerCustomAdvanced (any sampler, sigmas, noise)."""
 
     @classmethod
@@ -76,16 +72,12 @@ class StyleGuidanceGuider(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **kwargs) -> bool | str:
-        return validate_guidance(kwargs)
-
-    @classmethod
     def execute(cls, model, positive, negative, cfg, vae, losses, **options) -> io.NodeOutput:
         patched, _ = adapter.install_guidance(model, vae, losses, settings_from(options))
         return io.NodeOutput(adapter.make_guider(patched, positive, negative, cfg))
 
 
-class StyleGuidanceApply(io.ComfyNode):
+class StyleGuidanceApply(GuidanceValidation, io.ComfyNode):
     """Patches a MODEL so the stock KSampler (and other samplers) apply loss guidance."""
 
     @classmethod
@@ -98,10 +90,6 @@ class StyleGuidanceApply(io.ComfyNode):
                     *_common_inputs(), *guidance_inputs()],
             outputs=[io.Model.Output(tooltip="The patched model; connect it to a sampler.")],
         )
-
-    @classmethod
-    def validate_inputs(cls, **kwargs) -> bool | str:
-        return validate_guidance(kwargs)
 
     @classmethod
     def execute(cls, model, vae, losses, **options) -> io.NodeOutput:

@@ -7,14 +7,14 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.append(str(ROOT))  # appended: ComfyUI's own top-level `nodes` must win
 
-from harness import comfy as hc  # noqa: E402
-from harness.locate import locate_comfyui  # noqa: E402
+from headless import comfy_host as hc  # noqa: E402
+from headless.locate import locate_comfyui  # noqa: E402
 
 
 def main() -> None:
-    base = hc.make_base(Path(tempfile.mkdtemp(prefix="sg_docs_")))
+    base = hc.make_base(Path(tempfile.mkdtemp(prefix="sg_docs_")), test_nodes=False)
     hc.configure_comfy(locate_comfyui(), base)
     hc.init_nodes()
     import nodes

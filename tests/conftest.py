@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)  # for `headless`; appended so ComfyUI's top-level `nodes` wins
 
-from harness.locate import ComfyUINotFound, locate_comfyui  # noqa: E402
+from headless.locate import ComfyUINotFound, locate_comfyui  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -25,7 +28,7 @@ def comfy_root() -> Path:
 @pytest.fixture(scope="session")
 def comfy_base(comfy_root, tmp_path_factory) -> Path:
     """A ComfyUI base folder with the pack, the test nodes and tiny models; ComfyUI imported."""
-    from harness import comfy as hc
+    from headless import comfy_host as hc
 
     base = hc.make_base(tmp_path_factory.mktemp("comfy_base"))
     _import_and_build(comfy_root, base)
@@ -33,19 +36,27 @@ def comfy_base(comfy_root, tmp_path_factory) -> Path:
 
 
 def _import_and_build(comfy_root: Path, base: Path) -> None:
-    from harness import comfy as hc
-    from harness import models
+    import json
+    import shutil
+
+    from headless import comfy_host as hc
+    from headless import tiny_models as models
 
     # Settings first (model_management reads them at import), then the model files that
     # need comfy's modules, then the custom nodes, as ComfyUI does at start-up.
     hc.configure_comfy(comfy_root, base)
     models.build_all(base / "models")
+    # Stand-ins under the shipped workflows' own model names, and their sample images.
+    for twin in sorted((hc.REPO_ROOT / "workflows" / "api").glob("*.json")):
+        models.install_for_workflow(base / "models", json.loads(twin.read_text()))
+    for image in (hc.REPO_ROOT / "workflows" / "images").iterdir():
+        shutil.copy(image, base / "input" / image.name)
     hc.init_nodes()
 
 
 @pytest.fixture(scope="session")
 def tiny_models(comfy_base) -> dict:
-    from harness import models
+    from headless import tiny_models as models
 
     return {
         "ckpt": models.TINY_CKPT, "kl_vae": models.TINY_KL_VAE, "vgg": models.TINY_VGG,
@@ -56,7 +67,7 @@ def tiny_models(comfy_base) -> dict:
 @pytest.fixture(scope="session")
 def comfy(comfy_base):
     """In-process ComfyUI executor (PromptExecutor) over the test base."""
-    from harness.comfy import InProcessComfy
+    from headless.comfy_host import InProcessComfy
 
     return InProcessComfy()
 
@@ -64,7 +75,7 @@ def comfy(comfy_base):
 @pytest.fixture(scope="session")
 def comfy_server(comfy_root, comfy_base):
     """A real ComfyUI server process on a free loopback port; stopped at session end."""
-    from harness.comfy import ComfyServer
+    from headless.comfy_host import ComfyServer
 
     ARTIFACTS.mkdir(exist_ok=True)
     server = ComfyServer(comfy_root, comfy_base, ARTIFACTS / "comfyui-server.log")
@@ -80,7 +91,7 @@ def pack(comfy_base):
     """The pack's package object as ComfyUI's loader imported it."""
     import sys as _sys
 
-    from harness.comfy import PACK_DIRNAME
+    from headless.comfy_host import PACK_DIRNAME
 
     for name, mod in list(_sys.modules.items()):
         if name.endswith(PACK_DIRNAME) and getattr(mod, "__file__", None) and hasattr(mod, "STYLE_GUIDANCE_VERSION"):

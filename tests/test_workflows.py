@@ -1,0 +1,185 @@
+"""The shipped workflows: current API twins, notes, validation and a real run of each."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from headless.comfy_host import REPO_ROOT
+from headless.workflow import UIGraph, WorkflowError, defs_in_process, ui_to_api
+
+WORKFLOWS = REPO_ROOT / "workflows"
+EXPECTED = {"style_transfer_sd15", "style_transfer_fast", "style_transfer_sdxl", "stock_ksampler_patch", "ablation_grid"}
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("sg_workflows_script", REPO_ROOT / "scripts" / "workflows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def defs(comfy_base):
+    return defs_in_process()
+
+
+def _ui(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+def _api(name: str) -> dict:
+    return json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+
+
+def test_shipped_set_is_complete():
+    assert {p.stem for p in WORKFLOWS.glob("*.json")} == EXPECTED
+    assert {p.stem for p in (WORKFLOWS / "api").glob("*.json")} == EXPECTED
+
+
+def test_api_twins_are_current(defs):
+    """Each twin is exactly what the generator makes from its editor file today."""
+    assert _script().stale_twins(defs) == []
+
+
+def test_editor_files_are_what_the_definitions_build(defs):
+    """The committed editor files match scripts/workflows.py's definitions (build was re-run)."""
+    script = _script()
+    for name, define in script.DEFINITIONS.items():
+        g = UIGraph(defs)
+        define(g)
+        assert script.render(g.to_json()) == (WORKFLOWS / f"{name}.json").read_text(), f"{name}: run `scripts/workflows.py build`"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_workflow_explains_itself(name):
+    """A note node that names every model file the workflow expects, and titled image inputs."""
+    from headless.tiny_models import model_files
+
+    ui = _ui(name)
+    notes = [n for n in ui["nodes"] if n["type"] in ("Note", "MarkdownNote")]
+    assert notes, f"{name} has no note node"
+    text = "\n".join(str(v) for n in notes for v in n["widgets_values"])
+    files = model_files(_api(name))
+    assert files, f"{name} names no model files"
+    for _node, _input, file_name, _folder in files:
+        assert file_name in text, f"{name}: the note does not say where {file_name} goes"
+    titles = {n.get("title") for n in ui["nodes"] if n["type"] == "LoadImage"}
+    assert titles == {"Content image", "Style image"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_workflow_validates_and_runs(name, comfy, comfy_base):
+    """The twin passes ComfyUI's validator and executes on the stand-ins, measuring all five terms."""
+    from headless.tiny_models import tiny_overrides
+
+    prompt = _api(name)
+    for node_id, changes in tiny_overrides(prompt).items():
+        prompt[node_id]["inputs"].update(changes)
+    result = comfy.run(prompt)
+    images = [img for ui in result.outputs.values() for img in ui.get("images", [])]
+    assert images, f"{name} saved no image"
+    for img in images:
+        assert (comfy_base / "output" / img["subfolder"] / img["filename"]).is_file()
+    measures = [nid for nid, node in prompt.items() if node["class_type"] == "StyleGuidanceMeasure"]
+    assert measures
+    for nid in measures:
+        values = json.loads(comfy.output(nid, 1))
+        assert all(math.isfinite(v) for v in values.values()), values
+    if name == "ablation_grid":
+        save = next(v for v in prompt.values() if v["class_type"] == "SaveImage")
+        batch = comfy.output(save["inputs"]["images"][0])
+        assert batch.shape[0] == 6, "the grid holds each loss alone plus all five"
+
+
+def test_template_browser_lists_the_workflows(comfy_server):
+    """ComfyUI's /workflow_templates lists the pack's editor files (not the API twins)."""
+    listed = comfy_server.get("/workflow_templates")
+    ours = [names for names in listed.values() if "style_transfer_fast" in names]
+    assert ours, listed
+    assert set(ours[0]) == EXPECTED
+
+
+# ------------------------------------------------------------------------------------------
+# The converter on the editor features the shipped files do not use
+
+
+def _graph(defs) -> tuple[UIGraph, dict]:
+    g = UIGraph(defs)
+    ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name="a.safetensors")
+    latent = g.add("EmptyLatentImage", 0, width=64, height=64)
+    sampler = g.add("KSampler", 1, model=ckpt[0], positive=ckpt[0], negative=ckpt[0], latent_image=latent[0],
+                    seed=7, steps=3, cfg=2.0)
+    return g, {"ckpt": ckpt, "latent": latent, "sampler": sampler}
+
+
+def test_widgets_map_in_declaration_order_with_editor_extras(defs):
+    g, n = _graph(defs)
+    ui = g.to_json()
+    ks = next(x for x in ui["nodes"] if x["type"] == "KSampler")
+    assert ks["widgets_values"][:3] == [7, "fixed", 3], "seed is followed by its control_after_generate value"
+    api = ui_to_api(ui, defs)
+    inputs = api[str(n["sampler"].id)]["inputs"]
+    assert (inputs["seed"], inputs["steps"], inputs["cfg"]) == (7, 3, 2.0)
+    assert inputs["model"] == [str(n["ckpt"].id), 0]
+    assert inputs["latent_image"] == [str(n["latent"].id), 0]
+
+
+def test_reroute_primitive_bypass_and_mute(defs):
+    g, n = _graph(defs)
+    ui = g.to_json()
+    by_id = {x["id"]: x for x in ui["nodes"]}
+    ks = by_id[n["sampler"].id]
+    # A Reroute between the checkpoint and the sampler's model input.
+    model_in = next(i for i in ks["inputs"] if i["name"] == "model")
+    old = next(link for link in ui["links"] if link[0] == model_in["link"])
+    ui["nodes"].append({"id": 90, "type": "Reroute", "mode": 0, "inputs": [{"name": "", "type": "*", "link": 900}],
+                        "outputs": [{"name": "", "type": "MODEL", "links": [901]}], "widgets_values": []})
+    ui["links"] = [link for link in ui["links"] if link is not old]
+    ui["links"] += [[900, old[1], old[2], 90, 0, "MODEL"], [901, 90, 0, ks["id"], old[4], "MODEL"]]
+    model_in["link"] = 901
+    # A PrimitiveNode driving the steps widget.
+    ui["nodes"].append({"id": 91, "type": "PrimitiveNode", "mode": 0, "outputs": [{"name": "INT", "type": "INT", "links": [902]}],
+                        "widgets_values": [11, "fixed"]})
+    ks["inputs"].append({"name": "steps", "type": "INT", "widget": {"name": "steps"}, "link": 902})
+    ui["links"].append([902, 91, 0, ks["id"], len(ks["inputs"]) - 1, "INT"])
+    api = ui_to_api(ui, defs)
+    inputs = api[str(ks["id"])]["inputs"]
+    assert inputs["model"] == [str(n["ckpt"].id), 0]
+    assert inputs["steps"] == 11
+    assert "90" not in api and "91" not in api
+
+    # Bypassing a LoRA passes its model input through; muting the sampler drops it.
+    g2 = UIGraph(defs)
+    ckpt = g2.add("CheckpointLoaderSimple", 0, ckpt_name="a.safetensors")
+    lora = g2.add("LoraLoader", 1, model=ckpt[0], clip=ckpt[1], lora_name="x.safetensors")
+    latent = g2.add("EmptyLatentImage", 0)
+    ks2 = g2.add("KSampler", 2, model=lora[0], positive=ckpt[0], negative=ckpt[0], latent_image=latent[0])
+    lora.mode = 4
+    api2 = ui_to_api(g2.to_json(), defs)
+    assert str(lora.id) not in api2
+    assert api2[str(ks2.id)]["inputs"]["model"] == [str(ckpt.id), 0]
+    ks2.mode = 2
+    assert str(ks2.id) not in ui_to_api(g2.to_json(), defs)
+
+
+def test_converter_names_missing_node_types(defs):
+    g, _ = _graph(defs)
+    ui = g.to_json()
+    ui["nodes"][0] = {**copy.deepcopy(ui["nodes"][0]), "type": "SomePackThatIsNotInstalled"}
+    with pytest.raises(WorkflowError, match="SomePackThatIsNotInstalled"):
+        ui_to_api(ui, defs)
+    with pytest.raises(WorkflowError, match="editor-format"):
+        ui_to_api(_api("style_transfer_fast"), defs)
+
+
+def test_sample_images_are_licensed():
+    notice = (REPO_ROOT / "NOTICE").read_text()
+    for image in (WORKFLOWS / "images").iterdir():
+        assert image.name in notice, f"{image.name} has no licence line in NOTICE"
+    assert Path(REPO_ROOT / "workflows" / "images").is_dir()
