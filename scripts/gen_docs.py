@@ -32,7 +32,9 @@ def main() -> None:
         lines += ["", "## Outputs", ""]
         for o in schema.outputs:
             lines.append(f"- **{o.display_name or o.io_type}**: {o.tooltip or ''}")
-        (out / f"{node_id}.md").write_text("\n".join(lines) + "\n")
+        # Tooltips name the user's model folders; the docs show them relative to ComfyUI.
+        text = "\n".join(lines).replace(str(base), "ComfyUI") + "\n"
+        (out / f"{node_id}.md").write_text(text)
         print("wrote", out / f"{node_id}.md")
 
 
