@@ -40,23 +40,25 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import gc
 import json
 import os
-import platform
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
-sys.path.insert(0, str(REPO_ROOT / "tests"))
+from _common import (
+    RESULTS_DIR,
+    PeakRSS,
+    command_line,
+    machine_info,
+    make_executor,
+    pack_info,
+    timed_run,
+)
+from _common import mib as _mib
+from _common import setup_comfy as _setup_comfy
 
 # name -> (description, sampler settings or None for the core KSampler)
 CONFIGS: dict[str, tuple[str, dict | None]] = {
@@ -102,25 +104,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup_comfy(base: Path, gpu: bool) -> tuple[Path, dict]:
     """Temp ComfyUI base with the pack and tiny models; ComfyUI imported and nodes loaded."""
-    from harness import comfy as hc
-    from harness import models
-    from harness.locate import ComfyUINotFound, locate_comfyui
 
-    try:
-        comfy_root = locate_comfyui(allow_install=False)
-    except ComfyUINotFound as e:
-        sys.exit(f"bench_guidance: {e}")
-    hc.make_base(base)
-    hc.configure_comfy(comfy_root, base)
-    import torch
+    def tiny_models(models_dir: Path) -> dict:
+        from headless import tiny_models as models
 
-    if gpu and torch.cuda.is_available():  # configure_comfy forces --cpu; undo it before model_management loads
-        from comfy.cli_args import args as comfy_args
+        return models.build_all(models_dir)
 
-        comfy_args.cpu = False
-    tiny = models.build_all(base / "models")
-    hc.init_nodes()
-    return comfy_root, tiny
+    return _setup_comfy(base, gpu, tiny_models, who="bench_guidance")
 
 
 def build_prompt(tiny: dict, name: str, a: argparse.Namespace, seed: int) -> dict:
@@ -145,113 +135,7 @@ def build_prompt(tiny: dict, name: str, a: argparse.Namespace, seed: int) -> dic
     return g
 
 
-# ---------------------------------------------------------------- memory
-
-
-class PeakRSS:
-    """Peak resident memory during a block, over the RSS at its start (bytes).
-
-    Linux: resets the kernel's high-water mark (``/proc/self/clear_refs`` <- 5) and
-    reads ``VmHWM`` afterwards, which is exact and costs nothing. Elsewhere: a thread
-    polls psutil every 5 ms.
-    """
-
-    _CLEAR = Path("/proc/self/clear_refs")
-    _STATUS = Path("/proc/self/status")
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.proc = psutil.Process()
-        self.use_hwm = self._try_hwm()
-        self.method = "VmHWM" if self.use_hwm else "psutil-poll-5ms"
-
-    def _try_hwm(self) -> bool:
-        try:
-            self._CLEAR.write_text("5")
-            return self._hwm() > 0
-        except OSError:
-            return False
-
-    def _hwm(self) -> int:
-        m = re.search(r"VmHWM:\s+(\d+)\s*kB", self._STATUS.read_text())
-        return int(m.group(1)) * 1024 if m else 0
-
-    def __enter__(self) -> "PeakRSS":
-        gc.collect()
-        self.start = self.proc.memory_info().rss
-        self.peak = self.start
-        if self.use_hwm:
-            self._CLEAR.write_text("5")
-        else:
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._poll, daemon=True)
-            self._thread.start()
-        return self
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def __exit__(self, *exc) -> None:
-        if self.use_hwm:
-            self.peak = max(self.start, self._hwm())
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-        self.growth = self.peak - self.start
-
-
 # ---------------------------------------------------------------- measure
-
-
-def make_executor():
-    """The harness's in-process ComfyUI, with an LRU output cache instead of the classic one.
-
-    The classic cache drops every output the current prompt does not use, so running the
-    configurations in turn would reload models and rebuild loss networks each time. With an
-    LRU cache large enough for all of them, the timed runs can be interleaved (one repeat of
-    every configuration, then the next), which spreads slow drifts in machine load evenly.
-    """
-    import execution
-    from harness.comfy import InProcessComfy
-
-    comfy = InProcessComfy()
-    comfy.executor = execution.PromptExecutor(
-        comfy.server, cache_type=execution.CacheType.LRU, cache_args={"lru": 10_000, "ram": 0})
-    return comfy
-
-
-def executed_nodes(messages: list) -> set[str]:
-    """Node ids that actually ran in a prompt (ComfyUI's 'executing' messages)."""
-    return {d["node"] for ev, d in messages if ev == "executing" and isinstance(d, dict) and d.get("node")}
-
-
-def _cpu_seconds() -> float:
-    import resource
-
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def timed_run(comfy, prompt: dict, cuda: bool) -> dict:
-    import torch
-
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    with PeakRSS() as mem:
-        c0, t0 = _cpu_seconds(), time.perf_counter()
-        result = comfy.run(prompt)
-        if cuda:
-            torch.cuda.synchronize()
-        wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
-    out = {"wall_s": wall, "cpu_s": cpu, "rss_growth": mem.growth, "rss_peak": mem.peak,
-           "executed": sorted(executed_nodes(result.messages))}
-    if cuda:
-        out["cuda_peak"] = torch.cuda.max_memory_allocated()
-    return out
 
 
 def run_all(comfy, tiny: dict, names: list[str], a: argparse.Namespace, cuda: bool) -> list[dict]:
@@ -290,62 +174,6 @@ def run_all(comfy, tiny: dict, names: list[str], a: argparse.Namespace, cuda: bo
             row["peak_cuda_allocated_bytes"] = max(r["cuda_peak"] for r in runs[name])
         rows.append(row)
     return rows
-
-
-def machine_info(comfy_root: Path, cuda: bool) -> dict:
-    import torch
-
-    info = {
-        "platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
-        "python": platform.python_version(), "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "comfyui": _comfy_version(comfy_root), "comfyui_path": str(comfy_root),
-        "device": "cuda" if cuda else "cpu",
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            m = re.search(r"model name\s*:\s*(.+)", f.read())
-        info["cpu_model"] = m.group(1).strip() if m else None
-    except OSError:
-        info["cpu_model"] = None
-    if cuda:
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["cuda"] = torch.version.cuda
-    return info
-
-
-def _comfy_version(comfy_root: Path) -> str | None:
-    m = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", (comfy_root / "comfyui_version.py").read_text()) \
-        if (comfy_root / "comfyui_version.py").is_file() else None
-    return m.group(1) if m else None
-
-
-def _pack_info() -> dict:
-    from harness.comfy import PACK_DIRNAME
-
-    info: dict = {}
-    for name, mod in list(sys.modules.items()):
-        version = getattr(mod, "STYLE_GUIDANCE_VERSION", None) if name.endswith(PACK_DIRNAME) else None
-        if isinstance(version, str):
-            info["style_guidance_version"] = version
-            break
-    try:
-        rev = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        info["git"] = rev + ("+uncommitted" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
-
-
-# ---------------------------------------------------------------- report
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.0f}"
 
 
 def table(rows: list[dict], cuda: bool) -> str:
@@ -428,14 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         load_after = os.getloadavg()
         rss_method = PeakRSS().method
         machine = machine_info(comfy_root, cuda)
-        pack = _pack_info()
+        pack = pack_info()
     plain = rows[0]["median_s"]
     for r in rows:
         r["ratio_to_plain"] = r["median_s"] / plain
-    exe = sys.executable
-    if exe.startswith(str(REPO_ROOT) + os.sep):
-        exe = os.path.relpath(exe, REPO_ROOT)
-    cmd = " ".join([exe, os.path.relpath(__file__, REPO_ROOT), *(argv if argv is not None else sys.argv[1:])])
+    cmd = command_line(__file__, argv)
     result = {
         "benchmark": "bench_guidance", "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": cmd, "settings": {k: v for k, v in vars(a).items() if k not in ("out", "no_write")},

@@ -50,7 +50,7 @@ def _private_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
     # tensors are ordinary ones, so autograd can save them for backward.
     memo: dict[int, Any] = {}
     with torch.inference_mode(False), torch.no_grad():
-        for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        for _name, tensor in [*module.named_parameters(), *module.named_buffers()]:
             if id(tensor) in memo:
                 continue  # tied weights stay tied
             target = dtype if tensor.is_floating_point() else tensor.dtype

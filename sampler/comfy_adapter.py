@@ -18,8 +18,6 @@ import logging
 import weakref
 from collections.abc import Iterator
 
-import torch
-
 import comfy.model_management
 import comfy.model_patcher
 import comfy.model_sampling
@@ -27,6 +25,7 @@ import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
 import comfy.utils
+import torch
 
 from .engine import OOM_ADVICE, GuidanceEngine
 from .guidance import renoise_flow, renoise_ve, resize_for_loss, step_fraction
@@ -99,7 +98,7 @@ class DecoderCopy(torch.nn.Module):
         return out.float() * 0.5 + 0.5  # [-1,1] -> [0,1], no clamp: keep the gradient
 
 
-_DECODERS: "weakref.WeakKeyDictionary[object, tuple[DecoderCopy, comfy.model_patcher.ModelPatcher]]" = (
+_DECODERS: weakref.WeakKeyDictionary[object, tuple[DecoderCopy, comfy.model_patcher.ModelPatcher]] = (
     weakref.WeakKeyDictionary())
 
 
@@ -215,9 +214,20 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
             engine.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         state.prepared = True
 
-    def fraction_of(sigma_t: torch.Tensor, model_options: dict, model_sampling) -> float:
-        sigma = float(sigma_t.flatten()[0])
-        frac = step_fraction(sigma, model_options.get("transformer_options", {}).get("sample_sigmas"))
+    schedule_cache: dict[tuple, torch.Tensor] = {}
+
+    def host_schedule(sample_sigmas: torch.Tensor | None) -> torch.Tensor | None:
+        """The run's schedule on the CPU, copied once per run rather than at every evaluation."""
+        if sample_sigmas is None:
+            return None
+        key = (sample_sigmas.data_ptr(), sample_sigmas.numel(), sample_sigmas.device)
+        if key not in schedule_cache:
+            schedule_cache.clear()
+            schedule_cache[key] = sample_sigmas.detach().float().cpu()
+        return schedule_cache[key]
+
+    def fraction_of(sigma: float, model_options: dict, model_sampling) -> float:
+        frac = step_fraction(sigma, host_schedule(model_options.get("transformer_options", {}).get("sample_sigmas")))
         if frac is None:  # schedule unknown: fall back to ComfyUI's percent convention
             lo, hi = float(model_sampling.sigma_min), float(model_sampling.sigma_max)
             frac = 1.0 - (sigma - lo) / max(hi - lo, 1e-8)
@@ -249,22 +259,24 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
         def post_cfg(args: dict) -> torch.Tensor:
             denoised = args["denoised"]
             model_obj = args["model"]
-            frac = fraction_of(args["sigma"], args["model_options"], model_obj.model_sampling)
+            sigma = float(args["sigma"].flatten()[0])  # the one sync an evaluation needs: where are we?
+            frac = fraction_of(sigma, args["model_options"], model_obj.model_sampling)
             if not engine.wants(frac):
                 return denoised
             prepare(m)
-            sigma = float(args["sigma"].flatten()[0])
             return guarded(lambda: engine.guide_x0(args["input"], denoised, sigma, frac))
 
         m.set_model_sampler_post_cfg_function(post_cfg)
     else:
-        def predict_noise(executor, x, timestep, model_options={}, seed=None):
+        def predict_noise(executor, x, timestep, model_options=None, seed=None):
+            if model_options is None:
+                model_options = {}
             guider = executor.class_obj
-            frac = fraction_of(timestep, model_options, guider.inner_model.model_sampling)
+            sigma = float(timestep.flatten()[0])  # the one sync an evaluation needs: where are we?
+            frac = fraction_of(sigma, model_options, guider.inner_model.model_sampling)
             if not engine.wants(frac):
                 return executor(x, timestep, model_options, seed)
             prepare(guider.model_patcher)
-            sigma = float(timestep.flatten()[0])
 
             def run():
                 ts = timestep.detach().clone()  # inference tensors cannot be saved for backward

