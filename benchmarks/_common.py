@@ -8,6 +8,7 @@ high-water marks, and the machine/version facts every result file records.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import re
@@ -248,3 +249,12 @@ def log(who: str, text: str) -> None:
 
 def now() -> float:
     return time.perf_counter()
+
+
+def write_results(result: dict, md: str, out: str, default_stem: Path, log) -> None:
+    """Write a benchmark's Markdown table and raw JSON next to each other (``out`` overrides the stem)."""
+    stem = Path(out) if out else default_stem
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".md").write_text(md)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    log(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import statistics
 import sys
@@ -56,6 +55,7 @@ from _common import (
     make_executor,
     pack_info,
     timed_run,
+    write_results,
 )
 from _common import mib as _mib
 from _common import setup_comfy as _setup_comfy
@@ -272,11 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(result)
     print(md)
     if not a.no_write:
-        stem = Path(a.out) if a.out else RESULTS_DIR / f"{'cuda' if cuda else 'cpu'}_guidance"
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".md").write_text(md)
-        stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-        print(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}", file=sys.stderr)
+        write_results(result, md, a.out, RESULTS_DIR / f"{'cuda' if cuda else 'cpu'}_guidance",
+                      lambda msg: print(msg, file=sys.stderr))
     return 0
 
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import gc
-import json
 import os
 import statistics
 import sys
@@ -61,6 +60,7 @@ from _common import (
     pack_info,
     setup_comfy,
     timed_run,
+    write_results,
 )
 
 WHO = "bench_realsize"
@@ -386,7 +386,7 @@ def count_flops(objs: dict, fam: str, size: int, batch: int, cfg: float, names: 
     if xt:
         record("unet_fwd_bwd", unet_fwd_bwd)
     lf = model.latent_format
-    for kind, vae in objs["decoders"].items():
+    for kind, vae in objs.get("decoders", {}).items():
         dec, _ = decoder_for(vae)
         with torch.inference_mode(False):
             autograd_safe_(dec)
@@ -967,11 +967,8 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(result)
     print(md)
     if not a.no_write:
-        stem = Path(a.out) if a.out else RESULTS_DIR / f"{'cuda' if cuda else 'cpu'}_realsize"
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".md").write_text(md)
-        stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-        log(WHO, f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")
+        write_results(result, md, a.out, RESULTS_DIR / f"{'cuda' if cuda else 'cpu'}_realsize",
+                      lambda msg: log(WHO, msg))
     return 0
 
 

@@ -131,35 +131,11 @@ def test_real_mode_lists_missing_models(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Server mode: one real ComfyUI server with the stand-ins, plus a URL where nothing listens
+# Server mode: the session's real ComfyUI server (conftest: its base holds stand-ins under every
+# shipped workflow's file names), plus a URL where nothing listens
 
 
-@pytest.fixture(scope="module")
-def tiny_server(comfy_root, tmp_path_factory):
-    from headless.comfy_host import ComfyServer
-
-    base = tmp_path_factory.mktemp("server_base")
-    # Stand-ins under the workflow's file names; needs ComfyUI imported, so not in this process.
-    script = (
-        "import json, sys; from pathlib import Path\n"
-        "from headless import comfy_host as hc, tiny_models as tm\n"
-        "base = hc.make_base(Path(sys.argv[1]), test_nodes=False)\n"
-        "hc.configure_comfy(Path(sys.argv[2]), base)\n"
-        "tm.install_for_workflow(base / 'models', json.loads(Path(sys.argv[3]).read_text()))\n"
-    )
-    api = REPO / "workflows" / "api" / "style_transfer_fast.json"
-    subprocess.run([sys.executable, "-c", script, str(base), str(comfy_root), str(api)], cwd=REPO, check=True,
-                   timeout=600)
-    ARTIFACTS.mkdir(exist_ok=True)
-    server = ComfyServer(comfy_root, base, ARTIFACTS / "runner-server.log")
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
-
-
-def test_server_mode_retries_on_live_server(tmp_path, tiny_server, content_folder):
+def test_server_mode_retries_on_live_server(tmp_path, comfy_server, content_folder):
     from headless.comfy_host import free_port
 
     contents = tmp_path / "contents"
@@ -169,7 +145,7 @@ def test_server_mode_retries_on_live_server(tmp_path, tiny_server, content_folde
     dead = f"http://127.0.0.1:{free_port()}"
     out = tmp_path / "out"
     proc = run_headless("style_transfer_fast", "--content", contents, "--style", STYLE, "--output", out,
-                        "--tiny", "--seed", 5, "--server", dead, "--server", tiny_server.url)
+                        "--tiny", "--seed", 5, "--server", dead, "--server", comfy_server.url)
     log = proc.stdout
     assert proc.returncode == 0, log[-6000:]
     assert f"server {dead} failed (connection refused)" in log, log[-4000:]
@@ -180,12 +156,12 @@ def test_server_mode_retries_on_live_server(tmp_path, tiny_server, content_folde
         text = png_text(png)
         assert {"prompt", "workflow", "style_guidance"} <= set(text)
         settings = json.loads(text["style_guidance"])
-        assert settings["server"] == tiny_server.url and settings["seed"] == 5 and settings["models"] == "tiny"
+        assert settings["server"] == comfy_server.url and settings["seed"] == 5 and settings["models"] == "tiny"
     rows, doc = read_losses(out)
     assert len(rows) == 2
     for row in rows:
         assert_finite_terms(row)
-    assert all(p["status"] == "ok" and p["server"] == tiny_server.url for p in doc["pairs"])
+    assert all(p["status"] == "ok" and p["server"] == comfy_server.url for p in doc["pairs"])
     assert any(a.startswith(dead) for p in doc["pairs"] for a in p["attempts"])
 
 
