@@ -18,8 +18,11 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # Editor-only nodes: never sent to the server.
 VIRTUAL_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 MODE_ALWAYS, MODE_NEVER, MODE_BYPASS = 0, 2, 4
+# Widgets the editor itself adds to some core nodes, after those of the node definition; it saves
+# them in widgets_values and sends them with the prompt (the server ignores them).
+EDITOR_WIDGETS: dict[str, tuple[tuple[str, Any], ...]] = {"PreviewAny": (("preview", ""),)}
 # Nodes the editor draws an image or text inside: the layout leaves room for it (px).
-PREVIEW_HEIGHT = {"LoadImage": 300, "SaveImage": 300, "PreviewImage": 300, "StyleGuidanceMeasure": 150}
+PREVIEW_HEIGHT = {"LoadImage": 300, "SaveImage": 300, "PreviewImage": 300, "PreviewAny": 150}
 
 
 class WorkflowError(ValueError):
@@ -165,6 +168,9 @@ def ui_to_api(workflow: dict, defs: dict[str, NodeDef]) -> dict[str, dict]:
                 value = got["value"] if isinstance(got, dict) else got
             if value is not None:
                 inputs[inp.name] = value
+        for name, default in EDITOR_WIDGETS.get(kind, ()):
+            inputs[name] = values[pos] if pos < len(values) else default
+            pos += 1
         prompt[str(node["id"])] = {
             "inputs": inputs,
             "class_type": kind,
@@ -253,6 +259,7 @@ class UIGraph:
                 node.inputs.append({"name": inp.name, "type": inp.type, "link": None})
             if is_link:
                 self._connect(value[0], value[1], node, inp.name)
+        node.widgets_values += [default for _name, default in EDITOR_WIDGETS.get(kind, ())]
         self.nodes.append(node)
         return node
 

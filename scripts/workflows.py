@@ -98,7 +98,8 @@ def _all_losses(g: UIGraph, n: dict, column: int = 2, weights: dict | None = Non
 def _finish(g: UIGraph, latent: tuple, vae: tuple, losses: tuple, prefix: str, column: int = 4) -> None:
     image = g.add("VAEDecode", column, samples=latent, vae=vae)[0]
     g.add("SaveImage", column, images=image, filename_prefix=f"style_guidance/{prefix}")
-    g.add("StyleGuidanceMeasure", column, title="Loss terms of the result", image=image, losses=losses, seed=0)
+    scores = g.add("StyleGuidanceMeasure", column, title="Loss terms of the result", image=image, losses=losses, seed=0)
+    g.add("PreviewAny", column, title="Loss values", source=scores[0])
 
 
 PROMPT = "an oil painting, rich colours, visible brush strokes"
@@ -187,7 +188,7 @@ def ablation_grid(g: UIGraph) -> None:
            "The same content/style pair, seed and settings, sampled six times: with content MSE, VGG content, "
            "ZeCon, CLIP style, Gram style alone, then all five combined. The results are saved as one batch "
            "(left to right in that order), and each is scored with all five losses by a *Measure Losses* node, "
-           "so the numbers compare like with like.\n"
+           "so the numbers compare like with like; the *Loss values* boxes show them after a run.\n"
            + MODELS_NOTE.format(ckpt=SD15_CKPT, extra="- `models/vae_approx/taesd_*.safetensors` (madebyollin/taesd)\n"),
            0, height=480)
     n = _loaders(g, SD15_CKPT, PROMPT)
@@ -211,7 +212,9 @@ def ablation_grid(g: UIGraph) -> None:
                     scheduler="normal", denoise=0.6, mode="x0", scale=0.5, start_percent=0.0, end_percent=0.7,
                     loss_resolution=256)[0]
         image = g.add("VAEDecode", 6, samples=out, vae=n["ckpt"][2])[0]
-        g.add("StyleGuidanceMeasure", 7, title=f"Scores of result {i + 1}", image=image, losses=everything, seed=0)
+        scores = g.add("StyleGuidanceMeasure", 7, title=f"Scores of result {i + 1}", image=image, losses=everything,
+                       seed=0)
+        g.add("PreviewAny", 7, title=f"Loss values of result {i + 1}", source=scores[0])
         images.append(image)
     grid = images[0]
     for image in images[1:]:

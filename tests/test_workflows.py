@@ -71,6 +71,11 @@ def test_each_workflow_explains_itself(name):
         assert file_name in text, f"{name}: the note does not say where {file_name} goes"
     titles = {n.get("title") for n in ui["nodes"] if n["type"] == "LoadImage"}
     assert titles == {"Content image", "Style image"}
+    # Every measurement is displayed in the editor (a node's own ui text is not drawn by the frontend).
+    api = _api(name)
+    shown = {tuple(n["inputs"]["source"]) for n in api.values() if n["class_type"] == "PreviewAny"}
+    measures = [nid for nid, n in api.items() if n["class_type"] == "StyleGuidanceMeasure"]
+    assert measures and all((nid, 0) in shown for nid in measures), f"{name}: a Measure Losses result is not shown"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
