@@ -244,12 +244,12 @@ _BUILDERS = {
     "vae": ("sg_tiny_taesd_vae.safetensors", build_taesd_as_full_vae),
     "loras": ("sg_empty_lora.safetensors", build_empty_lora),
     "vgg": ("vgg19-random.safetensors", build_vgg),
-    "vgg_pth": ("vgg19-random.pth", lambda p: torch.save(_read(p.with_suffix(".safetensors")), p)),
+    "vgg_pth": ("vgg19-random.pth", lambda p: torch.save(_vgg_tensors(), p)),
     "open_clip": (TINY_OPENCLIP, build_open_clip),
 }
 
 
-def _read(path: Path) -> dict[str, torch.Tensor]:
+def _vgg_tensors() -> dict[str, torch.Tensor]:
     """The cached safetensors VGG, for its torch-format twin (workflows name torchvision's .pth)."""
     from safetensors.torch import load_file
 
