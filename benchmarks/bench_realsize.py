@@ -50,7 +50,6 @@ from pathlib import Path
 
 import _realsize_models as RM
 from _common import (
-    BENCH_DIR,
     REPO_ROOT,
     RESULTS_DIR,
     command_line,
@@ -173,7 +172,7 @@ def build_prompt(fam: str, name: str, size: int, batch: int, steps: int, seed: i
     tokens, dim, pooled = RM.CONDITIONING[fam]
 
     def cond(text: str) -> dict:
-        return {"class_type": "SGBenchConditioning", "inputs": {
+        return {"class_type": "SGTestConditioning", "inputs": {
             "text": text, "seed": 0, "tokens": tokens, "dim": dim, "pooled_dim": pooled, "width": size, "height": size}}
 
     g: dict[str, dict] = {
@@ -913,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
         return man
 
     with tempfile.TemporaryDirectory(prefix="sg_realsize_") as tmp:
-        comfy_root, _ = setup_comfy(Path(tmp) / "base", a.gpu, models, (BENCH_DIR / "_bench_nodes.py",), who=WHO)
+        comfy_root, _ = setup_comfy(Path(tmp) / "base", a.gpu, models, who=WHO)
         import torch
 
         cuda = a.gpu and torch.cuda.is_available()

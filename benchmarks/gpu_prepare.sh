@@ -18,7 +18,7 @@ PY=${PYTHON:-.venv/bin/python}
 PY_VERSION=${PY_VERSION:-3.12}
 WHEELS="av==18.1.0 torchsde==0.2.6 trampoline==0.1.2 open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4"
 
-comfy_src=${COMFYUI_PATH:-$("$PY" -c "import sys; sys.path.insert(0, 'tests'); from headless.locate import locate_comfyui; print(locate_comfyui())")}
+comfy_src=${COMFYUI_PATH:-$("$PY" -c "import sys; sys.path.insert(0, '.'); from headless.locate import locate_comfyui; print(locate_comfyui())")}
 mkdir -p "$DEST/whl"
 rm -rf "$DEST/comfyui"
 # Keep sd1_tokenizer; drop the big tokenizers of other text encoders, tests, caches.

@@ -15,19 +15,37 @@ def _seed_of(text: str, seed: int) -> int:
 
 
 class SGTestConditioning:
-    """Seeded random (1,77,768) conditioning: stands in for the full-size CLIP text encoder."""
+    """Seeded random conditioning: stands in for a text encoder (tests and benchmarks).
+
+    Default (1, 77, 768) is SD1.5's shape; the optional inputs give other families theirs
+    (SDXL: dim 2048 with a 1280-d pooled vector and the image size for its size embedding).
+    """
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"text": ("STRING", {"default": "a photo"}), "seed": ("INT", {"default": 0, "min": 0, "max": 2**31})}}
+        return {
+            "required": {"text": ("STRING", {"default": "a photo"}), "seed": ("INT", {"default": 0, "min": 0, "max": 2**31})},
+            "optional": {
+                "tokens": ("INT", {"default": 77, "min": 1, "max": 4096}),
+                "dim": ("INT", {"default": 768, "min": 1, "max": 8192}),
+                "pooled_dim": ("INT", {"default": 0, "min": 0, "max": 8192}),
+                "width": ("INT", {"default": 1024, "min": 8, "max": 16384}),
+                "height": ("INT", {"default": 1024, "min": 8, "max": 16384}),
+            },
+        }
 
     RETURN_TYPES = ("CONDITIONING",)
     FUNCTION = "run"
     CATEGORY = "_for_testing/style_guidance"
 
-    def run(self, text, seed):
+    def run(self, text, seed, tokens=77, dim=768, pooled_dim=0, width=1024, height=1024):
         gen = torch.Generator().manual_seed(_seed_of(text, seed))
-        return ([[torch.randn((1, 77, 768), generator=gen), {}]],)
+        cond = torch.randn((1, tokens, dim), generator=gen)
+        extra = {}
+        if pooled_dim:
+            extra = {"pooled_output": torch.randn((1, pooled_dim), generator=gen), "width": width, "height": height,
+                     "target_width": width, "target_height": height, "crop_w": 0, "crop_h": 0}
+        return ([[cond, extra]],)
 
 
 class SGTestKLVAE:
