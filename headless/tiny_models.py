@@ -23,6 +23,10 @@ TINY_KL_VAE = "sg_tiny_kl_vae.safetensors"
 TINY_VGG = "vgg19-random.safetensors"
 TINY_OPENCLIP = "sg_tiny_openclip.safetensors"
 TINY_OPENCLIP_ARCH = "StyleGuidance-tiny"
+# Scoring twins: the same architectures with other seeds. Tests score guided results with these,
+# so a test passes only when guidance moves a picture, not one network's own objective.
+TINY_VGG_TWIN = "vgg19-twin.safetensors"
+TINY_OPENCLIP_TWIN = "sg_tiny_openclip_twin.safetensors"
 
 
 def _fill_(module: torch.nn.Module, seed: int, gain: float = 1.0) -> None:
@@ -192,9 +196,12 @@ def build_all(models_dir: Path) -> dict[str, str]:
     save_file(tiny_kl_vae_state_dict(), str(models_dir / "vae" / TINY_KL_VAE))
     build_vgg(models_dir / "vgg" / TINY_VGG)
     build_open_clip(models_dir / "open_clip" / TINY_OPENCLIP)
+    build_vgg(models_dir / "vgg" / TINY_VGG_TWIN, seed=13)
+    build_open_clip(models_dir / "open_clip" / TINY_OPENCLIP_TWIN, seed=14)
     return {
         "ckpt": TINY_CKPT, "kl_vae": TINY_KL_VAE, "vgg": TINY_VGG,
         "open_clip": TINY_OPENCLIP, "open_clip_arch": TINY_OPENCLIP_ARCH,
+        "vgg_twin": TINY_VGG_TWIN, "open_clip_twin": TINY_OPENCLIP_TWIN,
     }
 
 

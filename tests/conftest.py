@@ -61,6 +61,7 @@ def tiny_models(comfy_base) -> dict:
     return {
         "ckpt": models.TINY_CKPT, "kl_vae": models.TINY_KL_VAE, "vgg": models.TINY_VGG,
         "open_clip": models.TINY_OPENCLIP, "open_clip_arch": models.TINY_OPENCLIP_ARCH,
+        "vgg_twin": models.TINY_VGG_TWIN, "open_clip_twin": models.TINY_OPENCLIP_TWIN,
     }
 
 
