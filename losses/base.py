@@ -14,7 +14,7 @@ Conventions shared by every term (quoted by the node tooltips):
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,8 @@ from torch import Tensor, nn
 __all__ = [
     "FeatureExtractor",
     "GuidanceLoss",
+    "LatentGuidanceLoss",
+    "ModelProbe",
     "LossResult",
     "CombinedLoss",
     "as_image_batch",
@@ -301,6 +303,7 @@ class GuidanceLoss(nn.Module):
     """
 
     kind: str = "loss"
+    space: str = "image"  # "image": maps decoded pixels to a loss; "latent": see LatentGuidanceLoss
 
     def __init__(
         self,
@@ -402,6 +405,44 @@ class GuidanceLoss(nn.Module):
             self._cache = _move_tree(self._cache, fn)
             self._targets = _move_tree(self._targets, fn)
         return self
+
+
+@runtime_checkable
+class ModelProbe(Protocol):
+    """What a latent term may ask of the loaded diffusion model during one guided evaluation.
+
+    The sampler builds one per guided evaluation (it knows the model, its patches and the
+    conditioning); terms in this package only see this interface, so ``losses/`` stays free of
+    ComfyUI. Concrete probes may offer more methods; terms document which they need.
+    """
+
+    sigma: float  # the noise level of the evaluation being guided
+    seed: int  # the sampling run's seed (for seeded noise that repeats run to run)
+
+    def to_model_space(self, latent: Tensor) -> Tensor:
+        """A LATENT's samples (VAE space) -> the model's latent space (``process_latent_in``)."""
+        ...
+
+
+class LatentGuidanceLoss(GuidanceLoss):
+    """A term on the diffusion model's own features: maps the x0 latent (model space) to (B,).
+
+    Needs no decoder and no extra network: the engine hands it the denoised prediction and a
+    :class:`ModelProbe`; its gradient is taken and normalised in latent space.
+    """
+
+    kind = "latent"
+    space = "latent"
+
+    def forward_latent(self, x0: Tensor, probe: ModelProbe) -> Tensor:
+        """Unweighted per-sample loss (B,) of the x0 latent ``x0`` (B,C,h,w), model space."""
+        raise NotImplementedError
+
+    def forward_features(self, images: Tensor, feats: dict[str, Tensor]) -> Tensor:
+        raise TypeError(f"{self.kind}: a latent term is evaluated on latents (forward_latent), not on images")
+
+    def forward(self, images: Tensor) -> Tensor:  # type: ignore[override]
+        raise TypeError(f"{self.kind}: a latent term is evaluated on latents (forward_latent), not on images")
 
 
 def _register_reference(module: nn.Module, name: str, tensor: Tensor) -> None:
