@@ -31,11 +31,12 @@ from .clip import (
     tiny_open_clip_config,
 )
 from .content import ZECON_DEFAULT_LAYERS, ContentMSELoss, VGGContentLoss, ZeConLoss, patch_nce
-from .style import CLIP_DISTANCES, CLIPStyleLoss, GramStyleLoss, RangeLoss, gram_matrix
+from .style import CLIP_DISTANCES, CLIP_TARGETS, CLIPStyleLoss, GramStyleLoss, RangeLoss, gram_matrix
 from .vgg import (
     DEFAULT_VGG_CONTENT_PRESET,
     DEFAULT_ZECON_PRESET,
     GRAM_STYLE_LAYERS,
+    ZECON_PRESET_ALIASES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     VGG_CONTENT_LAYER_PRESETS,
@@ -71,6 +72,7 @@ __all__ = [
     "ZeConLoss",
     "patch_nce",
     "CLIP_DISTANCES",
+    "CLIP_TARGETS",
     "CLIPStyleLoss",
     "GramStyleLoss",
     "RangeLoss",
@@ -78,6 +80,7 @@ __all__ = [
     "DEFAULT_VGG_CONTENT_PRESET",
     "DEFAULT_ZECON_PRESET",
     "GRAM_STYLE_LAYERS",
+    "ZECON_PRESET_ALIASES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "VGG_CONTENT_LAYER_PRESETS",

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -278,6 +280,11 @@ class FeatureExtractor(nn.Module):
         self.calls += 1
         return self.extract(images, wanted)
 
+    def reference_features(self, images: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
+        """Like ``forward`` for reference images (targets): not counted in ``calls``, which counts guidance work."""
+        wanted = self.check_layers(layers)
+        return self.extract(images, wanted) if wanted else {}
+
     def extract(self, images: Tensor, layers: tuple[str, ...]) -> dict[str, Tensor]:
         """Subclass hook: compute the (already validated, non-empty) layers."""
         raise NotImplementedError
@@ -312,15 +319,28 @@ class GuidanceLoss(nn.Module):
         mask: Tensor | None = None,
         name: str | None = None,
         seed: int = 0,
+        start_percent: float = 0.0,
+        end_percent: float = 1.0,
     ) -> None:
         super().__init__()
         weight = float(weight)
-        if weight != weight or weight in (float("inf"), float("-inf")):
+        if not math.isfinite(weight):
             raise ValueError(f"{self.kind}: weight must be a finite number, got {weight}")
+        start, end = float(start_percent), float(end_percent)
+        if not (0.0 <= start < end <= 1.0):
+            raise ValueError(
+                f"{self.kind}: start_percent ({start}) must be below end_percent ({end}), both in [0, 1]"
+            )
         self.weight: float = weight
         self.name: str = name or self.kind
         self.extractor = extractor
         self.seed: int = int(seed)
+        # The part of the schedule (fractions of the steps, half-open) this term guides in; the
+        # sampler applies the window rule, the term only carries the numbers.
+        self.start_percent: float = start
+        self.end_percent: float = end
+        # Public counter: how many guided evaluations used this term (tests count windows with it).
+        self.evaluations: int = 0
         # Per-size caches of constant tensors (resized references, target features, masks) and
         # size-independent targets (style Grams); both follow device moves in _apply.
         self._cache: dict[Hashable, Any] = {}
@@ -346,7 +366,13 @@ class GuidanceLoss(nn.Module):
     def describe(self) -> str:
         """One-line human summary of the term's settings (used by CombinedLoss.describe)."""
         mask = "none" if self.mask is None else "x".join(str(s) for s in self.mask.shape)
-        return f"{type(self).__name__}(mask={mask})"
+        return f"{type(self).__name__}(mask={mask}{self.window_text()})"
+
+    def window_text(self) -> str:
+        """', steps 20%-70%' when the term has its own window, else ''."""
+        if self.start_percent == 0.0 and self.end_percent == 1.0:
+            return ""
+        return f", steps {self.start_percent:.0%}-{self.end_percent:.0%}"
 
     # -- common behaviour -----------------------------------------------------------------------
 
@@ -543,15 +569,29 @@ class CombinedLoss:
         """Same as :meth:`evaluate`."""
         return self.evaluate(images)
 
-    def evaluate(self, images: Tensor) -> LossResult:
-        """Evaluate all active terms on ``images`` (B,3,H,W in [0,1]); returns a LossResult.
+    @property
+    def image_terms(self) -> tuple[tuple[str, GuidanceLoss], ...]:
+        """(name, term) of the active terms evaluated on decoded pixels."""
+        return tuple((n, t) for n, t in zip(self._names, self._terms, strict=True)
+                     if t.weight != 0.0 and t.space == "image")
+
+    @property
+    def latent_terms(self) -> tuple[tuple[str, LatentGuidanceLoss], ...]:
+        """(name, term) of the active terms evaluated on the model's latent (its own features)."""
+        return tuple((n, t) for n, t in zip(self._names, self._terms, strict=True)  # type: ignore[misc]
+                     if t.weight != 0.0 and t.space == "latent")
+
+    def evaluate(self, images: Tensor, names: Iterable[str] | None = None) -> LossResult:
+        """Evaluate the active image terms (or those in ``names``) on ``images`` (B,3,H,W in [0,1]).
 
         Terms sharing the same extractor instance are grouped and the extractor runs once with
         the union of their layers. ``terms`` values keep their graph (detach them for display).
-        With no active term the total is a zero (B,) still connected to ``images``.
+        Latent terms are not evaluated here (they need the diffusion model: see the sampler).
+        With no term to evaluate the total is a zero (B,) still connected to ``images``.
         """
         _check_generated(images)
-        active = [(n, t) for n, t in zip(self._names, self._terms, strict=True) if t.weight != 0.0]
+        wanted = None if names is None else set(names)
+        active = [(n, t) for n, t in self.image_terms if wanted is None or n in wanted]
         values: dict[str, Tensor] = {}
         groups: dict[int, list[tuple[str, GuidanceLoss]]] = {}
         for name, term in active:

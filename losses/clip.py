@@ -107,6 +107,49 @@ class CLIPImageEncoder(nn.Module):
         """Embeddings (B,D) of [0,1] images of any size."""
         return self.encode_resized(self.resize(images))
 
+    # -- early tokens (token-Gram style targets) ------------------------------------------------
+    def _tower(self) -> Any:
+        """The module that knows how to give early tokens, or None."""
+        m = self.model
+        if m is not None and hasattr(m, "tokens") and hasattr(m, "depth"):
+            return m  # ComfyUI CLIP_VISION copy (sampler/clip_vision.py)
+        if m is not None and hasattr(m, "_embeds") and hasattr(getattr(m, "transformer", None), "resblocks"):
+            return m  # an open_clip VisionTransformer
+        return None
+
+    def depth(self) -> int:
+        """Number of transformer layers (for token targets); 0 when the encoder cannot give tokens."""
+        m = self._tower()
+        if m is None:
+            return 0
+        return int(m.depth()) if hasattr(m, "depth") and callable(m.depth) else len(m.transformer.resblocks)
+
+    def tokens_resized(self, images: Tensor, layers: int) -> Tensor:
+        """Patch tokens (B,N,D) after the first ``layers`` transformer layers, of resized [0,1] images.
+
+        The class token is left out: it summarises the image, the patch tokens carry its texture.
+        """
+        m = self._tower()
+        if m is None:
+            raise ValueError(
+                f"clip_style: the encoder '{self.name}' cannot give early-layer tokens; the token-Gram target needs an "
+                "open_clip ViT (Load open_clip) or a core CLIP_VISION model"
+            )
+        self.calls += 1
+        x = ((images.to(self.mean.dtype) - self.mean) / self.std).to(self._dtype())
+        if hasattr(m, "tokens") and callable(m.tokens):
+            return m.tokens(x, layers)
+        x = m._embeds(x)
+        batch_first = getattr(m.transformer, "batch_first", True)
+        if not batch_first:
+            x = x.transpose(0, 1)
+        for block in list(m.transformer.resblocks)[:layers]:
+            x = block(x)
+        if not batch_first:
+            x = x.transpose(0, 1)
+        skip = 1 if getattr(m, "class_embedding", None) is not None else 0
+        return x[:, skip:]
+
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> CLIPImageEncoder:
         with torch.inference_mode(False):  # see FeatureExtractor._apply
             return super()._apply(fn, recurse)

@@ -62,6 +62,20 @@ def patch_nce(gen: Tensor, ref: Tensor, idx: Tensor, tau: float = 0.07) -> Tenso
     return F.cross_entropy(logits.reshape(b * n, n), labels, reduction="none").view(b, n).mean(dim=1)
 
 
+# Content references are kept at most this large (longer side): they are only ever compared at
+# the loss resolution, and a phone photo at full size would cost memory and time for nothing.
+MAX_REFERENCE_SIDE = 2048
+
+
+def cap_reference(image: Tensor, side: int = MAX_REFERENCE_SIDE) -> Tensor:
+    """Downscale a constant (R,3,H,W) image so its longer side is at most ``side``."""
+    h, w = image.shape[-2:]
+    if max(h, w) <= side:
+        return image
+    f = side / max(h, w)
+    return resize_constant(image, (max(1, round(h * f)), max(1, round(w * f))))
+
+
 class _ContentTerm(GuidanceLoss):
     """Shared plumbing: the content reference and its per-size resized copy."""
 
@@ -73,10 +87,11 @@ class _ContentTerm(GuidanceLoss):
         mask: Tensor | None,
         fit: str,
         seed: int = 0,
+        **window: float,
     ) -> None:
-        super().__init__(weight=weight, extractor=extractor, mask=mask, seed=seed)
+        super().__init__(weight=weight, extractor=extractor, mask=mask, seed=seed, **window)
         self.fit = check_fit(fit)
-        _register_reference(self, "content", as_image_batch(content, "content image"))
+        _register_reference(self, "content", cap_reference(as_image_batch(content, "content image")))
 
     def content_at(self, size: tuple[int, int]) -> Tensor:
         """The content batch (R,3,h,w) fitted to ``size`` (cached per size)."""
@@ -85,7 +100,8 @@ class _ContentTerm(GuidanceLoss):
     def describe(self) -> str:
         r, _, h, w = self.content.shape
         mask = "none" if self.mask is None else "x".join(str(s) for s in self.mask.shape)
-        return f"{type(self).__name__}(content {r}x{h}x{w}, fit={self.fit}, mask={mask}{self._describe_extra()})"
+        return (f"{type(self).__name__}(content {r}x{h}x{w}, fit={self.fit}, mask={mask}{self._describe_extra()}"
+                f"{self.window_text()})")
 
     def _describe_extra(self) -> str:
         return ""
@@ -96,8 +112,9 @@ class ContentMSELoss(_ContentTerm):
 
     kind = "content_mse"
 
-    def __init__(self, content: Tensor, weight: float = 1.0, mask: Tensor | None = None, fit: str = "stretch") -> None:
-        super().__init__(content, weight, None, mask, fit)
+    def __init__(self, content: Tensor, weight: float = 1.0, mask: Tensor | None = None, fit: str = "stretch",
+                 **window: float) -> None:
+        super().__init__(content, weight, None, mask, fit, **window)
 
     def forward_features(self, images: Tensor, feats: dict[str, Tensor]) -> Tensor:
         """Per-sample (masked) mean squared pixel error (B,)."""
@@ -121,17 +138,20 @@ class _FeatureContentTerm(_ContentTerm):
         fit: str,
         seed: int = 0,
         precompute: bool = True,
+        **window: float,
     ) -> None:
         if extractor is None:
             raise ValueError(f"{self.kind}: a feature extractor (VGG19) is required")
         if isinstance(layers, str):
             layers = (layers,)
-        super().__init__(content, weight, extractor, mask, fit, seed)
+        super().__init__(content, weight, extractor, mask, fit, seed, **window)
         self.layers: tuple[str, ...] = extractor.check_layers(layers)
         if not self.layers:
             raise ValueError(f"{self.kind}: at least one layer is required")
-        if precompute:  # also validates early that the extractor accepts the content image
-            self.targets_at(tuple(self.content.shape[-2:]))
+        if precompute and self.weight != 0.0:
+            # Validates early that the extractor accepts the content, at a small size: the real
+            # targets are made at the loss resolution when sampling first needs them.
+            self.targets_at(_probe_size(tuple(self.content.shape[-2:])))
 
     def required_layers(self) -> set[str]:
         return set(self.layers)
@@ -142,13 +162,20 @@ class _FeatureContentTerm(_ContentTerm):
         def make() -> dict[str, Tensor]:
             ext = self.extractor
             dev = next((p.device for p in ext.parameters()), self.content.device)
-            feats = ext(self.content_at(size).to(dev), self.layers)
+            feats = ext.reference_features(self.content_at(size).to(dev), self.layers)
             return {k: v.detach().float() for k, v in feats.items()}
 
         return self.cached(("targets", tuple(size)), make)
 
     def _describe_extra(self) -> str:
         return f", layers={'+'.join(self.layers)}"
+
+
+def _probe_size(size: tuple[int, int], side: int = 64) -> tuple[int, int]:
+    """A small size with the aspect of ``size`` (longer side ``side``, shorter at least 32)."""
+    h, w = size
+    f = side / max(h, w)
+    return max(32, round(h * f)), max(32, round(w * f))
 
 
 class VGGContentLoss(_FeatureContentTerm):
@@ -165,8 +192,9 @@ class VGGContentLoss(_FeatureContentTerm):
         mask: Tensor | None = None,
         fit: str = "stretch",
         precompute: bool = True,
+        **window: float,
     ) -> None:
-        super().__init__(content, extractor, layers, weight, mask, fit, precompute=precompute)
+        super().__init__(content, extractor, layers, weight, mask, fit, precompute=precompute, **window)
 
     def forward_features(self, images: Tensor, feats: dict[str, Tensor]) -> Tensor:
         """Per-sample (masked) feature MSE averaged over the layers (B,)."""
@@ -181,7 +209,10 @@ class VGGContentLoss(_FeatureContentTerm):
 
 
 class ZeConLoss(_FeatureContentTerm):
-    """ZeCon / CUT PatchNCE on extractor features (no MLP head), summed over layers.
+    """PatchNCE (CUT; ZeCon's patch-wise contrastive loss) on extractor features (no MLP head), summed over layers.
+
+    ZeCon itself takes these features from the diffusion model's encoder; on VGG19 this is
+    CUT's PatchNCE and needs the VGG file (the node is "Content: PatchNCE (VGG)").
 
     Per layer: N random locations (the same in content and generated features; inside the mask
     when one is given), channel-L2-normalised vectors, logits = gen_q . content_k / tau over the
@@ -204,12 +235,13 @@ class ZeConLoss(_FeatureContentTerm):
         seed: int = 0,
         fit: str = "stretch",
         precompute: bool = True,
+        **window: float,
     ) -> None:
         if int(num_patches) < 2:
             raise ValueError(f"zecon: num_patches must be at least 2 (one positive, one negative), got {num_patches}")
         if not float(tau) > 0:
             raise ValueError(f"zecon: tau must be positive, got {tau}")
-        super().__init__(content, extractor, layers, weight, mask, fit, seed, precompute)
+        super().__init__(content, extractor, layers, weight, mask, fit, seed, precompute, **window)
         self.num_patches = int(num_patches)
         self.tau = float(tau)
 

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_VGG_CONTENT_PRESET",
     "ZECON_LAYER_PRESETS",
     "DEFAULT_ZECON_PRESET",
+    "ZECON_PRESET_ALIASES",
     "GRAM_STYLE_LAYERS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -46,10 +47,13 @@ DEFAULT_VGG_CONTENT_PRESET = next(iter(VGG_CONTENT_LAYER_PRESETS))
 # yet they are far less colour-bound than conv1_1, which would fight the style's palette.
 ZECON_LAYER_PRESETS: dict[str, tuple[str, ...]] = {
     "relu2_1+relu3_1+relu4_1": ("relu2_1", "relu3_1", "relu4_1"),
-    "conv1_1+conv2_1 (ZeCon code)": ("conv1_1", "conv2_1"),
+    "conv1_1+conv2_1 (early, colour-bound)": ("conv1_1", "conv2_1"),
     "relu3_1+relu4_1": ("relu3_1", "relu4_1"),
 }
 DEFAULT_ZECON_PRESET = next(iter(ZECON_LAYER_PRESETS))
+# Names saved workflows may still hold. ZeCon's code uses conv1_1+conv2_1 for its VGG *content*
+# loss, not for PatchNCE (which it computes on the diffusion model's features), hence the rename.
+ZECON_PRESET_ALIASES: dict[str, str] = {"conv1_1+conv2_1 (ZeCon code)": "conv1_1+conv2_1 (early, colour-bound)"}
 
 GRAM_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 

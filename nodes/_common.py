@@ -1,15 +1,18 @@
-"""Shared wiring for the node classes: socket types, common inputs, reference images."""
+"""Shared wiring for the node classes: socket types, common inputs, reference images, validation."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import inspect
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from comfy_api.latest import io
 
 from ..losses import CombinedLoss, comfy_image_to_nchw, comfy_mask_to_bhw
-from ..sampler.settings import GuidanceSettings
+from ..sampler.settings import RECURRENCE_MAX, GuidanceSettings
 
 CATEGORY = "style_guidance"
 
@@ -37,6 +40,7 @@ def reference(image: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def optional_mask(mask: torch.Tensor | None, name: str = "mask") -> torch.Tensor | None:
+    """A validated (M,H,W) copy of an optional MASK input."""
     return None if mask is None else comfy_mask_to_bhw(mask, name).clone()
 
 
@@ -45,15 +49,19 @@ def chain(previous: CombinedLoss | None, term) -> CombinedLoss:
     return (previous or CombinedLoss()).with_term(term)
 
 
+# ------------------------------------------------------------------ loss-node inputs
 def weight_input(default: float, what: str) -> io.Float.Input:
+    """The weight of a loss term: its share of the guidance direction."""
     return io.Float.Input(
         "weight", default=default, min=0.0, max=1e6, step=0.01,
-        tooltip=f"Strength of this term in the total loss. Higher: {what}. 0 switches the term off (it then costs nothing).",
+        tooltip=(f"This term's share of the guidance direction: weight / sum of the chain's weights (each term's "
+                 f"gradient is normalised on its own, so units do not matter). Higher: {what}. 0 switches the term "
+                 "off (it then costs nothing)."),
     )
 
 
 def chain_inputs(kind: str) -> list:
-    """The optional inputs every loss node has: an incoming chain and a mask."""
+    """The optional inputs every loss node has: an incoming chain, a mask and its own window."""
     return [
         GuidanceLossType.Input(
             "losses", optional=True,
@@ -64,75 +72,139 @@ def chain_inputs(kind: str) -> list:
             tooltip=(f"Where this {kind} term acts: it is computed from and applied to the white region only, so two "
                      "chains with complementary masks can give one picture two styles. Any size; resized to the image."),
         ),
+        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01, optional=True,
+                       tooltip=(f"This {kind} term guides only from this fraction of the sampling steps on (inside the "
+                                "sampler's own window). ZeCon-style schedules gate content terms to part of the run.")),
+        io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
+                       tooltip=f"This {kind} term stops guiding at this fraction of the steps."),
     ]
 
 
-RECURRENCE_MAX = 10
+def term_options(start_percent: float | None, end_percent: float | None) -> dict[str, float]:
+    """Keyword arguments for a loss term's own window."""
+    return {"start_percent": 0.0 if start_percent is None else float(start_percent),
+            "end_percent": 1.0 if end_percent is None else float(end_percent)}
+
+
+def check_term_window(values: dict[str, Any]) -> str | None:
+    """Cross-check of a loss node's own window."""
+    start, end = values.get("start_percent"), values.get("end_percent")
+    if start is not None and end is not None and not start < end:
+        return f"start_percent ({start}) must be below end_percent ({end}): the term guides only between them"
+    return None
+
+
+# ------------------------------------------------------------------ guidance-node inputs
+_SETTINGS_INPUTS: dict[str, Callable[[GuidanceSettings], io.Input]] = {
+    "mode": lambda d: io.Combo.Input(
+        "mode", options=["x0", "xt"], default=d.mode,
+        tooltip=("x0: gradient w.r.t. the denoised prediction (MPGD-like; cheap, no backward through the model). "
+                 "xt: gradient w.r.t. the noisy latent through the model (FreeDoM-like; stronger, ~3x the cost of a step).")),
+    "scale": lambda d: io.Float.Input(
+        "scale", default=d.scale, min=0.0, max=10.0, step=0.01,
+        tooltip=("Guidance strength, as a fraction of the denoiser's own update per step (the gradient is "
+                 "normalised, so one value works across models and sizes). 0 = plain sampling. Typical 0.1-1.")),
+    "start_percent": lambda d: io.Float.Input(
+        "start_percent", default=d.start_percent, min=0.0, max=1.0, step=0.01,
+        tooltip="Guidance starts at this fraction of the sampling steps (FreeDoM/MPGD guide from ~0.3)."),
+    "end_percent": lambda d: io.Float.Input(
+        "end_percent", default=d.end_percent, min=0.0, max=1.0, step=0.01,
+        tooltip="Guidance stops at this fraction of the steps; late steps only refine detail (~0.7 in FreeDoM/MPGD)."),
+    "recurrence": lambda d: io.Int.Input(
+        "recurrence", default=d.recurrence, min=1, max=RECURRENCE_MAX,
+        tooltip=("Time-travel: inside the recurrence window each step is taken, re-noised and taken again, this many "
+                 "times in all (1 = off). Stronger guidance at k times the cost; multistep samplers run single-step "
+                 "there. Needs a k-diffusion sampler (every KSampler sampler name); with other samplers it is ignored "
+                 "and the log says so.")),
+    "recurrence_start_percent": lambda d: io.Float.Input(
+        "recurrence_start_percent", default=d.recurrence_start_percent, min=0.0, max=1.0, step=0.01,
+        tooltip="Recurrence window start (fraction of the steps)."),
+    "recurrence_end_percent": lambda d: io.Float.Input(
+        "recurrence_end_percent", default=d.recurrence_end_percent, min=0.0, max=1.0, step=0.01,
+        tooltip="Recurrence window end (fraction of the steps)."),
+    "grad_clip": lambda d: io.Float.Input(
+        "grad_clip", default=d.grad_clip, min=0.0, max=100.0, step=0.1,
+        tooltip="Clip the normalised gradient at this many RMS units per element (0 = off); tames outlier pixels."),
+    "loss_resolution": lambda d: io.Int.Input(
+        "loss_resolution", default=d.loss_resolution, min=0, max=4096, step=8,
+        tooltip=("Longer side (px) the decoded image is downscaled to before the loss networks; 0 = decoded size "
+                 "(at least 32 px). 384-512 keeps 1024 px generations fast and within memory.")),
+}
+assert set(_SETTINGS_INPUTS) == set(GuidanceSettings.names()), "every guidance setting needs its node input"
+
 
 def guidance_inputs(with_mode: bool = True) -> list:
-    """The guidance options shared by the sampler, guider and model-patch nodes."""
+    """The inputs of every GuidanceSettings field, in declaration order (shared by the three guidance nodes)."""
     d = GuidanceSettings()
-    inputs = []
-    if with_mode:
-        inputs.append(io.Combo.Input(
-            "mode", options=["x0", "xt"], default=d.mode,
-            tooltip=("x0: gradient w.r.t. the denoised prediction (MPGD-like; cheap, no backward through the model). "
-                     "xt: gradient w.r.t. the noisy latent through the model (FreeDoM-like; stronger, ~3x the cost of a step)."),
-        ))
-    inputs += [
-        io.Float.Input("scale", default=d.scale, min=0.0, max=10.0, step=0.01,
-                       tooltip=("Guidance strength, as a fraction of the denoiser's own update per step (the gradient is "
-                                "normalised, so one value works across models and sizes). 0 = plain sampling. Typical 0.1-1.")),
-        io.Float.Input("start_percent", default=d.start_percent, min=0.0, max=1.0, step=0.01,
-                       tooltip="Guidance starts at this fraction of the sampling steps (FreeDoM/MPGD guide from ~0.3)."),
-        io.Float.Input("end_percent", default=d.end_percent, min=0.0, max=1.0, step=0.01,
-                       tooltip="Guidance stops at this fraction of the steps; late steps only refine detail (~0.7 in FreeDoM/MPGD)."),
-        io.Int.Input("recurrence", default=d.recurrence, min=1, max=RECURRENCE_MAX,
-                     tooltip=("Time-travel: inside the recurrence window each step is taken, re-noised and taken again, this many "
-                              "times in all (1 = off). Stronger guidance at k times the cost; multistep samplers run single-step there.")),
-        io.Float.Input("recurrence_start_percent", default=d.recurrence_start_percent, min=0.0, max=1.0, step=0.01,
-                       tooltip="Recurrence window start (fraction of the steps)."),
-        io.Float.Input("recurrence_end_percent", default=d.recurrence_end_percent, min=0.0, max=1.0, step=0.01,
-                       tooltip="Recurrence window end (fraction of the steps)."),
-        io.Float.Input("grad_clip", default=d.grad_clip, min=0.0, max=100.0, step=0.1,
-                       tooltip="Clip the normalised gradient at this many RMS units per element (0 = off); tames outlier pixels."),
-        io.Int.Input("loss_resolution", default=d.loss_resolution, min=0, max=4096, step=8,
-                     tooltip=("Longer side (px) the decoded image is downscaled to before the loss networks; 0 = decoded size. "
-                              "384-512 keeps 1024 px generations fast and within memory.")),
-    ]
-    return inputs
+    return [_SETTINGS_INPUTS[name](d) for name in GuidanceSettings.names() if with_mode or name != "mode"]
 
 
 def settings_from(values: dict, mode: str | None = None) -> GuidanceSettings:
     """Build settings from node inputs (missing keys take defaults)."""
-    d = GuidanceSettings()
-    return GuidanceSettings(
-        mode=mode or values.get("mode", d.mode),
-        scale=float(values.get("scale", d.scale)),
-        start_percent=float(values.get("start_percent", d.start_percent)),
-        end_percent=float(values.get("end_percent", d.end_percent)),
-        recurrence=int(values.get("recurrence", d.recurrence)),
-        recurrence_start_percent=float(values.get("recurrence_start_percent", d.recurrence_start_percent)),
-        recurrence_end_percent=float(values.get("recurrence_end_percent", d.recurrence_end_percent)),
-        grad_clip=float(values.get("grad_clip", d.grad_clip)),
-        loss_resolution=int(values.get("loss_resolution", d.loss_resolution)),
-    )
+    return GuidanceSettings.from_values({**values, **({"mode": mode} if mode else {})})
 
 
-class GuidanceValidation:
-    """Mixin: checks the guidance window and recurrence window before anything runs.
+def check_settings(values: dict[str, Any]) -> str | None:
+    """Cross-checks of the guidance settings (windows, recurrence) on the values given."""
+    return GuidanceSettings.from_values(values).validate()
 
-    ``validate_inputs`` names only these inputs: ComfyUI skips its own type/range checks
-    for exactly the inputs a node's validate_inputs takes, so every other input keeps them.
+
+# ------------------------------------------------------------------ validation
+def validated(*, combos: tuple[str, ...] | None = None, ints: tuple[str, ...] = (),
+              aliases: dict[str, dict[str, str]] | None = None,
+              check: Callable[[dict[str, Any]], str | None] | None = None) -> Callable[[type], type]:
+    """Class decorator: a ``validate_inputs`` that checks the node's float, combo and named int inputs.
+
+    ComfyUI's own checks let NaN through every float range and (in some versions) skip V3
+    combo values; and it skips its checks for exactly the inputs a ``validate_inputs`` takes.
+    So this takes over the node's Float inputs, its Combo inputs (``combos`` limits them, e.g.
+    to leave file lists to ComfyUI) and the Int inputs named in ``ints``, and checks each:
+    finite, inside [min, max], one of the options (``aliases`` maps old saved values). Then the
+    node's cross-field ``check``. Every message names the input and what to do.
     """
 
-    @classmethod
-    def validate_inputs(cls, start_percent: float | None = None, end_percent: float | None = None,
-                        recurrence: int | None = None, recurrence_start_percent: float | None = None,
-                        recurrence_end_percent: float | None = None) -> bool | str:
-        values = {"start_percent": start_percent, "end_percent": end_percent, "recurrence": recurrence,
-                  "recurrence_start_percent": recurrence_start_percent, "recurrence_end_percent": recurrence_end_percent}
-        if recurrence is not None and not 1 <= recurrence <= RECURRENCE_MAX:
-            return f"recurrence must lie in 1..{RECURRENCE_MAX}, got {recurrence}"
-        problem = settings_from({k: v for k, v in values.items() if v is not None}).validate()
-        return True if problem is None else problem
+    def decorate(cls: type) -> type:
+        schema = cls.define_schema()
+        floats = {i.id: i for i in schema.inputs if isinstance(i, io.Float.Input)}
+        int_inputs = {i.id: i for i in schema.inputs if isinstance(i, io.Int.Input) and i.id in ints}
+        combo_inputs = {i.id: i for i in schema.inputs if isinstance(i, io.Combo.Input)
+                        and (combos is None or i.id in combos)}
+        names = [*floats, *int_inputs, *combo_inputs]
+        old = aliases or {}
+
+        def validate_inputs(klass, **values: Any) -> bool | str:
+            for name in names:
+                v = values.get(name)
+                if v is None:
+                    continue
+                spec = floats.get(name) or int_inputs.get(name)
+                if spec is not None:
+                    if isinstance(v, float) and not math.isfinite(v):
+                        return f"{name} must be a finite number, got {v}"
+                    lo, hi = spec.min, spec.max
+                    if (lo is not None and v < lo) or (hi is not None and v > hi):
+                        return f"{name} must lie in [{lo}, {hi}], got {v}"
+                    continue
+                options = list(combo_inputs[name].options or [])
+                if v not in options and v not in old.get(name, {}):
+                    shown = ", ".join(repr(o) for o in options[:12]) + (" ..." if len(options) > 12 else "")
+                    return f"{name}: {v!r} is not one of the choices ({shown}); pick one of them"
+            if check is not None:
+                problem = check(values)
+                if problem:
+                    return problem
+            return True
+
+        params = [inspect.Parameter("cls", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        params += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names]
+        # ComfyUI reads the parameter names to decide which inputs to hand over (and not check itself).
+        validate_inputs.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        cls.validate_inputs = classmethod(validate_inputs)
+        return cls
+
+    return decorate
+
+
+def resolve_alias(value: str, aliases: dict[str, str]) -> str:
+    """A saved (renamed) combo value mapped to its current name."""
+    return aliases.get(value, value)

@@ -11,10 +11,12 @@ from ..losses import (
     GRAM_STYLE_LAYERS,
     VGG_CONTENT_LAYER_PRESETS,
     ZECON_LAYER_PRESETS,
+    ZECON_PRESET_ALIASES,
     CLIPStyleLoss,
     CombinedLoss,
     ContentMSELoss,
     GramStyleLoss,
+    RangeLoss,
     VGGContentLoss,
     ZeConLoss,
 )
@@ -28,8 +30,12 @@ from ._common import (
     building,
     chain,
     chain_inputs,
+    check_term_window,
     optional_mask,
     reference,
+    resolve_alias,
+    term_options,
+    validated,
     weight_input,
 )
 
@@ -39,8 +45,18 @@ GRAM_LAYER_PRESETS: dict[str, tuple[str, ...]] = {
     "relu3_1..relu5_1 (coarse patterns)": GRAM_STYLE_LAYERS[2:],
 }
 
+# What the CLIP style term matches, as the node offers it (label -> CLIPStyleLoss target).
+CLIP_TARGET_CHOICES: dict[str, str] = {
+    "embedding (whole style image)": "embedding",
+    "embedding (mean over style crops)": "crop_embedding",
+    "token gram (early layers: style, not content)": "token_gram",
+}
+
 FIT_TOOLTIP = ("How the content image meets the generated size when their aspect ratios differ: stretch (resize, "
                "distorting if the aspects differ) or center_crop (crop to the generated aspect, then resize).")
+STYLE_SIZE_TOOLTIP = ("Longer side (px) the style image is scaled to before its targets are computed (0 = as loaded). "
+                      "Sets the scale of the texture relative to the network (smaller: coarser strokes) and keeps a "
+                      "large photo cheap.")
 
 
 def _out() -> list:
@@ -55,6 +71,14 @@ def _style_input() -> io.Image.Input:
     return io.Image.Input("style", tooltip="The picture whose look should be taken (any size or aspect)." + PAIRING_NOTE)
 
 
+def _style_size_input() -> io.Int.Input:
+    return io.Int.Input("style_size", default=512, min=0, max=4096, step=8, optional=True, tooltip=STYLE_SIZE_TOOLTIP)
+
+
+_check = validated(check=check_term_window)
+
+
+@_check
 class StyleGuidanceContentMSE(io.ComfyNode):
     """Pixel MSE to the content image: keeps colours and layout close to the original."""
 
@@ -70,12 +94,15 @@ class StyleGuidanceContentMSE(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, content, weight: float, fit: str, losses: CombinedLoss | None = None, mask=None) -> io.NodeOutput:
+    def execute(cls, content, weight: float, fit: str, losses: CombinedLoss | None = None, mask=None,
+                start_percent: float | None = None, end_percent: float | None = None) -> io.NodeOutput:
         with building():
-            term = ContentMSELoss(reference(content, "content"), weight=weight, mask=optional_mask(mask), fit=fit)
+            term = ContentMSELoss(reference(content, "content"), weight=weight, mask=optional_mask(mask), fit=fit,
+                                  **term_options(start_percent, end_percent))
         return io.NodeOutput(chain(losses, term))
 
 
+@_check
 class StyleGuidanceVGGContent(io.ComfyNode):
     """VGG feature MSE to the content image: keeps structure, lets colours and texture change."""
 
@@ -94,26 +121,31 @@ class StyleGuidanceVGGContent(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, content, vgg, weight: float, layers: str, fit: str, losses=None, mask=None) -> io.NodeOutput:
+    def execute(cls, content, vgg, weight: float, layers: str, fit: str, losses=None, mask=None,
+                start_percent: float | None = None, end_percent: float | None = None) -> io.NodeOutput:
         with building():
             term = VGGContentLoss(reference(content, "content"), vgg, VGG_CONTENT_LAYER_PRESETS[layers],
-                                  weight=weight, mask=optional_mask(mask), fit=fit)
+                                  weight=weight, mask=optional_mask(mask), fit=fit,
+                                  **term_options(start_percent, end_percent))
         return io.NodeOutput(chain(losses, term))
 
 
+@validated(check=check_term_window, aliases={"layers": ZECON_PRESET_ALIASES})
 class StyleGuidanceZeCon(io.ComfyNode):
-    """ZeCon patch-wise contrastive content loss: same place should match, other places should not."""
+    """PatchNCE (CUT / ZeCon's patch-contrastive loss) on VGG19 features."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceZeCon", display_name="Content: ZeCon (patch contrastive)", category=f"{CATEGORY}/losses",
-            description=("ZeCon / CUT PatchNCE on VGG19 features: each generated patch must resemble the content patch at "
-                         "the same place more than any other sampled patch. Keeps structure while allowing strong restyling."),
+            node_id="StyleGuidanceZeCon", display_name="Content: PatchNCE (VGG)", category=f"{CATEGORY}/losses",
+            description=("PatchNCE (CUT; the patch-wise contrastive loss ZeCon uses) on VGG19 features: each generated "
+                         "patch must resemble the content patch at the same place more than any other sampled patch. "
+                         "Keeps structure while allowing strong restyling. ZeCon itself takes these features from the "
+                         "diffusion model: see 'Content: ZeCon (model features)', which needs no VGG file."),
             inputs=[_content_input(), VGGType.Input("vgg", tooltip="From 'Load VGG19'. Share one loader between VGG losses."),
                     weight_input(1.0, "structure follows the content more closely"),
                     io.Combo.Input("layers", options=list(ZECON_LAYER_PRESETS), default=DEFAULT_ZECON_PRESET,
-                                   tooltip="VGG layers whose patches are contrasted; mid layers carry local structure."),
+                                   tooltip="VGG layers whose patches are contrasted; mid layers carry local structure, the early ones also colour."),
                     io.Int.Input("num_patches", default=256, min=2, max=4096,
                                  tooltip="Locations sampled per layer (positives + negatives). More: steadier, slower."),
                     io.Float.Input("tau", default=0.07, min=0.001, max=10.0, step=0.005,
@@ -127,22 +159,27 @@ class StyleGuidanceZeCon(io.ComfyNode):
 
     @classmethod
     def execute(cls, content, vgg, weight: float, layers: str, num_patches: int, tau: float, seed: int, fit: str,
-                losses=None, mask=None) -> io.NodeOutput:
+                losses=None, mask=None, start_percent: float | None = None,
+                end_percent: float | None = None) -> io.NodeOutput:
+        preset = ZECON_LAYER_PRESETS[resolve_alias(layers, ZECON_PRESET_ALIASES)]
         with building():
-            term = ZeConLoss(reference(content, "content"), vgg, ZECON_LAYER_PRESETS[layers], num_patches=num_patches,
-                             tau=tau, weight=weight, mask=optional_mask(mask), seed=seed, fit=fit)
+            term = ZeConLoss(reference(content, "content"), vgg, preset, num_patches=num_patches,
+                             tau=tau, weight=weight, mask=optional_mask(mask), seed=seed, fit=fit,
+                             **term_options(start_percent, end_percent))
         return io.NodeOutput(chain(losses, term))
 
 
+@_check
 class StyleGuidanceCLIPStyle(io.ComfyNode):
-    """CLIP image-image distance to the style image, averaged over random cutouts."""
+    """CLIP style term: embedding distance to the style image, or early-token Gram matrices."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="StyleGuidanceCLIPStyle", display_name="Style: CLIP", category=f"{CATEGORY}/losses",
-            description=("Distance between CLIP embeddings of the style image and cutouts of the generated image. Captures "
-                         "the overall look; it also pulls in some of the style image's content and is weak on colour (add Gram)."),
+            description=("CLIP style term over cutouts of the generated image. The whole-image embedding captures the "
+                         "overall look but also pulls in the style image's content and is weak on colour; the crop-mean "
+                         "embedding and the early-token Gram carry style, not content."),
             inputs=[_style_input(),
                     weight_input(1.0, "the picture looks more like the style image overall"),
                     OpenCLIPType.Input("open_clip", optional=True, tooltip="From 'Load open_clip'. Connect this or clip_vision."),
@@ -151,18 +188,30 @@ class StyleGuidanceCLIPStyle(io.ComfyNode):
                     io.Int.Input("num_cutouts", default=8, min=0, max=64,
                                  tooltip="Random crops of the generated image scored per step (0 = whole image once). More: fewer adversarial artefacts, slower."),
                     io.Float.Input("cut_min", default=0.5, min=0.05, max=1.0, step=0.05,
-                                   tooltip="Smallest cutout, as a fraction of the image's shorter side."),
+                                   tooltip="Smallest cutout (and style crop), as a fraction of the image's shorter side."),
                     io.Combo.Input("distance", options=list(CLIP_DISTANCES), default=CLIP_DISTANCES[0],
-                                   tooltip="spherical: squared great-circle distance (CLIP-guided diffusion); cosine: 1 - cos."),
+                                   tooltip="spherical: squared great-circle distance (CLIP-guided diffusion); cosine: 1 - cos. Embedding targets only."),
                     io.Boolean.Input("flip", default=True, tooltip="Randomly mirror cutouts (augmentation against adversarial gradients)."),
                     io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False, tooltip="Seed for the cutouts (reseeded per run: repeatable)."),
+                    io.Combo.Input("target", options=list(CLIP_TARGET_CHOICES), default=next(iter(CLIP_TARGET_CHOICES)),
+                                   optional=True,
+                                   tooltip=("What of the style image to match. whole image: its global embedding (also drags "
+                                            "its objects in). mean over style crops: the embedding averaged over 16 crops, so "
+                                            "objects average out and texture/palette remain. token gram: Gram matrices of the "
+                                            "patch tokens after the first gram_layers layers (FreeDoM/MPGD), colour and "
+                                            "texture without content; cheaper, as only those layers run.")),
+                    io.Int.Input("gram_layers", default=3, min=1, max=48, optional=True,
+                                 tooltip="token gram only: transformer layers run before the tokens are taken (early: colour and fine texture)."),
+                    _style_size_input(),
                     *chain_inputs("style")],
             outputs=_out(),
         )
 
     @classmethod
     def execute(cls, style, weight: float, num_cutouts: int, cut_min: float, distance: str, flip: bool, seed: int,
-                open_clip=None, clip_vision=None, losses=None, mask=None) -> io.NodeOutput:
+                open_clip=None, clip_vision=None, losses=None, mask=None, target: str | None = None,
+                gram_layers: int = 3, style_size: int = 512, start_percent: float | None = None,
+                end_percent: float | None = None) -> io.NodeOutput:
         if (open_clip is None) == (clip_vision is None):
             raise ValueError("CLIP style: connect exactly one CLIP model, either open_clip (Load open_clip) or "
                              "clip_vision (core Load CLIP Vision).")
@@ -172,12 +221,16 @@ class StyleGuidanceCLIPStyle(io.ComfyNode):
             from ..sampler.clip_vision import clip_vision_encoder
 
             encoder = clip_vision_encoder(clip_vision)
+        kind = CLIP_TARGET_CHOICES[target or next(iter(CLIP_TARGET_CHOICES))]
         with building():
             term = CLIPStyleLoss(reference(style, "style"), encoder, weight=weight, mask=optional_mask(mask),
-                                 num_cutouts=num_cutouts, cut_min=cut_min, distance=distance, flip=flip, seed=seed)
+                                 num_cutouts=num_cutouts, cut_min=cut_min, distance=distance, flip=flip, seed=seed,
+                                 target=kind, style_size=style_size, gram_layers=gram_layers,
+                                 **term_options(start_percent, end_percent))
         return io.NodeOutput(chain(losses, term))
 
 
+@_check
 class StyleGuidanceGramStyle(io.ComfyNode):
     """Gram-matrix (texture/colour statistics) distance to the style image on VGG19 features."""
 
@@ -185,20 +238,47 @@ class StyleGuidanceGramStyle(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="StyleGuidanceGramStyle", display_name="Style: Gram (VGG)", category=f"{CATEGORY}/losses",
-            description="Gatys' style loss: matches VGG19 feature correlations (textures, brush strokes, colours) of the style image.",
+            description=("Gatys' style loss: matches VGG19 feature correlations (textures, brush strokes, colours) of the "
+                         "style image; each layer normalised as Gatys et al. did, so deep layers count as much as early ones."),
             inputs=[_style_input(), VGGType.Input("vgg", tooltip="From 'Load VGG19'. Share one loader between VGG losses."),
                     weight_input(1.0, "stronger texture and colour of the style image"),
                     io.Combo.Input("layers", options=list(GRAM_LAYER_PRESETS), default=next(iter(GRAM_LAYER_PRESETS)),
                                    tooltip="Which VGG layers' statistics to match: early = fine texture/colour, deep = larger motifs."),
+                    _style_size_input(),
                     *chain_inputs("style")],
             outputs=_out(),
         )
 
     @classmethod
-    def execute(cls, style, vgg, weight: float, layers: str, losses=None, mask=None) -> io.NodeOutput:
+    def execute(cls, style, vgg, weight: float, layers: str, losses=None, mask=None, style_size: int = 512,
+                start_percent: float | None = None, end_percent: float | None = None) -> io.NodeOutput:
         with building():
             term = GramStyleLoss(reference(style, "style"), vgg, GRAM_LAYER_PRESETS[layers], weight=weight,
-                                 mask=optional_mask(mask))
+                                 mask=optional_mask(mask), style_size=style_size,
+                                 **term_options(start_percent, end_percent))
+        return io.NodeOutput(chain(losses, term))
+
+
+@_check
+class StyleGuidanceRange(io.ComfyNode):
+    """ZeCon's range term: keeps decoded pixel values inside [0, 1]."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StyleGuidanceRange", display_name="Range: keep pixels in [0, 1]", category=f"{CATEGORY}/losses",
+            description=("Mean squared amount by which decoded pixels leave [0, 1] (ZeCon's range loss). Zero while the "
+                         "picture is in range, so it only acts when strong guidance pushes colours past what the VAE "
+                         "shows (clipped, blotchy highlights)."),
+            inputs=[weight_input(0.5, "fewer clipped highlights and shadows"), *chain_inputs("range")],
+            outputs=_out(),
+        )
+
+    @classmethod
+    def execute(cls, weight: float, losses=None, mask=None, start_percent: float | None = None,
+                end_percent: float | None = None) -> io.NodeOutput:
+        with building():
+            term = RangeLoss(weight=weight, mask=optional_mask(mask), **term_options(start_percent, end_percent))
         return io.NodeOutput(chain(losses, term))
 
 
@@ -221,4 +301,4 @@ class StyleGuidanceCombine(io.ComfyNode):
 
 
 NODES = [StyleGuidanceContentMSE, StyleGuidanceVGGContent, StyleGuidanceZeCon, StyleGuidanceCLIPStyle,
-         StyleGuidanceGramStyle, StyleGuidanceCombine]
+         StyleGuidanceGramStyle, StyleGuidanceRange, StyleGuidanceCombine]

@@ -1,34 +1,46 @@
-"""Measure a loss chain on an image: per-term values as text and numbers, for comparisons and ablations."""
+"""Measure a loss chain on an image: each term's value, weight and share of the guidance direction."""
 
 from __future__ import annotations
 
 import json
 
-from comfy_api.latest import io, ui
+import torch
+from comfy_api.latest import io
 
 from ..losses import CombinedLoss
+from ..sampler.measure import measure
 from ._common import CATEGORY, GuidanceLossType, building, reference
 
-KINDS = ("content_mse", "vgg_content", "zecon", "clip_style", "gram_style")
+# One float output per kind, in this order (output indices are part of saved workflows: append only).
+KINDS = ("content_mse", "vgg_content", "zecon", "clip_style", "gram_style", "range")
 
 
 class StyleGuidanceMeasure(io.ComfyNode):
-    """Evaluates every term of a GUIDANCE_LOSS chain on an image and reports the values."""
+    """Evaluates every term of a GUIDANCE_LOSS chain on an image and reports the values and the balance."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="StyleGuidanceMeasure", display_name="Measure Losses", category=f"{CATEGORY}/utils",
-            description="Scores an image with a loss chain: each term's unweighted value, the weighted total, as text and numbers.",
+            description=("Scores an image with a loss chain: each term's unweighted value, its weight, and its measured "
+                         "share of the guidance direction (what a guided step would do with these weights on this "
+                         "picture). Tune weights by these shares."),
             inputs=[
                 io.Image.Input("image", tooltip="The picture to score (e.g. a decoded result). A batch reports the mean."),
                 GuidanceLossType.Input("losses", tooltip="The chain to evaluate (the same one the sampler used)."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False,
-                             tooltip="Seed for random parts (CLIP cutouts, ZeCon patches) so measurements repeat."),
+                             tooltip="Seed for random parts (CLIP cutouts, PatchNCE patches) so measurements repeat."),
+                io.Model.Input("model", optional=True,
+                               tooltip="Only for terms on the model's own features: the model they read."),
+                io.Conditioning.Input("positive", optional=True,
+                                      tooltip="Only for terms on the model's own features: the conditioning to run the model with."),
+                io.Latent.Input("latent", optional=True,
+                                tooltip="Only for terms on the model's own features: the picture's latent (e.g. the sampler's output)."),
             ],
             outputs=[
-                io.String.Output(display_name="text", tooltip="One line per term: name, weight, value."),
-                io.String.Output(display_name="json", tooltip="{term name: value, ..., 'total': weighted total} as JSON."),
+                io.String.Output(display_name="text", tooltip="One line per term: name, value, weight, share of the direction."),
+                io.String.Output(display_name="json", tooltip=("{'version': 2, 'total': ..., 'terms': [{name, kind, value, "
+                                                               "weight, weight_share, share, note}, ...]} as JSON.")),
                 io.Float.Output(display_name="total", tooltip="Weighted total loss (mean over the batch)."),
                 *[io.Float.Output(display_name=k, tooltip=f"Unweighted {k} value (sum over terms of that kind; 0 if none).")
                   for k in KINDS],
@@ -37,34 +49,35 @@ class StyleGuidanceMeasure(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, losses: CombinedLoss, seed: int = 0) -> io.NodeOutput:
+    def execute(cls, image, losses: CombinedLoss, seed: int = 0, model=None, positive=None,
+                latent=None) -> io.NodeOutput:
+        make_probe = None
+        samples = None
+        if losses.latent_terms and model is not None and positive is not None and latent is not None:
+            from ..sampler import model_features
+
+            samples = latent["samples"]
+            make_probe = lambda: model_features.measure_probe(model, positive, seed)  # noqa: E731
         with building():
             images = reference(image, "image")
             device = _device_of(losses)
             losses.to(device)
-            losses.reset_rng(seed)
-            result = losses(images.to(device))
-        values = {k: float(v.float().mean()) for k, v in result.terms.items()}
-        total = float(result.total.float().mean())
+            result = measure(losses, images.to(device), seed, latent=samples, make_probe=make_probe)
         by_kind = {k: 0.0 for k in KINDS}
-        kind_of = {name: term.kind for name, term in zip(losses.names, losses.terms, strict=True)}
-        for name, value in values.items():
-            if kind_of.get(name) in by_kind:
-                by_kind[kind_of[name]] += value
-        lines = [f"{name}: {values[name]:.6g} (weight {result.weights[name]:g})" for name in values]
-        lines.append(f"total: {total:.6g}")
-        text = "\n".join(lines)
-        payload = json.dumps({**values, "total": total})
-        return io.NodeOutput(text, payload, total, *[by_kind[k] for k in KINDS], ui=ui.PreviewText(text))
+        for t in result.terms:
+            if t.kind in by_kind and t.value is not None:
+                by_kind[t.kind] += t.value
+        text = result.text()
+        payload = json.dumps(result.as_dict(), allow_nan=False)
+        ui = {"text": [text], "style_guidance": [payload]}
+        return io.NodeOutput(text, payload, result.total, *[by_kind[k] for k in KINDS], ui=ui)
 
 
-def _device_of(losses: CombinedLoss):
+def _device_of(losses: CombinedLoss) -> torch.device:
     """The device the chain's networks sit on (CPU when they have none)."""
     for term in losses.active_terms:
         for p in term.parameters():
             return p.device
-    import torch
-
     return torch.device("cpu")
 
 

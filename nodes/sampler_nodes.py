@@ -5,10 +5,11 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..sampler import comfy_adapter as adapter
-from ._common import CATEGORY, GuidanceLossType, GuidanceValidation, guidance_inputs, settings_from
+from ._common import CATEGORY, GuidanceLossType, check_settings, guidance_inputs, settings_from, validated
 
 _VAE_TIP = ("Decoder used to turn predictions into pixels for the losses (any VAE; 'taesd'/'taesdxl' from the core "
-            "VAE loader is ~6x cheaper per step). Must match the model family.")
+            "VAE loader is ~6x cheaper per step). Must match the model family. Not used when every connected term "
+            "reads the model's own features.")
 _LOSSES_TIP = "The loss chain (content and style terms) to steer by."
 
 
@@ -16,7 +17,13 @@ def _common_inputs() -> list:
     return [io.Vae.Input("vae", tooltip=_VAE_TIP), GuidanceLossType.Input("losses", tooltip=_LOSSES_TIP)]
 
 
-class StyleGuidanceSampler(GuidanceValidation, io.ComfyNode):
+def _validated(cls: type) -> type:
+    """Float/combo/window checks for a guidance node (ComfyUI checks the rest)."""
+    return validated(ints=("recurrence", "loss_resolution"), check=check_settings)(cls)
+
+
+@_validated
+class StyleGuidanceSampler(io.ComfyNode):
     """KSampler with loss guidance: same inputs and results as the core KSampler at scale 0."""
 
     @classmethod
@@ -40,19 +47,26 @@ class StyleGuidanceSampler(GuidanceValidation, io.ComfyNode):
                 io.Float.Input("denoise", default=0.7, min=0.0, max=1.0, step=0.01,
                                tooltip="How much of the starting latent is re-noised; below 1 keeps the content's layout."),
                 *guidance_inputs(),
+                io.Noise.Input("noise", optional=True,
+                               tooltip=("Start from this noise instead of the seed's, e.g. the noise output of "
+                                        "'Invert Latent' so sampling starts from an inversion of the content "
+                                        "(use the same steps, scheduler and denoise there). The seed still seeds the "
+                                        "losses' random parts.")),
             ],
             outputs=[io.Latent.Output(tooltip="The guided result; decode with VAE Decode.")],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, losses, seed, steps, cfg, sampler_name, scheduler,
-                denoise, **options) -> io.NodeOutput:
+                denoise, noise=None, **options) -> io.NodeOutput:
         patched, _ = adapter.install_guidance(model, vae, losses, settings_from(options))
+        start = None if noise is None else adapter.noise_for(noise, latent_image)
         return io.NodeOutput(adapter.sample_like_ksampler(patched, seed, steps, cfg, sampler_name, scheduler,
-                                                          positive, negative, latent_image, denoise))
+                                                          positive, negative, latent_image, denoise, noise=start))
 
 
-class StyleGuidanceGuider(GuidanceValidation, io.ComfyNode):
+@_validated
+class StyleGuidanceGuider(io.ComfyNode):
     """The same guidance as a GUIDER for SamplerCustomAdvanced (any sampler, sigmas, noise)."""
 
     @classmethod
@@ -77,7 +91,8 @@ class StyleGuidanceGuider(GuidanceValidation, io.ComfyNode):
         return io.NodeOutput(adapter.make_guider(patched, positive, negative, cfg))
 
 
-class StyleGuidanceApply(GuidanceValidation, io.ComfyNode):
+@_validated
+class StyleGuidanceApply(io.ComfyNode):
     """Patches a MODEL so the stock KSampler (and other samplers) apply loss guidance."""
 
     @classmethod

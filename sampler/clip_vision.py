@@ -188,6 +188,10 @@ class ComfyClipVisionEncoder(nn.Module):
 
     def hidden_states(self, pixels: Tensor) -> Tensor:
         """Final encoder hidden states (B,N,D), before the post layer norm."""
+        return self._run(pixels, len(self.vision.encoder.layers))
+
+    def _run(self, pixels: Tensor, layers: int) -> Tensor:
+        """Embedding, pre-norm and the first ``layers`` encoder layers -> (B,N,D)."""
         if pixels.dim() != 4 or pixels.shape[1] != 3 or tuple(pixels.shape[-2:]) != (self.image_size, self.image_size):
             raise ValueError(
                 f"expected normalised images of shape (B,3,{self.image_size},{self.image_size}), "
@@ -195,13 +199,22 @@ class ComfyClipVisionEncoder(nn.Module):
             )
         x = self._embed(pixels.to(self.compute_dtype))
         x = self._layer_norm(self.vision.pre_layrnorm, x)
-        for layer in self.vision.encoder.layers:
+        for layer in list(self.vision.encoder.layers)[:layers]:
             # Residuals are summed into new tensors: ComfyUI's `x += ...` would clobber
             # activations autograd saved for backward.
             x = x + self._attention(layer.self_attn, self._layer_norm(layer.layer_norm1, x))
             h = self._linear(layer.mlp.fc1, self._layer_norm(layer.layer_norm2, x))
             x = x + self._linear(layer.mlp.fc2, layer.mlp.activation(h))  # ComfyUI's activations are pure functions
         return x
+
+    def depth(self) -> int:
+        """Number of transformer layers."""
+        return len(self.vision.encoder.layers)
+
+    def tokens(self, pixels: Tensor, layers: int) -> Tensor:
+        """Patch tokens (B,N,D) after the first ``layers`` layers (no class token)."""
+        x = self._run(pixels, layers)
+        return x if self.siglip else x[:, 1:]
 
     def image_embeds(self, pixels: Tensor) -> Tensor:
         """Exactly ComfyUI's ``encode_image(...)["image_embeds"]``: (B,P) for CLIP, (B,N,D) tokens for SigLIP."""

@@ -1,13 +1,21 @@
 """The one module that touches ComfyUI's sampling internals.
 
-Guidance is installed on a ``model.clone()`` with ComfyUI's own extension points, so
-it composes with every other patch (LoRA, ControlNet, FreeU, PAG, IP-Adapter ...):
+Guidance is installed on a ``model.clone()`` with ComfyUI's own extension points, so it
+composes with every other patch (LoRA, ControlNet, FreeU, PAG, IP-Adapter ...):
 - x0 mode: a post-CFG function (fires once per model evaluation, on any sampler);
 - xt mode: a PREDICT_NOISE wrapper that re-runs the prediction with autograd on;
-- an OUTER_SAMPLE wrapper starts each run (seeding, statistics) and adds recurrence;
+- an OUTER_SAMPLE wrapper starts each run (seeding, progress) and adds recurrence;
 - the decoder copy and loss networks ride along as "additional models", so ComfyUI's
-  memory manager loads and offloads them with the UNet.
-Upgrading ComfyUI should touch this file only.
+  memory manager loads and offloads them with the diffusion model;
+- when a gradient must pass through the diffusion model (xt mode, terms on its own
+  features), weight wrappers on the clone make ComfyUI hand out ordinary copies of its
+  weights during the guided forward; the shared model is never modified.
+
+Other modules that mirror ComfyUI internals, and so need a look on a ComfyUI upgrade:
+``sampler/clip_vision.py`` (an out-of-place copy of ComfyUI's CLIP/SigLIP vision forward),
+``sampler/model_features.py`` (where it exists: capture of the model's blocks and attention
+through ``transformer_options`` patches) and ``sampler/recurrence.py`` (the k-diffusion
+sampler-function calling convention). Everything else sees plain tensors.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import contextlib
 import copy
 import logging
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import comfy.model_management
 import comfy.model_patcher
@@ -27,12 +35,14 @@ import comfy.samplers
 import comfy.utils
 import torch
 
-from .engine import OOM_ADVICE, GuidanceEngine
-from .guidance import renoise_flow, renoise_ve, resize_for_loss, step_fraction
+from .engine import OOM_ADVICE, GuidanceEngine, StepReport
+from .guidance import percent_of_sigma, renoise_flow, renoise_ve, step_fraction
+from .recurrence import recurrent_sampler_function
 from .settings import GuidanceSettings
 
 log = logging.getLogger("style_guidance")
 KEY = "style_guidance"
+STEP_EVENT = "style_guidance.step"
 
 
 # ---------------------------------------------------------------- autograd plumbing
@@ -44,10 +54,11 @@ def autograd_enabled() -> Iterator[None]:
 
 
 def autograd_safe_(module: torch.nn.Module) -> torch.nn.Module:
-    """Replace inference-mode parameters/buffers with ordinary copies of the same values.
+    """Replace inference-mode parameters/buffers of a module WE own with ordinary copies.
 
     ComfyUI creates (and moves) weights inside ``torch.inference_mode``; such tensors can
-    never be saved for backward. Values are unchanged and ``requires_grad`` stays False.
+    never be saved for backward. Only for the pack's private copies (decoder copy, loss
+    networks): ComfyUI's own models are never touched (see :func:`model_autograd`).
     Must run outside inference mode. Cheap when there is nothing to replace.
     """
     for mod in module.modules():
@@ -60,9 +71,65 @@ def autograd_safe_(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def frozen_(module: torch.nn.Module) -> bool:
-    """True when no parameter of ``module`` requires grad (tests check ComfyUI's models)."""
-    return not any(p.requires_grad for p in module.parameters())
+def _copy_on_use(weight: torch.Tensor) -> torch.Tensor:
+    """Weight wrapper. Its presence makes ComfyUI's ops cast a *copy* of the weight at each use,
+    and a copy made inside the guided (non-inference) forward can be saved for backward, where
+    ComfyUI's own inference-mode weights cannot. Detached: guidance differentiates w.r.t. the
+    latent only, so no weight gradient (nor the activations it would need) is ever kept."""
+    return weight.detach()
+
+
+def add_model_autograd(patcher) -> bool:
+    """Give a model clone weight wrappers so a gradient can flow through its forward.
+
+    Returns False when this ComfyUI has no weight wrappers; :class:`_InferenceParams` then
+    covers every weight during guided forwards.
+    """
+    if not hasattr(patcher, "add_weight_wrapper"):
+        return False
+    for name, module in patcher.model.named_modules():
+        if not hasattr(module, "comfy_cast_weights"):
+            continue
+        for attr in ("weight", "bias"):
+            if getattr(module, attr, None) is not None:
+                patcher.add_weight_wrapper(f"{name}.{attr}", _copy_on_use)
+    return True
+
+
+class _InferenceParams:
+    """Inference-mode tensors of a diffusion model that no weight wrapper covers.
+
+    Plain ``nn.Parameter`` scales of some DiT norms, or every weight where ComfyUI lacks
+    weight wrappers. During a guided forward they are swapped for ordinary copies, and put
+    back right after, so the shared model ends every evaluation as ComfyUI made it.
+    """
+
+    def __init__(self, model: torch.nn.Module, wrapped: bool) -> None:
+        self.slots: list[tuple[dict, str]] = []
+        for module in model.modules():
+            covered = wrapped and hasattr(module, "comfy_cast_weights")
+            for store in (module._parameters, module._buffers):
+                for name, t in store.items():
+                    if t is None or not t.is_inference():
+                        continue
+                    if covered and name in ("weight", "bias"):
+                        continue
+                    self.slots.append((store, name))
+
+    @contextlib.contextmanager
+    def ordinary(self) -> Iterator[None]:
+        """Ordinary copies in place of the inference tensors for the duration of the block."""
+        saved = []
+        try:
+            for store, name in self.slots:
+                t = store[name]
+                saved.append((store, name, t))
+                fresh = t.detach().clone()
+                store[name] = torch.nn.Parameter(fresh, requires_grad=False) if isinstance(t, torch.nn.Parameter) else fresh
+            yield
+        finally:
+            for store, name, t in saved:
+                store[name] = t
 
 
 def wrap_in_patcher(module: torch.nn.Module) -> comfy.model_patcher.ModelPatcher:
@@ -98,6 +165,7 @@ class DecoderCopy(torch.nn.Module):
         return out.float() * 0.5 + 0.5  # [-1,1] -> [0,1], no clamp: keep the gradient
 
 
+# Keyed weakly on ComfyUI's VAE object: when ComfyUI's cache drops a VAE, its copy goes too.
 _DECODERS: weakref.WeakKeyDictionary[object, tuple[DecoderCopy, comfy.model_patcher.ModelPatcher]] = (
     weakref.WeakKeyDictionary())
 
@@ -124,9 +192,9 @@ def check_vae_matches(model, vae) -> None:
         )
 
 
-# ---------------------------------------------------------------- progress text
-def _progress_reporter():
-    """Send loss values as the node's progress text in the editor, where supported."""
+# ---------------------------------------------------------------- progress text and step events
+def _progress_reporter() -> Callable[[StepReport], None] | None:
+    """Show each guided evaluation as the node's progress text and send it as a step event."""
     try:
         from comfy_execution.utils import get_executing_context
         from server import PromptServer
@@ -134,22 +202,28 @@ def _progress_reporter():
         return None
     ctx = get_executing_context()
     server = getattr(PromptServer, "instance", None)
-    if ctx is None or server is None or not hasattr(server, "send_progress_text"):
+    if ctx is None or server is None:
         return None
     node_id = ctx.node_id
+    prompt_id = getattr(ctx, "prompt_id", None)
+    counter = iter(range(1 << 30))
 
-    def report(text: str) -> None:
+    def report(step: StepReport) -> None:
+        text = step.text()
         log.debug("[Style Guidance] %s", text)
-        server.send_progress_text(text, node_id)
+        if hasattr(server, "send_progress_text"):
+            server.send_progress_text(text, node_id)
+        event = {"node": node_id, "prompt_id": prompt_id, **step.as_event(next(counter))}
+        server.send_sync(STEP_EVENT, event, getattr(server, "client_id", None))
 
     return report
 
 
-# ---------------------------------------------------------------- installing guidance
+# ---------------------------------------------------------------- the hooks
 def _loss_models(losses) -> list[torch.nn.Module]:
-    """The distinct networks (extractors/encoders) the chain uses."""
+    """The distinct networks (extractors/encoders) the chain's image terms use."""
     seen: dict[int, torch.nn.Module] = {}
-    for term in losses.active_terms:
+    for _name, term in losses.image_terms:
         for attr in ("extractor", "encoder"):
             m = getattr(term, attr, None)
             if isinstance(m, torch.nn.Module):
@@ -167,19 +241,160 @@ def _loss_patchers(losses) -> list[comfy.model_patcher.ModelPatcher]:
     return out
 
 
-class _RunState:
-    """Per-run bookkeeping shared by the hooks of one patched model."""
+def _model_features():
+    """The model-feature module (probes for latent terms), imported only when a chain needs it."""
+    from . import model_features
 
-    def __init__(self) -> None:
+    return model_features
+
+
+class GuidanceHooks:
+    """The sampling hooks of one guided model clone, and the state of its current run."""
+
+    def __init__(self, patcher, engine: GuidanceEngine, settings: GuidanceSettings,
+                 decoder: torch.nn.Module | None, losses, model_grad: bool) -> None:
+        self.patcher = patcher
+        self.engine = engine
+        self.settings = settings
+        self.decoder = decoder
+        self.losses = losses
+        self.model_grad = model_grad
+        self.wrapped = add_model_autograd(patcher) if model_grad else False
         self.prepared = False
-        self.device: torch.device | None = None
+        self.seed = 0
+        self.inference_params: _InferenceParams | None = None
+        self._schedule: tuple[tuple, torch.Tensor] | None = None
+
+    def install(self) -> None:
+        """Register the hooks on the clone (never on the model it was cloned from)."""
+        m = self.patcher
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, self.outer_sample)
+        if self.settings.mode == "x0":
+            m.set_model_sampler_post_cfg_function(self.post_cfg)
+        else:
+            m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, KEY, self.predict_noise)
+
+    # -- per run -------------------------------------------------------------------
+    def outer_sample(self, executor, noise, latent_image, sampler, sigmas, denoise_mask, callback,
+                     disable_pbar, seed, *args, **kwargs):
+        """Start a run: fresh state, reseeded losses, progress reporting, recurrence."""
+        self.prepared = False
+        self.seed = int(seed or 0)
+        self.engine.report = _progress_reporter()
+        self.engine.begin(seed)
+        s = self.settings
+        if s.recurrence > 1:
+            if isinstance(sampler, comfy.samplers.KSAMPLER):
+                flow = isinstance(executor.class_obj.model_patcher.model.model_sampling, comfy.model_sampling.CONST)
+                fn = recurrent_sampler_function(sampler.sampler_function, s.recurrence, s.recurrence_start_percent,
+                                                s.recurrence_end_percent, renoise_flow if flow else renoise_ve,
+                                                self.seed)
+                sampler = comfy.samplers.KSAMPLER(fn, extra_options=sampler.extra_options,
+                                                  inpaint_options=sampler.inpaint_options)
+            else:
+                log.warning("[Style Guidance] recurrence %d ignored: the sampler %s is not a k-diffusion KSAMPLER, so "
+                            "its steps cannot be repeated (guidance itself still runs)", s.recurrence,
+                            type(sampler).__name__)
+        return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
+                        *args, **kwargs)
+
+    def prepare(self, patcher) -> None:
+        """Once per run, at the first guided evaluation: make what autograd traverses usable.
+
+        Models were loaded (possibly inside inference mode) by ComfyUI: the pack's own
+        copies become ordinary tensors, loss targets move to the device.
+        """
+        if self.prepared:
+            return
+        device = patcher.load_device
+        nets = [n for n in (self.decoder, *_loss_models(self.losses)) if n is not None]
+        with torch.inference_mode(False):
+            for net in nets:
+                autograd_safe_(net)
+            self.losses.to(device)
+        if self.model_grad:
+            self.inference_params = _InferenceParams(patcher.model.diffusion_model, self.wrapped)
+        if device.type == "cuda":
+            self.engine.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.prepared = True
+
+    def fraction(self, sigma: float, model_options: dict, model_sampling) -> float:
+        """Fraction of the schedule done at this evaluation (the run's own steps when known)."""
+        sample_sigmas = model_options.get("transformer_options", {}).get("sample_sigmas")
+        frac = step_fraction(sigma, self._host_schedule(sample_sigmas))
+        if frac is None:  # schedule unknown: ComfyUI's own percent convention for this model
+            frac = percent_of_sigma(sigma, lambda p: float(model_sampling.percent_to_sigma(p)))
+        return frac
+
+    def _host_schedule(self, sample_sigmas: torch.Tensor | None) -> torch.Tensor | None:
+        """The run's schedule on the CPU, copied once per run rather than at every evaluation."""
+        if sample_sigmas is None:
+            return None
+        key = (sample_sigmas.data_ptr(), sample_sigmas.numel(), sample_sigmas.device)
+        if self._schedule is None or self._schedule[0] != key:
+            self._schedule = (key, sample_sigmas.detach().float().cpu())
+        return self._schedule[1]
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """One guided evaluation: interrupts honoured, autograd on, OOM turned into advice."""
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        params = self.inference_params.ordinary() if self.inference_params is not None else contextlib.nullcontext()
+        try:
+            with autograd_enabled(), params:
+                yield
+        except torch.OutOfMemoryError as e:
+            comfy.model_management.soft_empty_cache(True)
+            raise RuntimeError(OOM_ADVICE) from e
+
+    def _probe_maker(self, **ctx) -> Callable | None:
+        """A zero-argument probe factory for latent terms (None when the chain has none)."""
+        if not self.losses.latent_terms:
+            return None
+        mf = _model_features()
+        return lambda: mf.make_probe(mf.ProbeContext(seed=self.seed, **ctx))
+
+    # -- the two guidance hooks ---------------------------------------------------
+    def post_cfg(self, args: dict) -> torch.Tensor:
+        """x0 mode: replace the CFG-combined prediction by the guided one."""
+        denoised = args["denoised"]
+        model_obj = args["model"]
+        sigma_t = args["sigma"]
+        sigma = float(sigma_t.flatten()[0])  # the one sync an evaluation needs: where are we?
+        frac = self.fraction(sigma, args["model_options"], model_obj.model_sampling)
+        if not self.engine.wants(frac):
+            return denoised
+        self.prepare(self.patcher)
+        probe = self._probe_maker(model=model_obj, positive=args.get("cond"), negative=args.get("uncond"),
+                                  model_options=args["model_options"], sigma=sigma_t, x_t=args["input"])
+        with self._guarded():
+            return self.engine.guide_x0(args["input"], denoised, sigma, frac, probe)
+
+    def predict_noise(self, executor, x, timestep, model_options=None, seed=None):
+        """xt mode: re-run the prediction with autograd and take the gradient back to x_t."""
+        if model_options is None:
+            model_options = {}
+        guider = executor.class_obj
+        sigma = float(timestep.flatten()[0])  # the one sync an evaluation needs: where are we?
+        frac = self.fraction(sigma, model_options, guider.inner_model.model_sampling)
+        if not self.engine.wants(frac):
+            return executor(x, timestep, model_options, seed)
+        self.prepare(guider.model_patcher)
+        conds = getattr(guider, "conds", {}) or {}
+        probe = self._probe_maker(model=guider.inner_model, positive=conds.get("positive"),
+                                  negative=conds.get("negative"), model_options=model_options, sigma=timestep, x_t=x)
+        with self._guarded():
+            ts = timestep.detach().clone()  # inference tensors cannot be saved for backward
+            return self.engine.guide_xt(x, lambda xg: executor(xg, ts, model_options, seed), sigma, frac, probe)
 
 
+# ---------------------------------------------------------------- installing guidance
 def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[object, GuidanceEngine | None]:
     """Return ``(patched model clone, engine)``, or the model untouched when nothing guides.
 
     With scale 0 or no active loss the original model comes back unchanged, so the
-    output is bit-for-bit that of plain sampling.
+    output is bit-for-bit that of plain sampling. Every check that can fail runs here,
+    before sampling starts.
     """
     problem = settings.validate()
     if problem:
@@ -188,166 +403,40 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
         why = "scale is 0" if not settings.enabled else "no loss with a non-zero weight is connected"
         log.info("[Style Guidance] %s: sampling without guidance", why)
         return model, None
-    check_vae_matches(model, vae)
-
-    decoder, decoder_patcher = decoder_for(vae)
+    decoder = None
+    additional = []
+    if losses.image_terms:
+        check_vae_matches(model, vae)
+        decoder, decoder_patcher = decoder_for(vae)
+        additional = [decoder_patcher, *_loss_patchers(losses)]
+    if losses.latent_terms:
+        _model_features().check_supported(model, [t for _, t in losses.latent_terms])
     latent_format = model.model.latent_format
-    engine = GuidanceEngine(losses, lambda x0: decoder(latent_format.process_out(x0)), settings)
-    state = _RunState()
+
+    def decode(x0: torch.Tensor) -> torch.Tensor:
+        return decoder(latent_format.process_out(x0))
+
+    engine = GuidanceEngine(losses, decode, settings)
     m = model.clone()
-    m.set_additional_models(KEY, [decoder_patcher, *_loss_patchers(losses)])
-
-    def prepare(guider_model) -> None:
-        # Models were loaded (possibly inside inference mode) by prepare_sampling: make
-        # the ones autograd will traverse safe, and move loss targets to their device.
-        if state.prepared:
-            return
-        state.device = guider_model.load_device
-        nets = [decoder, *_loss_models(losses)]
-        if settings.mode == "xt":
-            nets.append(guider_model.model)
-        with torch.inference_mode(False):  # copies made inside inference mode would be inference tensors
-            for net in nets:
-                autograd_safe_(net)
-            losses.to(state.device)
-        if state.device.type == "cuda":
-            engine.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        state.prepared = True
-
-    schedule_cache: dict[tuple, torch.Tensor] = {}
-
-    def host_schedule(sample_sigmas: torch.Tensor | None) -> torch.Tensor | None:
-        """The run's schedule on the CPU, copied once per run rather than at every evaluation."""
-        if sample_sigmas is None:
-            return None
-        key = (sample_sigmas.data_ptr(), sample_sigmas.numel(), sample_sigmas.device)
-        if key not in schedule_cache:
-            schedule_cache.clear()
-            schedule_cache[key] = sample_sigmas.detach().float().cpu()
-        return schedule_cache[key]
-
-    def fraction_of(sigma: float, model_options: dict, model_sampling) -> float:
-        frac = step_fraction(sigma, host_schedule(model_options.get("transformer_options", {}).get("sample_sigmas")))
-        if frac is None:  # schedule unknown: fall back to ComfyUI's percent convention
-            lo, hi = float(model_sampling.sigma_min), float(model_sampling.sigma_max)
-            frac = 1.0 - (sigma - lo) / max(hi - lo, 1e-8)
-        return frac
-
-    def guarded(fn):
-        """Run one guided evaluation: interrupts honoured, OOM turned into advice."""
-        comfy.model_management.throw_exception_if_processing_interrupted()
-        try:
-            with autograd_enabled():
-                return fn()
-        except torch.OutOfMemoryError as e:
-            comfy.model_management.soft_empty_cache(True)
-            raise RuntimeError(OOM_ADVICE) from e
-
-    def outer_sample(executor, noise, latent_image, sampler, sigmas, denoise_mask, callback,
-                     disable_pbar, seed, *args, **kwargs):
-        state.prepared = False
-        engine.report = _progress_reporter()
-        engine.begin(seed)
-        if settings.recurrence > 1 and isinstance(sampler, comfy.samplers.KSAMPLER):
-            sampler = _recurrent_sampler(sampler, settings, seed, executor.class_obj)
-        return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
-                        *args, **kwargs)
-
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, outer_sample)
-
-    if settings.mode == "x0":
-        def post_cfg(args: dict) -> torch.Tensor:
-            denoised = args["denoised"]
-            model_obj = args["model"]
-            sigma = float(args["sigma"].flatten()[0])  # the one sync an evaluation needs: where are we?
-            frac = fraction_of(sigma, args["model_options"], model_obj.model_sampling)
-            if not engine.wants(frac):
-                return denoised
-            prepare(m)
-            return guarded(lambda: engine.guide_x0(args["input"], denoised, sigma, frac))
-
-        m.set_model_sampler_post_cfg_function(post_cfg)
-    else:
-        def predict_noise(executor, x, timestep, model_options=None, seed=None):
-            if model_options is None:
-                model_options = {}
-            guider = executor.class_obj
-            sigma = float(timestep.flatten()[0])  # the one sync an evaluation needs: where are we?
-            frac = fraction_of(sigma, model_options, guider.inner_model.model_sampling)
-            if not engine.wants(frac):
-                return executor(x, timestep, model_options, seed)
-            prepare(guider.model_patcher)
-
-            def run():
-                ts = timestep.detach().clone()  # inference tensors cannot be saved for backward
-                return engine.guide_xt(x, lambda xg: executor(xg, ts, model_options, seed), sigma, frac)
-
-            return guarded(run)
-
-        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, KEY, predict_noise)
+    if additional:
+        m.set_additional_models(KEY, additional)
+    model_grad = settings.mode == "xt" or bool(losses.latent_terms)
+    GuidanceHooks(m, engine, settings, decoder, losses, model_grad).install()
     return m, engine
-
-
-# ---------------------------------------------------------------- recurrence
-def _recurrent_sampler(sampler, settings: GuidanceSettings, seed, guider):
-    """A copy of a KSAMPLER whose steps inside the recurrence window run k times.
-
-    Time-travel as in FreeDoM / Universal Guidance: take the step, re-noise back to the
-    step's noise level, take it again. The sampler function is called on one-step slices
-    of the schedule there, so multistep samplers run first-order inside the window.
-    """
-    inner = sampler.sampler_function
-    k = settings.recurrence
-    flow = isinstance(guider.model_patcher.model.model_sampling, comfy.model_sampling.CONST)
-    renoise = renoise_flow if flow else renoise_ve
-    gen = torch.Generator().manual_seed((int(seed or 0) + 0x5EED) % 2**63)
-
-    def recurrent(model, x, sigmas, extra_args=None, callback=None, disable=None, **opts):
-        n = len(sigmas) - 1
-
-        def repeats(i: int) -> bool:
-            f = i / n
-            return settings.recurrence_start_percent <= f < settings.recurrence_end_percent
-
-        def shifted(offset: int):
-            if callback is None:
-                return None
-            return lambda d: callback({**d, "i": d["i"] + offset})
-
-        i = 0
-        while i < n:
-            if not repeats(i):
-                j = i
-                while j < n and not repeats(j):
-                    j += 1
-                x = inner(model, x, sigmas[i:j + 1], extra_args=extra_args, callback=shifted(i), disable=disable, **opts)
-                i = j
-                continue
-            s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-            for r in range(k):
-                last = r == k - 1
-                x_next = inner(model, x, sigmas[i:i + 2], extra_args=extra_args,
-                               callback=shifted(i) if last else None, disable=True, **opts)
-                if last:
-                    x = x_next
-                    break
-                noise = torch.randn(x.shape, generator=gen).to(device=x.device, dtype=x.dtype)
-                x = renoise(x_next, s, s_next, noise)
-            i += 1
-        return x
-
-    return comfy.samplers.KSAMPLER(recurrent, extra_options=sampler.extra_options,
-                                   inpaint_options=sampler.inpaint_options)
 
 
 # ---------------------------------------------------------------- a KSampler twin
 def sample_like_ksampler(model, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
-                         positive, negative, latent: dict, denoise: float) -> dict:
-    """Exactly what the core KSampler node does, on whatever (patched) model it is given."""
+                         positive, negative, latent: dict, denoise: float, noise: torch.Tensor | None = None) -> dict:
+    """Exactly what the core KSampler node does, on whatever (patched) model it is given.
+
+    ``noise``: a noise tensor to start from instead of the seed's (e.g. an inverted latent's).
+    """
     import latent_preview
 
     latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-    noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
+    if noise is None:
+        noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
     callback = latent_preview.prepare_callback(model, steps)
     samples = comfy.sample.sample(
         model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
@@ -356,6 +445,16 @@ def sample_like_ksampler(model, seed: int, steps: int, cfg: float, sampler_name:
     )
     out = latent.copy()
     out["samples"] = samples
+    return out
+
+
+def noise_for(noise, latent: dict) -> torch.Tensor:
+    """The tensor a NOISE object (SamplerCustomAdvanced's noise socket) gives for this latent."""
+    latent_image = latent["samples"]
+    out = noise.generate_noise({**latent, "samples": latent_image})
+    if tuple(out.shape) != tuple(latent_image.shape):
+        raise ValueError(f"noise: its shape {tuple(out.shape)} does not match the latent's {tuple(latent_image.shape)}; "
+                         "invert the same latent you sample from")
     return out
 
 
@@ -368,20 +467,16 @@ def make_guider(model, positive, negative, cfg: float):
 
 
 def sampler_names() -> list[str]:
+    """The sampler names the core KSampler offers."""
     return list(comfy.samplers.KSampler.SAMPLERS)
 
 
 def scheduler_names() -> list[str]:
+    """The scheduler names the core KSampler offers."""
     return list(comfy.samplers.KSampler.SCHEDULERS)
 
 
-def decode_for_measure(vae, latent: torch.Tensor) -> torch.Tensor:
-    """Decode like VAEDecode does (NHWC in [0,1]); for measuring results outside sampling."""
-    return vae.decode(latent)
-
-
 __all__ = [
-    "autograd_enabled", "autograd_safe_", "check_vae_matches", "decoder_for", "frozen_", "install_guidance",
-    "make_guider", "resize_for_loss", "sample_like_ksampler", "sampler_names", "scheduler_names",
-    "wrap_in_patcher",
+    "GuidanceHooks", "autograd_enabled", "autograd_safe_", "check_vae_matches", "decoder_for", "install_guidance",
+    "make_guider", "noise_for", "sample_like_ksampler", "sampler_names", "scheduler_names", "wrap_in_patcher",
 ]

@@ -1,7 +1,18 @@
 """The guidance step: decode x0, evaluate the wired losses, return a guided prediction.
 
-ComfyUI-free: the adapter hands in a differentiable ``decode`` and calls the engine
-from its sampling hooks, inside a grad-enabled context.
+ComfyUI-free: the adapter hands in a differentiable ``decode`` (latent in model space ->
+[0,1] pixels) and, for terms on the model's own features, a probe factory; it calls the
+engine from its sampling hooks inside a grad-enabled context.
+
+One guided evaluation (see docs/architecture.md):
+1. image terms: decode x0, resize for the losses, one forward per shared extractor, one
+   backward per term to the pixels, each gradient scaled to unit RMS, summed by weight,
+   then one backward of that sum through the decoder;
+2. latent terms: their own model passes on x0, one backward per term to x0, unit RMS each;
+3. both groups, now gradients w.r.t. x0, are summed with budgets in proportion to their
+   weights (so every weight is a share of the final direction);
+4. x0 mode steps the denoised prediction against it; xt mode first takes it back through
+   the model to x_t (FreeDoM), in one more backward.
 """
 
 from __future__ import annotations
@@ -12,7 +23,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .guidance import finite_samples, guided_prediction, in_window, resize_for_loss
+from ..losses.base import ModelProbe
+from .balance import Balance, balanced_direction, combine_groups, shares
+from .guidance import guided_prediction, in_window, resize_for_loss
 from .settings import GuidanceSettings
 
 log = logging.getLogger("style_guidance")
@@ -25,94 +38,159 @@ OOM_ADVICE = (
 
 
 @dataclass
-class StepRecord:
-    """One guided evaluation: where in the schedule, and the loss values seen."""
+class StepReport:
+    """What one guided evaluation saw: where in the schedule, each term's value and share."""
 
     fraction: float
     sigma: float
     total: float
-    terms: dict[str, float]
-    skipped: int = 0
+    values: dict[str, float]
+    weights: dict[str, float]
+    shares: dict[str, float]
+    zero: list[str] = field(default_factory=list)
+    unguided_samples: int = 0
 
+    def as_event(self, step: int) -> dict:
+        """The JSON payload of a ``style_guidance.step`` event."""
+        return {
+            "step": step, "fraction": self.fraction, "sigma": self.sigma, "total": self.total,
+            "terms": {k: {"value": self.values[k], "weight": self.weights[k], "share": self.shares.get(k, 0.0)}
+                      for k in self.values},
+            "zero_gradient": list(self.zero),
+        }
 
-@dataclass
-class GuidanceStats:
-    """What the engine did during one sampling run (tests and progress read it)."""
-
-    evaluations: int = 0
-    skipped_nonfinite: int = 0
-    outside_window: int = 0
-    history: list[StepRecord] = field(default_factory=list)
+    def text(self) -> str:
+        """One line for the node's progress text."""
+        parts = " ".join(f"{k}={v:.4g}({self.shares.get(k, 0.0):.0%})" for k, v in self.values.items())
+        return f"step {self.fraction:.0%} sigma {self.sigma:.3g}: {parts}"
 
 
 class GuidanceEngine:
     """Turns a loss chain into guided denoised predictions for one model and decoder."""
 
     def __init__(self, losses, decode: Callable[[torch.Tensor], torch.Tensor], settings: GuidanceSettings,
-                 report: Callable[[str], None] | None = None) -> None:
+                 report: Callable[[StepReport], None] | None = None) -> None:
         self.losses = losses
         self.decode = decode
         self.settings = settings
         self.report = report
-        self.stats = GuidanceStats()
         self.autocast_dtype: torch.dtype | None = None
+        self.evaluations = 0
+        self._warned: set[str] = set()
 
     # -- run lifecycle -------------------------------------------------------------
     def begin(self, seed: int | None) -> None:
-        """Start a sampling run: fresh stats, loss randomness reseeded for repeatability."""
-        self.stats = GuidanceStats()
+        """Start a sampling run: loss randomness reseeded for repeatability, notices reset."""
         self.losses.reset_rng(int(seed or 0))
+        self._warned = set()
+
+    def terms_at(self, fraction: float) -> tuple[list[str], list[tuple[str, object]]]:
+        """Names of the image terms, and (name, term) of the latent terms, guiding at this fraction."""
+        image = [n for n, t in self.losses.image_terms if in_window(fraction, t.start_percent, t.end_percent)]
+        latent = [(n, t) for n, t in self.losses.latent_terms if in_window(fraction, t.start_percent, t.end_percent)]
+        return image, latent
 
     def wants(self, fraction: float) -> bool:
-        """Whether the evaluation at this fraction of the schedule is guided; counts skips."""
+        """Whether the evaluation at this fraction of the schedule is guided at all."""
         s = self.settings
         if not in_window(fraction, s.start_percent, s.end_percent):
-            self.stats.outside_window += 1
             return False
-        return True
+        image, latent = self.terms_at(fraction)
+        return bool(image or latent)
 
     # -- the maths ---------------------------------------------------------------
-    def _loss(self, x0: torch.Tensor):
-        images = self.decode(x0)
-        images = resize_for_loss(images, self.settings.loss_resolution)
-        if self.autocast_dtype is not None and images.device.type == "cuda":
+    def _image_group(self, x0: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, Balance]:
+        """Balanced pixel-space direction of the image terms, taken back to x0 through the decoder."""
+        images = resize_for_loss(self.decode(x0), self.settings.loss_resolution)
+        leaf = images.detach().requires_grad_(True)
+        if self.autocast_dtype is not None and leaf.device.type == "cuda":
             with torch.autocast("cuda", dtype=self.autocast_dtype):
-                return self.losses(images)
-        return self.losses(images)
+                result = self.losses.evaluate(leaf, names)
+        else:
+            result = self.losses.evaluate(leaf, names)
+        bal = balanced_direction(result.terms, result.weights, leaf)
+        (g,) = torch.autograd.grad(images, x0, grad_outputs=bal.direction.to(images.dtype))
+        return g, bal
 
-    def guide_x0(self, x_t: torch.Tensor, denoised: torch.Tensor, sigma: float, fraction: float) -> torch.Tensor:
-        """MPGD-like: gradient w.r.t. the denoised prediction only (no UNet backward)."""
+    def _latent_group(self, x0: torch.Tensor, terms: list[tuple[str, object]],
+                      probe: ModelProbe) -> Balance:
+        """Balanced x0-space direction of the terms on the model's own features."""
+        values = {name: term.forward_latent(x0, probe).float() for name, term in terms}  # type: ignore[attr-defined]
+        return balanced_direction(values, {name: term.weight for name, term in terms}, x0)  # type: ignore[attr-defined]
+
+    def direction(self, x0: torch.Tensor, fraction: float, sigma: float,
+                  make_probe: Callable[[], ModelProbe] | None = None) -> tuple[torch.Tensor, StepReport]:
+        """The balanced guidance direction w.r.t. the x0 latent ``x0`` (a leaf requiring grad)."""
+        image, latent = self.terms_at(fraction)
+        groups: list[Balance] = []
+        parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if image:
+            g, bal = self._image_group(x0, image)
+            groups.append(bal)
+            parts.append((g, bal.magnitude()))
+        if latent:
+            if make_probe is None:
+                raise RuntimeError("latent loss terms need the diffusion model, but no model probe was given")
+            bal = self._latent_group(x0, latent, make_probe())
+            groups.append(bal)
+            parts.append((bal.direction, bal.magnitude()))
+        grad = combine_groups(parts)
+        for name in [*image, *(n for n, _ in latent)]:
+            self.losses.terms[self.losses.names.index(name)].evaluations += 1
+        return grad, self._record(groups, fraction, sigma)
+
+    def _record(self, groups: list[Balance], fraction: float, sigma: float) -> StepReport:
+        """Summarise the evaluation with a single device-to-host copy (each float() would sync)."""
+        names = [k for b in groups for k in b.values]
+        weights = {k: w for b in groups for k, w in b.weights.items()}
+        budget = sum((b.magnitude() for b in groups), start=torch.zeros((), device=groups[0].direction.device))
+        share_t = shares(groups)
+        live_t = {k: live.any().float() for b in groups for k, live in b.live.items()}
+        n = len(names)
+        packed = torch.stack([
+            (budget == 0).sum().float(),
+            *(v.mean() for b in groups for v in b.values.values()),
+            *(share_t[k] for k in names),
+            *(live_t[k] for k in names),
+        ]).cpu().tolist()
+        unguided = int(packed[0])
+        values = dict(zip(names, packed[1:1 + n], strict=True))
+        share = dict(zip(names, packed[1 + n:1 + 2 * n], strict=True))
+        zero = [k for k, alive in zip(names, packed[1 + 2 * n:], strict=True) if not alive]
+        total = sum(weights[k] * values[k] for k in names)
+        report = StepReport(fraction, sigma, total, values, weights, share, zero, unguided)
+        for k in zero:
+            if k not in self._warned:
+                self._warned.add(k)
+                log.warning("[Style Guidance] loss term '%s' has no gradient at step %.0f%% (e.g. a mask that covers "
+                            "nothing at this size, or a constant loss): its share of the guidance goes to the other "
+                            "terms", k, 100 * fraction)
+        if unguided:
+            log.warning("[Style Guidance] no usable gradient for %d sample(s) at sigma %.4g: guidance skipped for "
+                        "them at this step", unguided, sigma)
+        self.evaluations += 1
+        if self.report is not None:
+            self.report(report)
+        return report
+
+    def guide_x0(self, x_t: torch.Tensor, denoised: torch.Tensor, sigma: float, fraction: float,
+                 make_probe: Callable[[], ModelProbe] | None = None) -> torch.Tensor:
+        """MPGD-like: gradient w.r.t. the denoised prediction only (no backward through the model)."""
         x0 = denoised.detach().float().clone().requires_grad_(True)
-        result = self._loss(x0)
-        (grad,) = torch.autograd.grad(result.total.sum(), x0)
-        return self._finish(x_t, denoised, grad, result, sigma, fraction)
+        grad, _ = self.direction(x0, fraction, sigma, make_probe)
+        with torch.no_grad():
+            return guided_prediction(x_t.detach(), denoised.detach(), grad, self.settings.scale,
+                                     self.settings.grad_clip)
 
     def guide_xt(self, x_t: torch.Tensor, denoise_fn: Callable[[torch.Tensor], torch.Tensor],
-                 sigma: float, fraction: float) -> torch.Tensor:
-        """FreeDoM-like: gradient w.r.t. the noisy latent, back through the denoiser."""
+                 sigma: float, fraction: float,
+                 make_probe: Callable[[], ModelProbe] | None = None) -> torch.Tensor:
+        """FreeDoM-like: the x0 direction taken back through the denoiser to the noisy latent."""
         x = x_t.detach().clone().requires_grad_(True)
         denoised = denoise_fn(x)
-        result = self._loss(denoised.float())
-        (grad,) = torch.autograd.grad(result.total.sum(), x)
-        return self._finish(x_t, denoised.detach(), grad, result, sigma, fraction)
-
-    def _finish(self, x_t, denoised, grad, result, sigma: float, fraction: float) -> torch.Tensor:
-        ok = finite_samples(grad)
-        # One device-to-host copy for everything logged (each float() would be a GPU sync).
-        names = list(result.terms)
-        packed = torch.stack([(~ok).sum().float(), result.total.detach().float().mean(),
-                              *(result.terms[k].detach().float().mean() for k in names)]).tolist()
-        skipped, total = int(packed[0]), packed[1]
-        terms = dict(zip(names, packed[2:], strict=True))
-        self.stats.evaluations += 1
-        self.stats.skipped_nonfinite += skipped
-        self.stats.history.append(StepRecord(fraction, sigma, total, terms, skipped))
-        if skipped:
-            log.warning("[Style Guidance] non-finite gradient for %d sample(s) at sigma %.4g: "
-                        "guidance skipped for them at this step", skipped, sigma)
-        if self.report is not None:
-            text = " ".join(f"{k}={v:.4g}" for k, v in terms.items())
-            self.report(f"step {fraction:.0%} sigma {sigma:.3g}: loss {total:.4g} ({text})")
+        x0 = denoised.detach().float().clone().requires_grad_(True)
+        g_x0, _ = self.direction(x0, fraction, sigma, make_probe)
+        (grad,) = torch.autograd.grad(denoised, x, grad_outputs=g_x0.to(denoised.dtype))
         with torch.no_grad():
-            return guided_prediction(x_t.detach(), denoised.detach(), grad.detach(),
-                                     self.settings.scale, self.settings.grad_clip)
+            return guided_prediction(x_t.detach(), denoised.detach(), grad, self.settings.scale,
+                                     self.settings.grad_clip)

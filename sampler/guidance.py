@@ -1,16 +1,20 @@
-"""The guidance maths, in plain torch: step normalisation, windows, resizing, re-noising."""
+"""The guidance maths, in plain torch: step normalisation, the window rule, resizing, re-noising."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 EPS = 1e-12
+# Loss networks need a few pixels to work with (VGG19's relu5_1 is 1x1 at 16 px; pooling fails
+# below): decoded images smaller than this are upsampled before the losses.
+MIN_LOSS_SIDE = 32
 
 
-def _rms(t: torch.Tensor) -> torch.Tensor:
+def rms(t: torch.Tensor) -> torch.Tensor:
     """Per-sample root mean square, shaped to broadcast against ``t``."""
     dims = tuple(range(1, t.ndim))
     return t.float().pow(2).mean(dim=dims, keepdim=True).sqrt()
@@ -19,6 +23,21 @@ def _rms(t: torch.Tensor) -> torch.Tensor:
 def finite_samples(grad: torch.Tensor) -> torch.Tensor:
     """Bool (B,) mask of samples whose gradient is entirely finite."""
     return torch.isfinite(grad.flatten(1)).all(dim=1)
+
+
+def unit_rms(grad: torch.Tensor, tiny: float = 1e-20) -> tuple[torch.Tensor, torch.Tensor]:
+    """(grad scaled to unit RMS per sample, bool (B,) 'had a usable gradient').
+
+    Samples whose gradient is zero or non-finite come back as zeros and False: they take no
+    part in the direction instead of blowing it up.
+    """
+    g = grad.float()
+    ok = finite_samples(g)
+    g = torch.where(ok.view(-1, *([1] * (g.ndim - 1))), g, torch.zeros_like(g))
+    r = rms(g)
+    live = ok & (r.flatten() > tiny)
+    unit = torch.where(live.view(-1, *([1] * (g.ndim - 1))), g / r.clamp_min(tiny), torch.zeros_like(g))
+    return unit, live
 
 
 def guided_prediction(x_t: torch.Tensor, denoised: torch.Tensor, grad: torch.Tensor,
@@ -31,16 +50,28 @@ def guided_prediction(x_t: torch.Tensor, denoised: torch.Tensor, grad: torch.Ten
     FreeDoM/MPGD's relative step sizes. This makes one value work across models
     (SD1.5/SDXL latents differ in scale), resolutions (RMS, not norm) and noise levels
     (the step shrinks with sigma, where the picture is already decided).
-    Samples with a non-finite gradient are left unguided.
+    Samples with a non-finite or zero gradient are left unguided.
     """
-    g = grad.float()
-    ok = finite_samples(g)
-    g = torch.where(ok.view(-1, *([1] * (g.ndim - 1))), g, torch.zeros_like(g))
-    g_hat = g / (_rms(g) + EPS)
+    g_hat, _ = unit_rms(grad)
     if grad_clip > 0:
         g_hat = g_hat.clamp(-grad_clip, grad_clip)
-    step = _rms(x_t.float() - denoised.float())
+    step = rms(x_t.float() - denoised.float())
     return (denoised.float() - scale * step * g_hat).to(denoised.dtype)
+
+
+# ------------------------------------------------------------------ the window rule
+def in_window(fraction: float, start: float, end: float) -> bool:
+    """THE window rule, used everywhere (engine, per-term windows, recurrence, benchmarks).
+
+    Half-open over the fraction of steps done: step i of n (fraction i/n) is inside when
+    ``start <= i/n < end``. So [0, 1) covers every step and two adjacent windows never share one.
+    """
+    return start <= fraction < end
+
+
+def steps_in_window(n: int, start: float, end: float) -> list[int]:
+    """The step indices of an n-step schedule that :func:`in_window` admits."""
+    return [i for i in range(n) if in_window(i / n, start, end)]
 
 
 def step_fraction(sigma: float, sample_sigmas: torch.Tensor | None) -> float | None:
@@ -59,23 +90,50 @@ def step_fraction(sigma: float, sample_sigmas: torch.Tensor | None) -> float | N
     return i / n
 
 
-def in_window(fraction: float, start: float, end: float) -> bool:
-    """Half-open window [start, end) over the fraction of steps done."""
-    return start <= fraction < end
+def percent_of_sigma(sigma: float, percent_to_sigma: Callable[[float], float], iters: int = 40) -> float:
+    """Invert a model's own ``percent_to_sigma`` (monotone decreasing) by bisection.
+
+    Used when a sampler does not publish its schedule: the fraction then follows the same
+    convention as ComfyUI's start/end percent inputs (e.g. ConditioningSetTimestepRange).
+    """
+    lo, hi = 0.0, 1.0
+    if sigma >= percent_to_sigma(0.0):
+        return 0.0
+    if sigma <= percent_to_sigma(1.0):
+        return 1.0
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if percent_to_sigma(mid) > sigma:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+# ------------------------------------------------------------------ resizing
+def loss_size(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """The (h, w) the losses see: longer side at most ``max_side`` (0 = any), shorter side >= MIN_LOSS_SIDE."""
+    f = 1.0
+    if max_side > 0 and max(h, w) > max_side:
+        f = max_side / max(h, w)
+    if min(h, w) * f < MIN_LOSS_SIDE:
+        f = MIN_LOSS_SIDE / min(h, w)
+    if f == 1.0:
+        return h, w
+    return max(MIN_LOSS_SIDE, round(h * f)), max(MIN_LOSS_SIDE, round(w * f))
 
 
 def resize_for_loss(images: torch.Tensor, max_side: int) -> torch.Tensor:
-    """Differentiably downscale so the longer side is at most ``max_side`` (0 = unchanged)."""
-    if max_side <= 0:
-        return images
+    """Differentiably bring images to :func:`loss_size` (downscaled antialiased, tiny ones upsampled)."""
     h, w = images.shape[-2:]
-    if max(h, w) <= max_side:
+    size = loss_size(h, w, max_side)
+    if size == (h, w):
         return images
-    f = max_side / max(h, w)
-    size = (max(8, round(h * f)), max(8, round(w * f)))
-    return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+    shrink = size[0] < h
+    return F.interpolate(images, size=size, mode="bilinear", antialias=shrink, align_corners=False)
 
 
+# ------------------------------------------------------------------ re-noising (time travel)
 def renoise_ve(x_next: torch.Tensor, sigma: float, sigma_next: float, noise: torch.Tensor) -> torch.Tensor:
     """Time-travel for variance-exploding (eps/v) parameterisations: x at sigma_next -> sigma."""
     return x_next + math.sqrt(max(sigma**2 - sigma_next**2, 0.0)) * noise

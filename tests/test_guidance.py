@@ -10,22 +10,36 @@ from harness import graphs as G
 
 from headless.comfy_host import PromptFailed
 
-# Guided runs must end with a combined loss (all five terms, measured on the decoded
-# result by StyleGuidanceMeasure) at most this fraction of the unguided run's, same seed.
-# With random tiny models the reduction measured is ~8-10 % at scale 3.
-MAX_RATIO = 0.95
+# Guided results are scored with TWIN networks (same architectures, other seeds) and the
+# pixel MSE, term by term. With all five terms sharing the step, guidance must lower the
+# independent scores clearly on average and leave none clearly worse. Measured at scale 3 on
+# the stand-ins: mean 0.65-0.70; single terms 0.39-0.96, the twin CLIP score (a random tiny
+# ViT) up to 1.06 with the narrow KL decoder.
+MAX_MEAN_RATIO = 0.85
+MAX_TERM_RATIO = 1.10
 SCALE = 3.0
 
 
-def _ratio(comfy, plain_m: str, guided_m: str) -> float:
-    plain, guided = comfy.output(plain_m, 2), comfy.output(guided_m, 2)
-    assert plain > 0
-    return guided / plain
+def score_chain(g: dict, models: dict) -> str:
+    """The five terms on twin networks (8 CLIP cutouts): an independent scorer."""
+    G.add_twin_networks(g, models)
+    return G.add_all_losses(g, prefix="s", vgg="vgg_t", clip="oclip_t", cutouts=8)
+
+
+def term_ratios(comfy, plain_m: str, guided_m: str) -> dict[str, float]:
+    """guided / plain for each term's own score (Measure outputs by kind)."""
+    out = {}
+    for term, index in G.SCORE_INDEX.items():
+        plain, guided = comfy.output(plain_m, index), comfy.output(guided_m, index)
+        assert plain > 0, term
+        out[term] = guided / plain
+    return out
 
 
 def _plain_and_guided(models, node: str, mode: str, vae: str, sampler_name: str = "euler"):
     g = G.base_graph(models, vae=vae)
     last = G.add_all_losses(g)
+    score = score_chain(g, models)
     samp = G.sampling(sampler_name=sampler_name)
     opts = G.guidance_options(mode=mode, scale=SCALE)
     if node == "sampler":
@@ -50,9 +64,17 @@ def _plain_and_guided(models, node: str, mode: str, vae: str, sampler_name: str 
             g[name] = {"class_type": "SamplerCustomAdvanced", "inputs": {
                 "noise": G.link("noise"), "guider": G.link(guider), "sampler": G.link("ksel"),
                 "sigmas": G.link("sigmas"), "latent_image": G.link("enc")}}
-    _, pm = G.add_decode_measure(g, "p", "plain", last)
-    _, gm = G.add_decode_measure(g, "g", "guided", last)
+    _, pm = G.add_decode_measure(g, "p", "plain", score)
+    _, gm = G.add_decode_measure(g, "g", "guided", score)
     return g, pm, gm
+
+
+def _check_ratios(ratios: dict[str, float], label: str) -> None:
+    """Clearly better on average, and no term clearly worse (each term alone: test_guidance_terms.py)."""
+    mean = sum(ratios.values()) / len(ratios)
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in ratios.items())
+    assert all(v < MAX_TERM_RATIO for v in ratios.values()), f"{label}: a term got worse: {shown}"
+    assert mean < MAX_MEAN_RATIO, f"{label}: mean guided/plain {mean:.3f} ({shown})"
 
 
 CASES = [(node, mode, vae, "euler") for node in ("sampler", "guider", "apply")
@@ -61,11 +83,10 @@ CASES += [("sampler", mode, "taesd", s) for mode in ("x0", "xt") for s in ("dpmp
 
 
 @pytest.mark.parametrize("node,mode,vae,sampler_name", CASES)
-def test_guidance_lowers_the_loss(comfy, tiny_models, node, mode, vae, sampler_name):
+def test_guidance_lowers_every_independent_score(comfy, tiny_models, node, mode, vae, sampler_name):
     g, pm, gm = _plain_and_guided(tiny_models, node, mode, vae, sampler_name)
     comfy.run(g)
-    ratio = _ratio(comfy, pm, gm)
-    assert ratio < MAX_RATIO, f"{node}/{mode}/{vae}/{sampler_name}: guided/plain loss {ratio:.3f}"
+    _check_ratios(term_ratios(comfy, pm, gm), f"{node}/{mode}/{vae}/{sampler_name}")
 
 
 def _sampler_pair(models, **opts):
@@ -114,9 +135,11 @@ def test_window_is_respected(comfy, tiny_models):
     comfy.run({k: v for k, v in g.items() if k not in ("guided", "dec", "out")} | {"o": {
         "class_type": "StyleGuidanceMeasure", "inputs": {"image": G.link("content"), "losses": G.link("l2"), "seed": 0}}})
     vgg = comfy.output("vgg")
-    before = vgg.calls
+    terms = comfy.output("l2").terms
+    before, evals = vgg.calls, [t.evaluations for t in terms]
     comfy.run(g)
     assert vgg.calls - before == 3
+    assert [t.evaluations - e for t, e in zip(terms, evals, strict=True)] == [3, 3]
 
 
 def test_same_seed_same_output(comfy, tiny_models):
@@ -139,6 +162,10 @@ def test_grad_and_inference_state_restored(comfy, tiny_models):
     comfy.run(g)
     flags = {id(lm.model.model): {n: p.requires_grad for n, p in lm.model.model.named_parameters()}
              for lm in mm.current_loaded_models}
+    # The shared diffusion model as ComfyUI made it: these very tensors, in inference mode.
+    unet = next(lm.model.model for lm in mm.current_loaded_models if type(lm.model.model).__name__ == "BaseModel")
+    tensors = {n: p for n, p in unet.named_parameters()}
+    assert all(p.is_inference() for p in tensors.values())
     g["guided"]["inputs"]["scale"] = SCALE
     grad_before = torch.is_grad_enabled()
     comfy.run(g)
@@ -150,8 +177,9 @@ def test_grad_and_inference_state_restored(comfy, tiny_models):
         before = flags.get(id(model), {})
         gained = [n for n, p in model.named_parameters() if p.requires_grad and not before.get(n, False)]
         assert not gained, f"{type(model).__name__} gained requires_grad: {gained[:3]}"
-        if type(model).__name__ == "BaseModel":  # the UNet that xt mode differentiates through
-            assert not any(p.requires_grad for p in model.parameters())
+    after = dict(unet.named_parameters())
+    replaced = [n for n, p in tensors.items() if after[n] is not p or not after[n].is_inference()]
+    assert not replaced, f"xt mode replaced {len(replaced)} weights of the shared model, e.g. {replaced[:3]}"
 
 
 def test_composes_with_core_freeu(comfy, tiny_models):
@@ -160,7 +188,7 @@ def test_composes_with_core_freeu(comfy, tiny_models):
     g["plain"]["inputs"]["model"] = G.link("freeu")
     g["guided"]["inputs"]["model"] = G.link("freeu")
     comfy.run(g)
-    assert _ratio(comfy, pm, gm) < MAX_RATIO
+    _check_ratios(term_ratios(comfy, pm, gm), "FreeU")
 
 
 def test_start_not_below_end_is_a_validation_error(comfy, tiny_models):

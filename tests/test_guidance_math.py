@@ -56,13 +56,35 @@ def test_step_fraction_counts_steps_and_intermediate_evaluations():
     assert step_fraction(1.0, None) is None
 
 
-def test_resize_for_loss_only_downscales_and_keeps_aspect():
-    img = torch.rand(1, 3, 64, 128, requires_grad=True)
-    small = resize_for_loss(img, 32)
-    assert small.shape[-2:] == (16, 32)
+def test_resize_for_loss_downscales_keeping_aspect_and_never_below_32px():
+    img = torch.rand(1, 3, 128, 256, requires_grad=True)
+    small = resize_for_loss(img, 64)
+    assert small.shape[-2:] == (32, 64)
     small.sum().backward()
     assert img.grad is not None and torch.isfinite(img.grad).all()
-    assert resize_for_loss(img, 0) is img and resize_for_loss(img, 256) is img
+    assert resize_for_loss(img, 0) is img and resize_for_loss(img, 512) is img
+    # The networks need a few pixels: a 64 px limit on a 64x128 picture keeps its short side at 32,
+    # and tiny decodes are upsampled (VGG19's pooling fails below 16 px).
+    assert resize_for_loss(torch.rand(1, 3, 64, 128), 32).shape[-2:] == (32, 64)
+    assert resize_for_loss(torch.rand(1, 3, 8, 12), 0).shape[-2:] == (32, 48)
+
+
+def test_the_window_rule_is_half_open_and_partitions_the_steps():
+    from sampler.guidance import in_window, steps_in_window
+
+    assert steps_in_window(10, 0.3, 0.7) == [3, 4, 5, 6]
+    assert steps_in_window(10, 0.0, 0.5) + steps_in_window(10, 0.5, 1.0) == list(range(10))
+    assert in_window(0.0, 0.0, 1.0) and not in_window(1.0, 0.0, 1.0)
+
+
+def test_percent_of_sigma_inverts_a_schedule():
+    from sampler.guidance import percent_of_sigma
+
+    def to_sigma(p: float) -> float:  # an exponential (Karras-like) schedule
+        return 14.6 * (0.03 / 14.6) ** p
+
+    for p in (0.0, 0.2, 0.5, 0.8, 1.0):
+        assert abs(percent_of_sigma(to_sigma(p), to_sigma) - p) < 1e-4
 
 
 def test_renoise_restores_the_noise_level():

@@ -17,11 +17,26 @@ def _measure(g: dict, node: str, image: str, losses: str) -> None:
 def test_all_five_losses_chain_and_measure(comfy, tiny_models):
     g = G.base_graph(tiny_models)
     last = G.add_all_losses(g)
+    for node in ("l4", "l5"):  # style targets at the style image's own size, so it scores 0 against itself
+        g[node]["inputs"]["style_size"] = 0
     _measure(g, "m_content", "content", last)
     _measure(g, "m_style", "style", last)
     result = comfy.run(g)
-    values = json.loads(comfy.output("m_content", 1))
-    assert set(values) == {"content_mse", "vgg_content", "zecon", "clip_style", "gram_style", "total"}
+    report = json.loads(comfy.output("m_content", 1))
+    assert report["version"] == 2
+    terms = {t["name"]: t for t in report["terms"]}
+    assert set(terms) == {"content_mse", "vgg_content", "zecon", "clip_style", "gram_style"}
+    # Each term's weight and weight share are reported; shares of the live terms follow the weights.
+    weights = {"content_mse": 1.0, "vgg_content": 1.0, "zecon": 0.5, "clip_style": 1.0, "gram_style": 1.0}
+    assert {k: t["weight"] for k, t in terms.items()} == weights
+    for k, t in terms.items():
+        assert t["weight_share"] == pytest.approx(weights[k] / 4.5)
+    # On the content image itself the pixel and VGG content gradients vanish: no share, a note.
+    for k in ("content_mse", "vgg_content"):
+        assert terms[k]["share"] is None and "zero gradient" in terms[k]["note"]
+    live = {k: t["share"] for k, t in terms.items() if t["share"] is not None}
+    assert sum(live.values()) == pytest.approx(1.0)
+    assert live["zecon"] == pytest.approx(0.5 / 2.5) and live["gram_style"] == pytest.approx(1.0 / 2.5)
     # Scoring the content image itself: the pixel and VGG content terms vanish.
     assert comfy.output("m_content", 3) == pytest.approx(0.0, abs=1e-10)
     assert comfy.output("m_content", 4) == pytest.approx(0.0, abs=1e-10)
@@ -41,7 +56,7 @@ def test_zero_weight_terms_are_reported_but_skip_their_network(comfy, tiny_model
     g["m"]["inputs"]["seed"] = 1
     comfy.run(g)
     assert vgg.calls == before  # no active VGG term: VGG never ran
-    assert set(json.loads(comfy.output("m", 1))) == {"content_mse", "clip_style", "total"}
+    assert [t["name"] for t in json.loads(comfy.output("m", 1))["terms"]] == ["content_mse", "clip_style"]
 
 
 def test_nan_reference_image_is_a_clear_error(comfy, tiny_models):
@@ -68,7 +83,7 @@ def test_clip_style_with_core_clip_vision(comfy, tiny_models):
     g["cv"] = {"class_type": "SGTestClipVision", "inputs": {"kind": "clip", "seed": 0}}
     g["l"] = {"class_type": "StyleGuidanceCLIPStyle", "inputs": {
         "style": G.link("style"), "weight": 1.0, "clip_vision": G.link("cv"), "num_cutouts": 0, "cut_min": 0.5,
-        "distance": "cosine", "flip": False, "seed": 0}}
+        "distance": "cosine", "flip": False, "seed": 0, "style_size": 0}}
     _measure(g, "m_style", "style", "l")
     _measure(g, "m_content", "content", "l")
     comfy.run(g)

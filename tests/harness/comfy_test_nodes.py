@@ -176,7 +176,30 @@ class SGTestNaN:
         return (out,)
 
 
+class SGTestNegateLosses:
+    """The same loss chain with every weight negated: a counterfactual that must make guidance fail."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"losses": ("GUIDANCE_LOSS",)}}
+
+    RETURN_TYPES = ("GUIDANCE_LOSS",)
+    FUNCTION = "run"
+    CATEGORY = "_for_testing/style_guidance"
+
+    def run(self, losses):
+        import copy
+
+        flipped = []
+        for term in losses.terms:
+            twin = copy.copy(term)  # shares networks and targets; the upstream chain keeps its own weight
+            twin.weight = -term.weight
+            flipped.append(twin)
+        return (type(losses)(flipped),)
+
+
 NODE_CLASS_MAPPINGS = {
+    "SGTestNegateLosses": SGTestNegateLosses,
     "SGTestNaN": SGTestNaN,
     "SGTestConditioning": SGTestConditioning,
     "SGTestKLVAE": SGTestKLVAE,

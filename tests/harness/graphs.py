@@ -29,26 +29,44 @@ def base_graph(models: dict, vae: str = "taesd", size: int = SIZE, batch: int = 
     return g
 
 
-def add_all_losses(g: dict, weights: dict[str, float] | None = None, prefix: str = "l") -> str:
-    """Chain all five loss nodes; return the id of the last one."""
+TERMS = ("mse", "vgg", "zecon", "clip", "gram")
+# Measure-output index of each term's own value (StyleGuidanceMeasure: text, json, total, then per kind).
+SCORE_INDEX = {"mse": 3, "vgg": 4, "zecon": 5, "clip": 6, "gram": 7}
+
+
+def add_twin_networks(g: dict, models: dict) -> None:
+    """Loss networks of the same architectures with other weights, to score results independently."""
+    g["vgg_t"] = {"class_type": "StyleGuidanceVGGLoader", "inputs": {"vgg_name": models["vgg_twin"]}}
+    g["oclip_t"] = {"class_type": "StyleGuidanceOpenCLIPLoader",
+                    "inputs": {"arch": models["open_clip_arch"], "clip_name": models["open_clip_twin"]}}
+
+
+def add_all_losses(g: dict, weights: dict[str, float] | None = None, prefix: str = "l",
+                   terms: tuple[str, ...] = TERMS, vgg: str = "vgg", clip: str = "oclip",
+                   cutouts: int = 2) -> str:
+    """Chain the loss nodes named in ``terms`` (default all five); return the id of the last one."""
     w = {"mse": 1.0, "vgg": 1.0, "zecon": 0.5, "clip": 1.0, "gram": 1.0, **(weights or {})}
-    g[f"{prefix}1"] = {"class_type": "StyleGuidanceContentMSE",
-                       "inputs": {"content": link("content"), "weight": w["mse"], "fit": "stretch"}}
-    g[f"{prefix}2"] = {"class_type": "StyleGuidanceVGGContent",
-                       "inputs": {"content": link("content"), "vgg": link("vgg"), "weight": w["vgg"],
-                                  "layers": "relu4_2 (Gatys)", "fit": "stretch", "losses": link(f"{prefix}1")}}
-    g[f"{prefix}3"] = {"class_type": "StyleGuidanceZeCon",
-                       "inputs": {"content": link("content"), "vgg": link("vgg"), "weight": w["zecon"],
-                                  "layers": "relu2_1+relu3_1+relu4_1", "num_patches": 64, "tau": 0.07, "seed": 0,
-                                  "fit": "stretch", "losses": link(f"{prefix}2")}}
-    g[f"{prefix}4"] = {"class_type": "StyleGuidanceCLIPStyle",
-                       "inputs": {"style": link("style"), "weight": w["clip"], "open_clip": link("oclip"),
-                                  "num_cutouts": 2, "cut_min": 0.5, "distance": "spherical", "flip": True, "seed": 0,
-                                  "losses": link(f"{prefix}3")}}
-    g[f"{prefix}5"] = {"class_type": "StyleGuidanceGramStyle",
-                       "inputs": {"style": link("style"), "vgg": link("vgg"), "weight": w["gram"],
-                                  "layers": "relu1_1..relu5_1 (Gatys)", "losses": link(f"{prefix}4")}}
-    return f"{prefix}5"
+    specs = {
+        "mse": ("StyleGuidanceContentMSE", {"content": link("content"), "weight": w["mse"], "fit": "stretch"}),
+        "vgg": ("StyleGuidanceVGGContent", {"content": link("content"), "vgg": link(vgg), "weight": w["vgg"],
+                                            "layers": "relu4_2 (Gatys)", "fit": "stretch"}),
+        "zecon": ("StyleGuidanceZeCon", {"content": link("content"), "vgg": link(vgg), "weight": w["zecon"],
+                                         "layers": "relu2_1+relu3_1+relu4_1", "num_patches": 64, "tau": 0.07,
+                                         "seed": 0, "fit": "stretch"}),
+        "clip": ("StyleGuidanceCLIPStyle", {"style": link("style"), "weight": w["clip"], "open_clip": link(clip),
+                                            "num_cutouts": cutouts, "cut_min": 0.5, "distance": "spherical",
+                                            "flip": True, "seed": 0}),
+        "gram": ("StyleGuidanceGramStyle", {"style": link("style"), "vgg": link(vgg), "weight": w["gram"],
+                                            "layers": "relu1_1..relu5_1 (Gatys)"}),
+    }
+    last = None
+    for i, name in enumerate(t for t in TERMS if t in terms):
+        cls, inputs = specs[name]
+        node = f"{prefix}{i + 1}"
+        g[node] = {"class_type": cls, "inputs": {**inputs, **({"losses": link(last)} if last else {})}}
+        last = node
+    assert last is not None, "no terms"
+    return last
 
 
 def guidance_options(**over) -> dict:

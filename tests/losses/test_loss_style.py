@@ -38,7 +38,7 @@ def test_gram_definition(vgg, images) -> None:
     f = vgg(images["noise"](1), ["relu1_1"])["relu1_1"]
     c, h, w = f.shape[1:]
     flat = f[0].reshape(c, h * w)
-    assert torch.allclose(gram_matrix(f)[0], flat @ flat.T / (c * h * w), rtol=1e-5, atol=1e-8)
+    assert torch.allclose(gram_matrix(f)[0], flat @ flat.T / (h * w), rtol=1e-5, atol=1e-8)
     # A 0/1 mask gives the Gram of the masked region alone (normalised by its own size).
     m = torch.zeros(1, 1, h, w)
     m[..., : w // 2] = 1.0
@@ -64,9 +64,11 @@ def test_gram_nearly_invariant_to_tiling_a_seamless_texture(vgg, images) -> None
         ref = t_tile[layer].norm()
         assert (t_tiled[layer] - t_tile[layer]).norm() / ref < 0.15
         assert (t_tiled[layer] - t_tile[layer]).norm() < 0.5 * (t_other[layer] - t_tile[layer]).norm()
-    # With all five default layers, the tiled target still scores the tile as close.
-    near = float(GramStyleLoss(tiled, vgg)(tile))
-    far = float(GramStyleLoss(other, vgg)(tile))
+    # As a loss on those layers, the tiled target still scores the tile as close. (Deeper layers
+    # see a 32 px tile as 2x2 cells dominated by the border padding; with Gatys' per-layer
+    # normalisation they count fully, so they are left out of this property.)
+    near = float(GramStyleLoss(tiled, vgg, layers=layers)(tile))
+    far = float(GramStyleLoss(other, vgg, layers=layers)(tile))
     assert near < 0.1 * far
 
 

@@ -1,0 +1,106 @@
+"""Per-term balance: each loss term's gradient is normalised on its own, then weighted.
+
+Loss terms live in wildly different units (a PatchNCE loss is ~log N whatever the network, a
+Gram distance ~1e-6), so normalising the gradient of their *sum* lets the largest term steer
+alone. Here every term's gradient is scaled to unit RMS per sample in the space the term
+reads (decoded pixels for image terms, the x0 latent for the model's own features) before
+the weights combine them. A weight is then exactly a share of the guidance direction:
+term i contributes ``|w_i| / sum_j |w_j|`` of the combined direction's magnitude (over the
+terms whose gradient is not zero), whatever its units, the networks or the image size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .guidance import unit_rms
+
+
+@dataclass
+class Balance:
+    """The combined direction of a group of terms and what each contributed."""
+
+    direction: torch.Tensor  # sum_i w_i * unit(g_i), in the leaf's space (B, ...)
+    values: dict[str, torch.Tensor]  # detached per-sample values (B,)
+    weights: dict[str, float]
+    live: dict[str, torch.Tensor] = field(default_factory=dict)  # bool (B,): the term had a gradient
+
+    @property
+    def zero(self) -> list[str]:
+        """Terms whose gradient vanished (or was not finite) for every sample."""
+        return [k for k, v in self.live.items() if not bool(v.any())]
+
+    def magnitude(self) -> torch.Tensor:
+        """Per-sample sum of |w_i| over the terms with a gradient (B,): the direction's budget."""
+        out = None
+        for k, live in self.live.items():
+            part = live.float() * abs(self.weights[k])
+            out = part if out is None else out + part
+        return out if out is not None else torch.zeros(self.direction.shape[0], device=self.direction.device)
+
+
+def balanced_direction(values: dict[str, torch.Tensor], weights: dict[str, float],
+                       leaf: torch.Tensor) -> Balance:
+    """Normalise each term's gradient w.r.t. ``leaf`` to unit RMS per sample and sum them by weight.
+
+    ``values`` are per-sample losses (B,) that still carry their graph to ``leaf``. One
+    backward per term runs through that term's own networks only (a shared extractor's
+    forward is reused through ``retain_graph``). The graph is freed afterwards.
+    """
+    names = list(values)
+    direction = torch.zeros(leaf.shape, dtype=torch.float32, device=leaf.device)
+    live: dict[str, torch.Tensor] = {}
+    for k, name in enumerate(names):
+        v = values[name]
+        if v.requires_grad:
+            (g,) = torch.autograd.grad(v.sum(), leaf, retain_graph=k < len(names) - 1, allow_unused=True)
+        else:
+            g = None
+        if g is None:  # the term does not depend on the leaf at all
+            g = torch.zeros_like(direction)
+        unit, ok = unit_rms(g)
+        live[name] = ok
+        direction = direction + weights[name] * unit
+    detached = {k: v.detach().float() for k, v in values.items()}
+    return Balance(direction, detached, {k: weights[k] for k in names}, live)
+
+
+def shares(groups: list[Balance]) -> dict[str, torch.Tensor]:
+    """Each term's share of the final direction (batch mean, a 0-d tensor), over balanced groups.
+
+    Within a group a term holds |w_i| of the group's budget; groups are combined with budgets
+    in proportion to their own weight sums (see :func:`combine_groups`), so overall a term's
+    share is |w_i| / sum over all live terms of |w_j|, per sample, then averaged over the batch.
+    Tensors, not floats: the caller reads them all back in one device-to-host copy.
+    """
+    total = None
+    for b in groups:
+        m = b.magnitude()
+        total = m if total is None else total + m
+    out: dict[str, torch.Tensor] = {}
+    if total is None:
+        return out
+    safe = total.clamp_min(1e-30)
+    for b in groups:
+        for k, live in b.live.items():
+            out[k] = (live.float() * abs(b.weights[k]) / safe).mean()
+    return out
+
+
+def combine_groups(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Sum group directions that now live in one space, each rescaled to its budget.
+
+    ``parts``: (direction in the common space, budget (B,) = sum of |w| of the group's live
+    terms). A group that went through a decoder/model backward has lost its scale on the way,
+    so each is renormalised to unit RMS and multiplied by its budget: group shares then
+    follow the weights exactly as the terms' shares do inside a group.
+    """
+    out = None
+    for direction, budget in parts:
+        unit, _ = unit_rms(direction)
+        part = unit * budget.view(-1, *([1] * (unit.ndim - 1))).to(unit.device)
+        out = part if out is None else out + part
+    assert out is not None, "combine_groups needs at least one part"
+    return out

@@ -1,0 +1,107 @@
+"""Scoring a picture with a loss chain: each term's value, weight and share of the guidance direction.
+
+The shares are computed exactly as a guided step computes them (see :mod:`.balance`), on the
+picture being measured, so a user can read off which term would steer and by how much.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..losses import CombinedLoss
+from ..losses.base import ModelProbe
+from .balance import Balance, balanced_direction, shares
+from .guidance import resize_for_loss
+
+MEASURE_VERSION = 2
+
+
+@dataclass
+class TermScore:
+    """One term of a measurement."""
+
+    name: str
+    kind: str
+    value: float | None  # None when the term could not be evaluated (see note)
+    weight: float
+    weight_share: float
+    share: float | None  # measured share of the direction; None when its gradient was zero
+    note: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "value": _finite(self.value), "weight": self.weight,
+                "weight_share": self.weight_share, "share": _finite(self.share), "note": self.note}
+
+
+@dataclass
+class Measurement:
+    """All terms of a chain on one picture (batch means)."""
+
+    terms: list[TermScore]
+    total: float
+
+    def as_dict(self) -> dict:
+        return {"version": MEASURE_VERSION, "total": _finite(self.total), "terms": [t.as_dict() for t in self.terms]}
+
+    def text(self) -> str:
+        lines = []
+        for t in self.terms:
+            share = "no gradient" if t.share is None else f"{t.share:.0%} of the direction"
+            value = "n/a" if t.value is None else f"{t.value:.6g}"
+            line = f"{t.name}: {value} (weight {t.weight:g} = {t.weight_share:.0%}; {share})"
+            lines.append(line + (f" - {t.note}" if t.note else ""))
+        lines.append(f"total: {self.total:.6g}")
+        return "\n".join(lines)
+
+
+def _finite(x: float | None) -> float | None:
+    """JSON has no NaN/Inf: such values are reported as null."""
+    return x if x is not None and math.isfinite(x) else None
+
+
+def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
+            latent: torch.Tensor | None = None,
+            make_probe: Callable[[], ModelProbe] | None = None) -> Measurement:
+    """Evaluate every active term of ``losses`` on ``images`` (B,3,H,W in [0,1]) and balance them.
+
+    Latent terms (the model's own features) need ``latent`` (the picture's latent, VAE space)
+    and ``make_probe``; without them they are listed with a note instead of a value.
+    """
+    losses.reset_rng(seed)
+    groups: list[Balance] = []
+    notes: dict[str, str] = {}
+    with torch.inference_mode(False), torch.enable_grad():
+        if losses.image_terms:
+            # Tiny pictures are upsampled exactly as a guided step does, so the networks can run.
+            leaf = resize_for_loss(images.detach().float(), 0).clone().requires_grad_(True)
+            result = losses.evaluate(leaf)
+            groups.append(balanced_direction(result.terms, result.weights, leaf))
+        latent_terms = losses.latent_terms
+        if latent_terms:
+            if latent is None or make_probe is None:
+                for name, _ in latent_terms:
+                    notes[name] = "needs the model and the picture's latent: connect model, positive and latent"
+            else:
+                probe = make_probe()
+                x0 = probe.to_model_space(latent).detach().float().clone().requires_grad_(True)
+                values = {name: term.forward_latent(x0, probe).float() for name, term in latent_terms}
+                groups.append(balanced_direction(values, {n: t.weight for n, t in latent_terms}, x0))
+    share_t = shares(groups)
+    values = {k: float(v.mean()) for b in groups for k, v in b.values.items()}
+    live = {k: bool(v.any()) for b in groups for k, v in b.live.items()}
+    active = [(n, t) for n, t in zip(losses.names, losses.terms, strict=True) if t.weight != 0.0]
+    weight_sum = sum(abs(t.weight) for _, t in active) or 1.0
+    scores = []
+    for name, term in active:
+        note = notes.get(name)
+        if name in values and not live[name]:
+            note = "zero gradient: this term does not steer here (e.g. a mask that covers nothing at this size)"
+        scores.append(TermScore(name, term.kind, values.get(name), term.weight,
+                                abs(term.weight) / weight_sum,
+                                float(share_t[name]) if name in share_t and live.get(name) else None, note))
+    total = sum(s.weight * s.value for s in scores if s.name in values)
+    return Measurement(scores, total)
