@@ -165,7 +165,7 @@ def _names(text: str) -> list[str]:
 
 def build_prompt(fam: str, name: str, size: int, batch: int, steps: int, seed: int, a: argparse.Namespace) -> dict:
     """One configuration's prompt: shared inputs, the sampler node, a TAESD decode and a preview."""
-    from harness import graphs as G
+    from headless import graphs as G
 
     spec = CONFIGS[name][1]
     taesd = "taesd" if fam == "sd15" else "taesdxl"

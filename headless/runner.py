@@ -741,7 +741,7 @@ class InProcess:
         except ComfyUINotFound as e:
             raise SetupError(str(e), EXIT_NO_COMFY) from e
         self.base = Path(tempfile.mkdtemp(prefix="sg_runner_"))
-        hc.make_base(self.base, test_nodes=False)
+        hc.make_base(self.base, standin_nodes=False)
         self.run.progress.log(f"ComfyUI: {self.comfy_root} (in-process, {'GPU allowed' if self.opts.gpu else 'CPU'})")
         hc.configure_comfy(self.comfy_root, self.base)
         if self.opts.gpu:

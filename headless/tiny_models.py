@@ -154,6 +154,37 @@ def tiny_open_clip_config() -> dict:
     }
 
 
+def ensure_tiny_open_clip_registered() -> str:
+    """Register :func:`tiny_open_clip_config` with open_clip as ``TINY_OPENCLIP_ARCH`` (idempotent)."""
+    from losses import register_open_clip_config
+
+    register_open_clip_config(TINY_OPENCLIP_ARCH, tiny_open_clip_config())
+    return TINY_OPENCLIP_ARCH
+
+
+def random_vgg19_features(seed: int = 0):
+    """The pack's VGG19 feature extractor with seeded random (Kaiming, as torchvision) weights.
+
+    Built on the meta device and then filled from a private generator, so the global RNG is
+    left as it was.
+    """
+    import torchvision
+
+    from losses import VGG19Features
+
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    with torch.inference_mode(False):
+        with torch.device("meta"):
+            seq = torchvision.models.vgg19(weights=None).features
+        seq = seq.to_empty(device="cpu")
+        with torch.no_grad():
+            for m in seq:
+                if isinstance(m, torch.nn.Conv2d):
+                    torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
+                    torch.nn.init.zeros_(m.bias)
+        return VGG19Features(seq)
+
+
 def build_open_clip(path: Path, seed: int = 4) -> None:
     """Random tiny open_clip model plus its sidecar config JSON (``<file>.json``)."""
     import open_clip
