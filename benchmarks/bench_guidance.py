@@ -219,7 +219,7 @@ loss-network set-up. \
 "peak RSS growth" is the process's peak resident memory during a timed run over its resident memory just before \
 ({result['rss_method']}; the allocator keeps freed memory, so this understates the later rows).
 - Tiny random models: the ratios show the guidance machinery's overhead relative to a cheap UNet, not real-model \
-speed (see DESIGN.md section 7 for real-size FLOP counts). In particular the test AutoencoderKL ("vae" rows) is the \
+speed (bench_realsize.py counts the real-size FLOPs). In particular the test AutoencoderKL ("vae" rows) is the \
 SD VAE's architecture at width 32 (decoder 0.63M parameters, 0.69 GFLOP forward at 64 px), *cheaper* than the \
 full-width random TAESD (1.22M, 2.2 GFLOP), so here the "vae" rows come out faster than the "taesd" rows; with the \
 real SD VAE it is the other way round (~6x).

@@ -240,11 +240,26 @@ def model_folder(folder: str) -> str | None:
     return paths[0] if paths else None
 
 
-def node_input_types(class_type: str) -> dict:
-    """A loaded node's ``INPUT_TYPES()`` as ComfyUI computes it now (choice lists re-read)."""
+def model_file(folder: str, name: str) -> str | None:
+    """The full path of a model file ComfyUI finds in its folders for that type, or None."""
+    import folder_paths
+
+    try:
+        return folder_paths.get_full_path(folder, name)
+    except KeyError:
+        return None
+
+
+def node_classes() -> dict[str, type]:
+    """Every node class ComfyUI has loaded in this process (call after :func:`init_nodes`)."""
     import nodes
 
-    cls = nodes.NODE_CLASS_MAPPINGS.get(class_type)
+    return dict(nodes.NODE_CLASS_MAPPINGS)
+
+
+def node_input_types(class_type: str) -> dict:
+    """A loaded node's ``INPUT_TYPES()`` as ComfyUI computes it now (choice lists re-read)."""
+    cls = node_classes().get(class_type)
     return cls.INPUT_TYPES() if cls is not None else {}
 
 

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 import torch
-from headless import graphs as G
 
+from headless import graphs as G
 from headless.comfy_host import PromptFailed
 
 # Guided runs must end with a combined loss (all five terms, measured on the decoded
