@@ -31,6 +31,7 @@ from .backend import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_TERMINATED,
+    Backend,
     SetupError,
     one_line,
 )
@@ -184,7 +185,7 @@ class Signals:
     def __init__(self) -> None:
         self.signum: int | None = None
         self.run: Run | None = None
-        self.backend = None
+        self.backend: Backend | None = None
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     signals = Signals()
     signals.install()
     progress: Progress | None = None
-    backend = None
+    backend: Backend | None = None
     run: Run | None = None
     skipped: list[str] = []
     show_log = False
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_SOME_FAILED if (failed or skipped) else EXIT_OK
 
 
-def _show_log(backend) -> None:
+def _show_log(backend: Backend) -> None:
     print("---- ComfyUI's log (shown because something failed) ----", file=sys.stderr)
     print(backend.log_text(), file=sys.stderr)
     print("---- end of ComfyUI's log ----", file=sys.stderr, flush=True)

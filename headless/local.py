@@ -161,10 +161,14 @@ class InProcess:
                 run.finish_failed(pair, "interrupted before it finished", status="interrupted")
                 run.progress.finish(pair.index, "INTERRUPTED")
                 return
-            except (hc.PromptFailed, PairFailed, OSError, ValueError) as e:
+            except Exception as e:  # noqa: BLE001 - whatever went wrong, it fails this pair, not the run
                 pair.seconds = time.perf_counter() - start
-                message = (f"validation failed: {describe_node_errors(e.error, e.node_errors)}"
-                           if isinstance(e, hc.PromptFailed) and e.error is not None else one_line(str(e)))
+                if isinstance(e, hc.PromptFailed) and e.error is not None:
+                    message = f"validation failed: {describe_node_errors(e.error, e.node_errors)}"
+                elif isinstance(e, (hc.PromptFailed, PairFailed, OSError, ValueError)):
+                    message = one_line(str(e))
+                else:
+                    message = one_line(f"{type(e).__name__}: {e}")
                 run.finish_failed(pair, message)
                 run.progress.finish(pair.index, "FAILED", one_line(message, 300))
             finally:

@@ -155,11 +155,19 @@ class Run:
             stem = self._claim(pair, len(data))
             names = [f"{stem}.png"] if len(data) == 1 else [f"{stem}_{i + 1}.png" for i in range(len(data))]
             paths = [output_path(self.out_dir, n) for n in names]
-            for path, png in zip(paths, data, strict=True):
-                write_atomic(path, png)
-            if steps:
-                paths += write_steps(output_path(self.out_dir, f"{stem}.steps.json"),
-                                     output_path(self.out_dir, f"{stem}.steps.png"), steps, f"{pair.name}")
+            done: list[Path] = []
+            try:  # all of the pair's files or none
+                for path, png in zip(paths, data, strict=True):
+                    write_atomic(path, png)
+                    done.append(path)
+                if steps:
+                    done += write_steps(output_path(self.out_dir, f"{stem}.steps.json"),
+                                        output_path(self.out_dir, f"{stem}.steps.png"), steps, pair.name)
+            except BaseException:
+                for path in done:
+                    path.unlink(missing_ok=True)
+                raise
+            paths = done
             pair.outputs = [str(p) for p in paths]
             pair.measures = parsed
             pair.steps = steps

@@ -358,10 +358,10 @@ class Servers:
                 w.thread.join(0.5)
 
     def interrupt(self) -> None:
-        pass  # the workers see run.stop within half a second and cancel their prompts
+        """Nothing to do here: each worker sees ``run.stop`` within half a second and cancels its prompt."""
 
     def log_text(self) -> str:
         return ""
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the workers end with :meth:`run_all`."""

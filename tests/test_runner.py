@@ -222,10 +222,10 @@ def test_sigint_stops_the_pair_in_flight(tmp_path):
         if proc.poll() is None:
             proc.kill()
     log = "".join(lines) + rest
-    (ARTIFACTS / "runner-sigint.log").write_text(log)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "runner-sigint.log").write_text(log + f"\n[test] SIGINT -> exit: {latency:.2f} s\n")
     assert proc.returncode == 130, log[-5000:]
     assert latency < 20, f"exit {latency:.1f} s after SIGINT"
-    print(f"SIGINT -> exit: {latency:.2f} s")
     assert result_pngs(out) == ["a__style_guidance_style.png"]  # nothing of the interrupted pair
     assert not [p for p in out.iterdir() if p.name.startswith((".", "b__")) or "partial" in p.name]
     assert "a__style_guidance_style  ok" in log and "b__style_guidance_style  interrupted" in log
