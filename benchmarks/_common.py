@@ -1,8 +1,8 @@
 """Helpers shared by the in-ComfyUI benchmarks (bench_guidance.py, bench_realsize.py).
 
-A temporary ComfyUI base with this pack loaded by ComfyUI's own custom-node loader (the test
-harness in ``tests/harness``), an in-process executor with an LRU output cache, memory
-high-water marks, and the machine/version facts every result file records.
+A temporary ComfyUI base with this pack loaded by ComfyUI's own custom-node loader (and the
+stand-in nodes of ``headless/standin_nodes.py``), an in-process executor with an LRU output
+cache, memory high-water marks, and the machine/version facts every result file records.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -23,8 +22,6 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
-if str(REPO_ROOT / "tests") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "tests"))  # harness.graphs: the tests' prompt builders
 if str(REPO_ROOT) not in sys.path:
     sys.path.append(str(REPO_ROOT))  # headless; appended so ComfyUI's own top-level `nodes` wins
 
@@ -32,12 +29,11 @@ if str(REPO_ROOT) not in sys.path:
 # ---------------------------------------------------------------- set-up
 
 
-def setup_comfy(base: Path, gpu: bool, build_models: Callable[[Path], object], extra_nodes: tuple[Path, ...] = (),
-                who: str = "bench") -> tuple[Path, object]:
+def setup_comfy(base: Path, gpu: bool, build_models: Callable[[Path], object], who: str = "bench") -> tuple[Path, object]:
     """Lay out ``base`` with the pack, import ComfyUI, build models, load every node.
 
     ``build_models(models_dir)`` runs after ComfyUI is importable and before the nodes load;
-    its return value is passed back. ``extra_nodes`` are node files copied into custom_nodes.
+    its return value is passed back. ``gpu`` lets ComfyUI use CUDA when there is one.
     """
     from headless import comfy_host as hc
     from headless.locate import ComfyUINotFound, locate_comfyui
@@ -47,36 +43,25 @@ def setup_comfy(base: Path, gpu: bool, build_models: Callable[[Path], object], e
     except ComfyUINotFound as e:
         sys.exit(f"{who}: {e}")
     hc.make_base(base)
-    for f in extra_nodes:
-        shutil.copy(f, base / "custom_nodes" / f.name.lstrip("_"))
-    hc.configure_comfy(comfy_root, base)
     import torch
 
-    if gpu and torch.cuda.is_available():  # configure_comfy forces --cpu; undo it before model_management loads
-        from comfy.cli_args import args as comfy_args
-
-        comfy_args.cpu = False
+    hc.configure_comfy(comfy_root, base, cpu=not (gpu and torch.cuda.is_available()))
     models = build_models(base / "models")
     hc.init_nodes()
     return comfy_root, models
 
 
 def make_executor():
-    """The harness's in-process ComfyUI, with an LRU output cache instead of the classic one.
+    """The in-process ComfyUI of ``headless.comfy_host``, with an LRU output cache instead of the classic one.
 
     The classic cache drops every output the current prompt does not use, so running the
     configurations in turn would reload models and rebuild loss networks each time. With an
     LRU cache large enough for all of them, the timed runs can be interleaved (one repeat of
     every configuration, then the next), which spreads slow drifts in machine load evenly.
     """
-    import execution
-
     from headless.comfy_host import InProcessComfy
 
-    comfy = InProcessComfy()
-    comfy.executor = execution.PromptExecutor(
-        comfy.server, cache_type=execution.CacheType.LRU, cache_args={"lru": 10_000, "ram": 0})
-    return comfy
+    return InProcessComfy(lru_size=10_000)
 
 
 def executed_nodes(messages: list) -> set[str]:

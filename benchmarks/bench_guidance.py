@@ -1,8 +1,8 @@
 """Time the Style Guidance sampler against the core KSampler inside a real ComfyUI.
 
-One process, one run. A temporary ComfyUI base is laid out with the test harness
-(``tests/harness``: the pack loaded by ComfyUI's own custom-node loader, tiny seeded
-random models, nothing downloaded), then each configuration below is run as an API
+One process, one run. A temporary ComfyUI base is laid out by ``headless.comfy_host``
+(the pack loaded by ComfyUI's own custom-node loader, the ``SGTest*`` stand-in nodes, tiny
+seeded random models, nothing downloaded), then each configuration below is run as an API
 prompt through ComfyUI's own validator and executor (``InProcessComfy``):
 
     plain         core KSampler (no guidance)
@@ -115,7 +115,7 @@ def setup_comfy(base: Path, gpu: bool) -> tuple[Path, dict]:
 
 def build_prompt(tiny: dict, name: str, a: argparse.Namespace, seed: int) -> dict:
     """One configuration's prompt: shared inputs, the sampler node, TAESD decode, preview."""
-    from harness import graphs as G
+    from headless import graphs as G
 
     spec = CONFIGS[name][1]
     g = G.base_graph(tiny, vae=(spec or {}).get("vae", "taesd"), size=a.size)
@@ -206,7 +206,7 @@ Measured {result['timestamp']} with `{result['command']}`.
 ({m['torch_threads']} thread{'s' if m['torch_threads'] != 1 else ''}), ComfyUI {m['comfyui']}, \
 pack {result['pack'].get('style_guidance_version', '?')} \
 (git {result['pack'].get('git', '?')}).
-- Workload: tiny random SD1.5-detectable UNet (~14M params) from the test harness, {a['size']}x{a['size']} px, \
+- Workload: tiny random SD1.5-detectable UNet (~14M params, headless/tiny_models.py), {a['size']}x{a['size']} px, \
 {a['steps']} steps, cfg {a['cfg']}, {a['sampler']}/normal, denoise {a['denoise']}, batch 1; guided configurations \
 use all five losses (content MSE, VGG content, ZeCon, CLIP style, Gram style) at scale {a['scale']}.
 - Each figure is the wall time of one in-process ComfyUI prompt run in which only the sampler node (new seed), \
@@ -219,7 +219,7 @@ loss-network set-up. \
 "peak RSS growth" is the process's peak resident memory during a timed run over its resident memory just before \
 ({result['rss_method']}; the allocator keeps freed memory, so this understates the later rows).
 - Tiny random models: the ratios show the guidance machinery's overhead relative to a cheap UNet, not real-model \
-speed (see DESIGN.md section 7 for real-size FLOP counts). In particular the test AutoencoderKL ("vae" rows) is the \
+speed (bench_realsize.py counts the real-size FLOPs). In particular the test AutoencoderKL ("vae" rows) is the \
 SD VAE's architecture at width 32 (decoder 0.63M parameters, 0.69 GFLOP forward at 64 px), *cheaper* than the \
 full-width random TAESD (1.22M, 2.2 GFLOP), so here the "vae" rows come out faster than the "taesd" rows; with the \
 real SD VAE it is the other way round (~6x).

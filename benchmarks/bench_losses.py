@@ -27,12 +27,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: import the repo's losses/
 
+from headless.tiny_models import random_vgg19_features  # noqa: E402
 from losses import (  # noqa: E402
     CLIPStyleLoss,
     CombinedLoss,
     ContentMSELoss,
     GramStyleLoss,
-    VGG19Features,
     VGGContentLoss,
     ZeConLoss,
     load_open_clip_encoder,
@@ -129,7 +129,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
-    vgg = VGG19Features.random_init(0).to(device, dtype)
+    vgg = random_vgg19_features(0).to(device, dtype)
     clip = load_open_clip_encoder("ViT-B-32", None).to(device, dtype)  # random weights: timing only
     content, style = _image(1, args.size, device), _image(2, args.size, device)
     terms = [

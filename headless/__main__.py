@@ -1,8 +1,8 @@
-"""``python -m headless``: the headless style-transfer runner (see headless/runner.py)."""
+"""``python -m headless``: the headless style-transfer runner (see headless/cli.py)."""
 
 import sys
 
-from headless.runner import main
+from headless.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,8 +17,9 @@ from typing import TextIO
 
 class Progress:
     def __init__(self, total: int, stream: TextIO | None = None, tty: bool | None = None,
-                 step_interval: float = 5.0) -> None:
-        self.stream = stream or sys.stderr
+                 step_interval: float = 5.0, out: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr  # bars and per-image lines
+        self.out = out or sys.stdout  # messages (kept: ComfyUI's start-up may redirect sys.stdout)
         self.tty = self.stream.isatty() if tty is None else tty
         self.total = total
         self.done = 0
@@ -42,7 +43,7 @@ class Progress:
 
     def log(self, message: str, stream: TextIO | None = None) -> None:
         """Print a message line (on stdout by default) without breaking the bars."""
-        out = stream or sys.stdout
+        out = stream or self.out
         with self._lock:
             if self.tty and out is self.stream:
                 self._tqdm.write(message, file=out)

@@ -103,14 +103,21 @@ def sd1_text_encoder_state_dict(seed: int) -> dict[str, torch.Tensor]:
 
 
 def build_taesd_pair(folder: Path, name: str, channels: int, seed: int = 1) -> None:
-    """Random TAESD encoder/decoder files that VAELoader offers as ``name`` (taesd, taesdxl, ...)."""
+    """Random TAESD encoder/decoder files that VAELoader offers as ``name`` (taesd, taesdxl, ...).
+
+    Each file appears whole (written under a private name, then renamed), the decoder last: a
+    reader that sees the decoder sees a complete pair.
+    """
     from comfy.taesd.taesd import Decoder, Encoder
 
     enc, dec = Encoder(channels), Decoder(channels)
     _fill_(enc, seed)
     _fill_(dec, seed + 1)
-    save_file(_half_sd(enc), str(folder / f"{name}_encoder.safetensors"))
-    save_file(_half_sd(dec), str(folder / f"{name}_decoder.safetensors"))
+    for part, module in (("encoder", enc), ("decoder", dec)):
+        target = folder / f"{name}_{part}.safetensors"
+        tmp = folder / f".{target.name}.{os.getpid()}.partial"
+        save_file(_half_sd(module), str(tmp))
+        os.replace(tmp, target)
 
 
 def build_taesd(folder: Path, seed: int = 1) -> None:
@@ -152,6 +159,37 @@ def tiny_open_clip_config() -> dict:
         "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
         "text_cfg": {"context_length": 16, "vocab_size": 1000, "width": 32, "heads": 2, "layers": 1},
     }
+
+
+def ensure_tiny_open_clip_registered() -> str:
+    """Register :func:`tiny_open_clip_config` with open_clip as ``TINY_OPENCLIP_ARCH`` (idempotent)."""
+    from losses import register_open_clip_config
+
+    register_open_clip_config(TINY_OPENCLIP_ARCH, tiny_open_clip_config())
+    return TINY_OPENCLIP_ARCH
+
+
+def random_vgg19_features(seed: int = 0):
+    """The pack's VGG19 feature extractor with seeded random (Kaiming, as torchvision) weights.
+
+    Built on the meta device and then filled from a private generator, so the global RNG is
+    left as it was.
+    """
+    import torchvision
+
+    from losses import VGG19Features
+
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    with torch.inference_mode(False):
+        with torch.device("meta"):
+            seq = torchvision.models.vgg19(weights=None).features
+        seq = seq.to_empty(device="cpu")
+        with torch.no_grad():
+            for m in seq:
+                if isinstance(m, torch.nn.Conv2d):
+                    torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
+                    torch.nn.init.zeros_(m.bias)
+        return VGG19Features(seq)
 
 
 def build_open_clip(path: Path, seed: int = 4) -> None:
@@ -287,14 +325,33 @@ def _place(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def unsafe_model_name(name: str) -> bool:
+    """Whether a model file name could point outside its folder (absolute, drive, '..', NUL)."""
+    parts = name.replace("\\", "/").split("/")
+    return (not name or "\0" in name or name.startswith(("/", "\\")) or Path(name).is_absolute()
+            or (len(name) > 1 and name[1] == ":") or ".." in parts)
+
+
 def install_for_workflow(models_dir: Path, api_prompt: dict) -> list[str]:
     """Write tiny stand-ins under every model file name ``api_prompt`` expects; return them.
 
-    Files that already exist are left alone. Folders with no stand-in (ControlNet,
+    Files that already exist are left alone. Nothing is written when a name could leave
+    ``models_dir`` (``ValueError``), or when a stand-in's ``<name>.json`` config would replace a
+    different file of that name (``FileExistsError``). Folders with no stand-in (ControlNet,
     CLIP vision, ...) raise ``NotImplementedError`` naming the file.
     """
+    files = model_files(api_prompt)
+    bad = [name for _n, _i, name, _f in files if unsafe_model_name(name)]
+    if bad:
+        raise ValueError(f"model file name(s) outside the models folder: {', '.join(map(repr, bad))}")
+    for _n, _i, name, folder in files:
+        sidecar = Path(str(models_dir / folder / name) + ".json")
+        if folder == "open_clip" and not (models_dir / folder / name).exists() and sidecar.exists() \
+                and _json_or_none(sidecar) != tiny_open_clip_config():
+            raise FileExistsError(f"{sidecar} exists and is not the tiny open_clip config; the stand-in for "
+                                  f"{name} would replace it (move it away, or run with real weights)")
     written = []
-    for _node, _input, name, folder in model_files(api_prompt):
+    for _node, _input, name, folder in files:
         if folder == "vae" and name in TAESD_NAMES:
             if name not in ("taesd", "taesdxl"):
                 raise NotImplementedError(f"no tiny stand-in for the '{name}' VAE (only taesd and taesdxl)")
@@ -313,11 +370,18 @@ def install_for_workflow(models_dir: Path, api_prompt: dict) -> list[str]:
         torch_format = folder == "vgg" and not name.lower().endswith(".safetensors")
         source = _cached("vgg_pth" if torch_format else folder)
         sidecar = Path(str(source) + ".json")
-        if sidecar.is_file():  # first, so the weights never appear without their config
+        if sidecar.is_file() and not Path(str(target) + ".json").exists():  # first: weights never without config
             _place(sidecar, Path(str(target) + ".json"))
         _place(source, target)
         written.append(str(target))
     return written
+
+
+def _json_or_none(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def tiny_overrides(api_prompt: dict, size: int = 128, steps: int = 4) -> dict[str, dict]:

@@ -11,6 +11,8 @@ workflow's API twin instead of writing it by hand. :class:`UIGraph` writes UI fi
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +37,11 @@ class InputDef:
     type: str
     options: dict
     widget: bool
-    extra_values: int  # values the editor stores after this widget's own (seed control, upload)
+    extra_defaults: tuple = ()  # values the editor stores after this widget's own (seed control, upload)
+
+    @property
+    def extra_values(self) -> int:
+        return len(self.extra_defaults)
 
 
 @dataclass
@@ -56,8 +62,9 @@ def _input_def(name: str, spec: Any) -> InputDef:
     options = spec[1] if isinstance(spec, (list, tuple)) and len(spec) > 1 and isinstance(spec[1], dict) else {}
     type_name = "COMBO" if isinstance(kind, (list, tuple)) else str(kind)
     widget = type_name in WIDGET_TYPES and not options.get("forceInput", False)
-    extra = int(has_control_widget(name, type_name, options)) + int(bool(options.get("image_upload")))
-    return InputDef(name, type_name, options, widget, extra if widget else 0)
+    extra = (("fixed",) if has_control_widget(name, type_name, options) else ()) + \
+        (("image",) if options.get("image_upload") else ())
+    return InputDef(name, type_name, options, widget, extra if widget else ())
 
 
 def has_control_widget(name: str, type_name: str, options: dict) -> bool:
@@ -80,12 +87,30 @@ def node_def(input_types: dict, outputs: list | tuple, output_names: list | tupl
     return NodeDef(inputs, outs, [str(n) for n in names])
 
 
+def widget_slots(d: NodeDef) -> Iterator[tuple[InputDef, int]]:
+    """Each widget input of ``d`` with its index in an editor node's ``widgets_values``.
+
+    The one place that knows the layout: a widget's own value, then the values the editor adds
+    after it (seed control, upload button). The editor's own extra widgets of some core nodes
+    (``EDITOR_WIDGETS``) follow the last one.
+    """
+    pos = 0
+    for inp in d.widgets:
+        yield inp, pos
+        pos += 1 + inp.extra_values
+
+
+def widget_count(d: NodeDef) -> int:
+    """How many values an editor node of this definition saves before ``EDITOR_WIDGETS``."""
+    return sum(1 + inp.extra_values for inp in d.widgets)
+
+
 def defs_in_process() -> dict[str, NodeDef]:
     """Definitions of every node ComfyUI has loaded in this process (call after init_nodes)."""
-    import nodes
+    from .comfy_host import node_classes
 
     defs = {}
-    for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
+    for name, cls in node_classes().items():
         try:
             defs[name] = node_def(cls.INPUT_TYPES(), cls.RETURN_TYPES, getattr(cls, "RETURN_NAMES", None))
         except Exception:  # noqa: BLE001 - a broken third-party node must not stop the others
@@ -102,16 +127,143 @@ def defs_from_object_info(info: dict) -> dict[str, NodeDef]:
 # UI -> API
 
 
+def _node_label(node: dict) -> str:
+    title = node.get("title")
+    return f"node {node.get('id')} ({node.get('type')}{', ' + repr(title) if title else ''})"
+
+
+def _link_tuple(link: Any) -> tuple | None:
+    """(id, origin id, origin slot, target id, target slot) of a link entry, or None if malformed."""
+    if isinstance(link, dict):  # the editor's newer link layout
+        link = [link.get("id"), link.get("origin_id"), link.get("origin_slot"), link.get("target_id"),
+                link.get("target_slot")]
+    if not isinstance(link, (list, tuple)) or len(link) < 5:
+        return None
+    lid, origin, oslot, target, tslot = link[:5]
+    if not (_is_int(lid) and _is_id(origin) and _is_int(oslot) and _is_id(target) and _is_int(tslot)):
+        return None
+    return lid, str(origin), oslot, str(target), tslot
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_id(v: Any) -> bool:
+    return (_is_int(v) or isinstance(v, str)) and str(v) != ""
+
+
+def check_ui(workflow: Any) -> None:
+    """Check the shape of an editor-format workflow (no node definitions needed).
+
+    Raises :class:`WorkflowError` naming the node, input or link that is malformed or dangling,
+    so a broken file is refused before ComfyUI starts instead of failing inside the conversion.
+    """
+    if not isinstance(workflow, dict) or not isinstance(workflow.get("nodes"), list):
+        raise WorkflowError("not an editor-format workflow: no 'nodes' list")
+    raw_links = workflow.get("links", [])
+    if not isinstance(raw_links, list):
+        raise WorkflowError("'links' is not a list")
+    ids: set[str] = set()
+    for i, node in enumerate(workflow["nodes"]):
+        if not isinstance(node, dict):
+            raise WorkflowError(f"nodes[{i}] is not an object")
+        if not _is_id(node.get("id")):
+            raise WorkflowError(f"nodes[{i}] has no usable 'id' (got {node.get('id')!r})")
+        if not isinstance(node.get("type"), str) or not node["type"]:
+            raise WorkflowError(f"node {node['id']} has no 'type'")
+        if str(node["id"]) in ids:
+            raise WorkflowError(f"node id {node['id']} is used twice")
+        ids.add(str(node["id"]))
+        if "mode" in node and not _is_int(node["mode"]):
+            raise WorkflowError(f"{_node_label(node)}: 'mode' is not a number")
+        if node.get("widgets_values") is not None and not isinstance(node["widgets_values"], (list, dict)):
+            raise WorkflowError(f"{_node_label(node)}: 'widgets_values' is neither a list nor an object")
+        inputs = node.get("inputs") or []
+        if not isinstance(inputs, list) or not all(isinstance(x, dict) and isinstance(x.get("name"), str)
+                                                   for x in inputs):
+            raise WorkflowError(f"{_node_label(node)}: 'inputs' must be a list of {{name, link}} objects")
+        if node["type"] == "Reroute" and inputs and inputs[0].get("link") is not None and not _is_int(inputs[0]["link"]):
+            raise WorkflowError(f"{_node_label(node)}: its input link is not a link id")
+    links = {}
+    for i, raw in enumerate(raw_links):
+        link = _link_tuple(raw)
+        if link is None:
+            raise WorkflowError(f"links[{i}] is malformed (expected [id, origin node, origin slot, target node, "
+                                f"target slot, type]; got {str(raw)[:80]})")
+        links[link[0]] = link
+    for node in workflow["nodes"]:
+        for inp in node.get("inputs") or []:
+            lid = inp.get("link")
+            if lid is None:
+                continue
+            where = f"{_node_label(node)} input '{inp['name']}'"
+            if not _is_int(lid):
+                raise WorkflowError(f"{where}: link {lid!r} is not a link id")
+            if lid not in links:
+                raise WorkflowError(f"{where}: link {lid} is not in the workflow's link list (a dangling link; "
+                                    "reconnect the input in the editor)")
+            if links[lid][1] not in ids:
+                raise WorkflowError(f"{where}: link {lid} comes from node {links[lid][1]}, which is not in the "
+                                    "workflow (a dangling link; reconnect the input in the editor)")
+
+
+def check_api(prompt: Any) -> None:
+    """Check the shape of an API-format prompt: every node has a class and inputs, every link a source.
+
+    Raises :class:`WorkflowError` naming the node and input.
+    """
+    if not isinstance(prompt, dict) or not prompt:
+        raise WorkflowError("an API-format prompt must be a non-empty object of nodes")
+    for nid, node in prompt.items():
+        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
+            raise WorkflowError(f"node {nid}: no 'class_type'")
+        label = f"node {nid} ({node['class_type']})"
+        if not isinstance(node.get("inputs"), dict):
+            raise WorkflowError(f"{label}: no 'inputs' object (write \"inputs\": {{}} for a node without inputs)")
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and _is_id(value[0]) and not isinstance(value[0], bool):
+                if str(value[0]) not in prompt:
+                    raise WorkflowError(f"{label} input '{name}': linked to node {value[0]}, which is not in the "
+                                        "prompt (a dangling link)")
+                if not _is_int(value[1]) or value[1] < 0:
+                    raise WorkflowError(f"{label} input '{name}': link {value} has no valid output slot")
+
+
+def check_api_outputs(prompt: dict, defs: dict[str, NodeDef]) -> None:
+    """Every link of an API prompt names an output slot its source node has (needs the definitions)."""
+    for nid, node in prompt.items():
+        for name, value in node["inputs"].items():
+            if not (isinstance(value, list) and len(value) == 2 and str(value[0]) in prompt and _is_int(value[1])):
+                continue
+            src = prompt[str(value[0])]["class_type"]
+            d = defs.get(src)
+            if d is not None and value[1] >= len(d.outputs):
+                raise WorkflowError(f"node {nid} ({node['class_type']}) input '{name}': node {value[0]} ({src}) has "
+                                    f"{len(d.outputs)} output(s), no output slot {value[1]}")
+
+
 def ui_to_api(workflow: dict, defs: dict[str, NodeDef]) -> dict[str, dict]:
-    """Convert an editor-format workflow to an API prompt, as the editor's Export (API) does."""
-    if "nodes" not in workflow or "links" not in workflow:
-        raise WorkflowError("not an editor-format workflow (no 'nodes'/'links'); API-format files need no conversion")
+    """Convert an editor-format workflow to an API prompt, as the editor's Export (API) does.
+
+    The workflow's shape is checked first (:func:`check_ui`); any other malformed value still
+    ends in a :class:`WorkflowError`, never a bare TypeError/KeyError.
+    """
+    check_ui(workflow)
+    try:
+        return _ui_to_api(workflow, defs)
+    except WorkflowError:
+        raise
+    except (TypeError, KeyError, IndexError, ValueError, AttributeError) as e:
+        raise WorkflowError(f"malformed editor workflow ({type(e).__name__}: {e})") from e
+
+
+def _ui_to_api(workflow: dict, defs: dict[str, NodeDef]) -> dict[str, dict]:
     nodes_by_id = {str(n["id"]): n for n in workflow["nodes"]}
     links = {}
-    for link in workflow["links"]:
-        if isinstance(link, dict):  # the editor's newer link layout
-            link = [link["id"], link["origin_id"], link["origin_slot"], link["target_id"], link["target_slot"], link.get("type")]
-        links[link[0]] = (str(link[1]), int(link[2]))
+    for raw in workflow.get("links", []):
+        lid, origin, oslot, _target, _tslot = _link_tuple(raw)
+        links[lid] = (origin, oslot)
 
     missing = sorted({n["type"] for n in workflow["nodes"] if n["type"] not in VIRTUAL_TYPES and n["type"] not in defs})
     if missing:
@@ -155,19 +307,17 @@ def ui_to_api(workflow: dict, defs: dict[str, NodeDef]) -> dict[str, dict]:
         values = list(node.get("widgets_values") or [])
         if isinstance(node.get("widgets_values"), dict):  # some nodes save widgets by name
             values = [node["widgets_values"].get(w.name) for w in d.widgets]
+        slots = dict((inp.name, pos) for inp, pos in widget_slots(d))
         inputs: dict[str, Any] = {}
-        pos = 0
         for inp in d.inputs:
-            value: Any = None
-            if inp.widget:
-                if pos < len(values):
-                    value = values[pos]
-                pos += 1 + inp.extra_values
+            pos = slots.get(inp.name)
+            value: Any = values[pos] if pos is not None and pos < len(values) else None
             if inp.name in linked:
                 got = source(linked[inp.name])
                 value = got["value"] if isinstance(got, dict) else got
             if value is not None:
                 inputs[inp.name] = value
+        pos = widget_count(d)
         for name, default in EDITOR_WIDGETS.get(kind, ()):
             inputs[name] = values[pos] if pos < len(values) else default
             pos += 1
@@ -177,6 +327,31 @@ def ui_to_api(workflow: dict, defs: dict[str, NodeDef]) -> dict[str, dict]:
             "_meta": {"title": node.get("title") or kind},
         }
     return prompt
+
+
+def set_widget_values(workflow: dict, defs: dict[str, NodeDef], changes: dict[str, dict]) -> dict:
+    """A copy of an editor workflow with ``{node id: {input: value}}`` written into its widgets.
+
+    Inputs that are links in the editor, and nodes or inputs the definitions do not know, are
+    left alone.
+    """
+    new = copy.deepcopy(workflow)
+    by_id = {str(n.get("id")): n for n in new.get("nodes", []) if isinstance(n, dict)}
+    for nid, values in changes.items():
+        node = by_id.get(str(nid))
+        d = defs.get(node.get("type")) if node else None
+        if d is None:
+            continue
+        widgets = node.get("widgets_values")
+        if isinstance(widgets, dict):
+            widgets.update({k: v for k, v in values.items() if k in widgets})
+            continue
+        if not isinstance(widgets, list):
+            continue
+        for inp, pos in widget_slots(d):
+            if inp.name in values and pos < len(widgets):
+                widgets[pos] = values[inp.name]
+    return new
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,11 +423,7 @@ class UIGraph:
                 if default is None and inp.type == "COMBO":
                     options = inp.options.get("options") or []
                     default = options[0] if options else ""
-                node.widgets_values.append(default if value is None or is_link else value)
-                if has_control_widget(inp.name, inp.type, inp.options):
-                    node.widgets_values.append("fixed")
-                if inp.options.get("image_upload"):
-                    node.widgets_values.append("image")
+                node.widgets_values += [default if value is None or is_link else value, *inp.extra_defaults]
                 if is_link:
                     node.inputs.append({"name": inp.name, "type": inp.type, "widget": {"name": inp.name}, "link": None})
             else:  # the editor lists every connection input, optional ones too

@@ -23,12 +23,9 @@ from .base import (
 from .clip import (
     CLIP_MEAN,
     CLIP_STD,
-    TINY_OPEN_CLIP_NAME,
     CLIPImageEncoder,
-    ensure_tiny_open_clip_registered,
     load_open_clip_encoder,
     register_open_clip_config,
-    tiny_open_clip_config,
 )
 from .content import ZECON_DEFAULT_LAYERS, ContentMSELoss, VGGContentLoss, ZeConLoss, patch_nce
 from .style import CLIP_DISTANCES, CLIP_TARGETS, CLIPStyleLoss, GramStyleLoss, RangeLoss, gram_matrix
@@ -60,12 +57,9 @@ __all__ = [
     "pair_index",
     "CLIP_MEAN",
     "CLIP_STD",
-    "TINY_OPEN_CLIP_NAME",
     "CLIPImageEncoder",
-    "ensure_tiny_open_clip_registered",
     "load_open_clip_encoder",
     "register_open_clip_config",
-    "tiny_open_clip_config",
     "ZECON_DEFAULT_LAYERS",
     "ContentMSELoss",
     "VGGContentLoss",

@@ -22,15 +22,11 @@ __all__ = [
     "CLIP_STD",
     "CLIPImageEncoder",
     "load_open_clip_encoder",
-    "tiny_open_clip_config",
-    "ensure_tiny_open_clip_registered",
     "register_open_clip_config",
-    "TINY_OPEN_CLIP_NAME",
 ]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-TINY_OPEN_CLIP_NAME = "StyleGuidance-tiny"
 
 
 def _size2(size: int | Sequence[int]) -> tuple[int, int]:
@@ -163,15 +159,6 @@ class CLIPImageEncoder(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def tiny_open_clip_config() -> dict[str, Any]:
-    """A scaled-down open_clip ViT config (64 px input, 2 layers, 32-d embedding) for tests/benchmarks."""
-    return {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-        "text_cfg": {"context_length": 16, "vocab_size": 1000, "width": 32, "heads": 2, "layers": 1},
-    }
-
-
 def _registry() -> dict[str, Any]:
     """open_clip's live architecture registry (read through the module: rescans rebind it)."""
     from open_clip import factory
@@ -190,12 +177,6 @@ def register_open_clip_config(name: str, config: Mapping[str, Any]) -> None:
     # open_clip.add_model_config only takes files named after the model; writing the registry
     # directly registers under any name without temporary files. Rescans keep existing entries.
     _registry()[name] = copy.deepcopy(dict(config))
-
-
-def ensure_tiny_open_clip_registered(name: str = TINY_OPEN_CLIP_NAME) -> str:
-    """Register :func:`tiny_open_clip_config` under ``name`` (idempotent); returns the name."""
-    register_open_clip_config(name, tiny_open_clip_config())
-    return name
 
 
 def _read_config_file(path: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -115,23 +115,6 @@ class VGG19Features(FeatureExtractor):
         self.requires_grad_(False)
         self.eval()
 
-    @classmethod
-    def random_init(cls, seed: int = 0) -> VGG19Features:
-        """Real VGG19 architecture with seeded random (Kaiming, as torchvision) weights; for tests."""
-        g = torch.Generator(device="cpu").manual_seed(int(seed))
-        with torch.inference_mode(False):
-            # Built on "meta" then materialised: nn.Conv2d's own init would draw from (and so
-            # disturb) the global RNG.
-            with torch.device("meta"):
-                seq = _make_vgg19_sequential()
-            seq = seq.to_empty(device="cpu")
-            with torch.no_grad():
-                for m in seq:
-                    if isinstance(m, nn.Conv2d):
-                        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=g)
-                        nn.init.zeros_(m.bias)
-            return cls(seq)
-
     def train(self, mode: bool = True) -> VGG19Features:
         """Always stays in eval mode (the stack has no train-time behaviour worth enabling)."""
         return super().train(False)

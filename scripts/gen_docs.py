@@ -14,7 +14,7 @@ from headless.locate import locate_comfyui  # noqa: E402
 
 
 def main() -> None:
-    base = hc.make_base(Path(tempfile.mkdtemp(prefix="sg_docs_")), test_nodes=False)
+    base = hc.make_base(Path(tempfile.mkdtemp(prefix="sg_docs_")), standin_nodes=False)
     hc.configure_comfy(locate_comfyui(), base)
     hc.init_nodes()
     import nodes

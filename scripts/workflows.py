@@ -264,7 +264,7 @@ def load_defs() -> dict[str, NodeDef]:
     from headless.locate import locate_comfyui
     from headless.workflow import defs_in_process
 
-    base = hc.make_base(Path(tempfile.mkdtemp(prefix="sg_workflows_")), test_nodes=False)
+    base = hc.make_base(Path(tempfile.mkdtemp(prefix="sg_workflows_")), standin_nodes=False)
     hc.configure_comfy(locate_comfyui(), base)
     hc.init_nodes()
     return defs_in_process()

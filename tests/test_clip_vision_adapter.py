@@ -22,7 +22,7 @@ def _clip_vision(comfy, kind: str, seed: int = 0):
     """Run a prompt holding only SGTestClipVision and return the ClipVisionModel it produced."""
     prompt = {"1": {"class_type": "SGTestClipVision", "inputs": {"kind": kind, "seed": seed}}}
     comfy.run(prompt)
-    out = comfy.node_output(prompt, "1")
+    out = comfy.node_output("1")
     obj = out[0][0] if isinstance(out[0], (list, tuple)) else out[0]
     import comfy.clip_vision as ccv
 

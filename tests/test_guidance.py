@@ -6,8 +6,8 @@ import logging
 
 import pytest
 import torch
-from harness import graphs as G
 
+from headless import graphs as G
 from headless.comfy_host import PromptFailed
 
 # Guided results are scored with TWIN networks (same architectures, other seeds) and the

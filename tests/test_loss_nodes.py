@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness import graphs as G
 
+from headless import graphs as G
 from headless.comfy_host import PromptFailed
 
 

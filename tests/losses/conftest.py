@@ -9,32 +9,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losses import (
-    TINY_OPEN_CLIP_NAME,
-    CLIPImageEncoder,
-    VGG19Features,
-    ensure_tiny_open_clip_registered,
-    load_open_clip_encoder,
-)
+from headless.tiny_models import TINY_OPENCLIP_ARCH, ensure_tiny_open_clip_registered, random_vgg19_features
+from losses import CLIPImageEncoder, VGG19Features, load_open_clip_encoder
 
 
 @pytest.fixture(scope="session")
 def vgg() -> VGG19Features:
     """Real VGG19 layout, seeded random weights (shared; tests reset ``calls`` themselves)."""
-    return VGG19Features.random_init(0)
+    return random_vgg19_features(0)
 
 
 @pytest.fixture()
 def fresh_vgg() -> VGG19Features:
     """A private VGG instance for tests that count calls or move devices/dtypes."""
-    return VGG19Features.random_init(0)
+    return random_vgg19_features(0)
 
 
 @pytest.fixture(scope="session")
 def clip_encoder() -> CLIPImageEncoder:
     """The tiny open_clip vision tower with seeded random weights (64 px input, 32-d output)."""
     ensure_tiny_open_clip_registered()
-    return load_open_clip_encoder(TINY_OPEN_CLIP_NAME, None, seed=0)
+    return load_open_clip_encoder(TINY_OPENCLIP_ARCH, None, seed=0)
 
 
 def _smooth(seed: int, size: int | tuple[int, int] = 32, coarse: int = 6, batch: int = 1) -> torch.Tensor:

@@ -11,15 +11,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from headless.tiny_models import TINY_OPENCLIP_ARCH as TINY_OPEN_CLIP_NAME
+from headless.tiny_models import ensure_tiny_open_clip_registered, tiny_open_clip_config
 from losses import (
     CLIP_MEAN,
     CLIP_STD,
-    TINY_OPEN_CLIP_NAME,
     CLIPImageEncoder,
-    ensure_tiny_open_clip_registered,
     load_open_clip_encoder,
     register_open_clip_config,
-    tiny_open_clip_config,
 )
 
 

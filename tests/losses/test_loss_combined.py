@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from headless.tiny_models import random_vgg19_features
 from losses import (
     CLIPStyleLoss,
     CombinedLoss,
@@ -12,7 +13,6 @@ from losses import (
     GramStyleLoss,
     LossResult,
     RangeLoss,
-    VGG19Features,
     VGGContentLoss,
     ZeConLoss,
 )
@@ -47,7 +47,7 @@ def test_shared_extractor_runs_once_per_evaluation(fresh_vgg, images) -> None:
 
 
 def test_two_extractors_each_run_once(images) -> None:
-    a, b = VGG19Features.random_init(0), VGG19Features.random_init(1)
+    a, b = random_vgg19_features(0), random_vgg19_features(1)
     loss = CombinedLoss(
         [GramStyleLoss(images["texture"](2), a, layers=("relu1_1",)), GramStyleLoss(images["texture"](2), b)]
     )
@@ -144,7 +144,7 @@ def test_built_under_inference_mode_then_differentiated(images) -> None:
     # ComfyUI runs nodes under torch.inference_mode(): references, targets and even the
     # extractor are created there, and the sampler later needs gradients outside it.
     with torch.inference_mode():
-        vgg = VGG19Features.random_init(0)
+        vgg = random_vgg19_features(0)
         content, style = images["smooth"](1), images["texture"](2)
         mask = torch.ones(32, 32)
         assert content.is_inference()
@@ -165,7 +165,7 @@ def test_built_under_inference_mode_then_differentiated(images) -> None:
 def test_device_moves_route_every_tensor(images) -> None:
     # No GPU here: the "meta" device stands in for one. Buffers, cached targets and the
     # extractor follow the move; the ZeCon sampling weights stay next to the CPU generator.
-    vgg = VGG19Features.random_init(0)
+    vgg = random_vgg19_features(0)
     mask = torch.zeros(32, 32)
     mask[:, :20] = 1.0
     zecon = ZeConLoss(images["smooth"](1), vgg, mask=mask, num_patches=8)

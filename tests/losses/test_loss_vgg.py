@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 from torchvision.models import vgg as tv_vgg
 
+from headless.tiny_models import random_vgg19_features
 from losses import GRAM_STYLE_LAYERS, VGG_CONTENT_LAYER_PRESETS, VGG19Features, load_vgg19_features
 
 
@@ -65,7 +66,7 @@ def test_frozen_eval_and_unknown_layer(vgg) -> None:
 
 def test_random_init_is_seeded_and_leaves_global_rng_alone() -> None:
     state = torch.random.get_rng_state()
-    a, b, c = VGG19Features.random_init(3), VGG19Features.random_init(3), VGG19Features.random_init(4)
+    a, b, c = random_vgg19_features(3), random_vgg19_features(3), random_vgg19_features(4)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert torch.equal(a.body[0].weight, b.body[0].weight)
     assert not torch.equal(a.body[0].weight, c.body[0].weight)

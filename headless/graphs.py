@@ -1,4 +1,4 @@
-"""API-format prompt builders shared by the integration tests."""
+"""API-format prompt builders on the stand-in nodes (``SGTest*``), shared by the tests and the benchmarks."""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
-"""Test-only ComfyUI nodes. Copied into the test base's custom_nodes; never shipped.
+"""Stand-in ComfyUI nodes (``SGTest*``) for the tests and the benchmarks; not part of the node pack.
 
-They stand in for what the tiny test models lack: a text encoder (random but seeded
-conditioning), a small full-architecture VAE, and generated test images.
+:func:`headless.comfy_host.make_base` copies this file into a base's ``custom_nodes`` (the pack's
+own loader never imports it). The nodes stand in for what the tiny models lack: a text encoder
+(random but seeded conditioning), a small full-architecture VAE, and generated pictures. The
+file is self-contained (ComfyUI loads it as a module of its own, without this repository on
+``sys.path``), hence the VAE layout below repeats ``tiny_models.tiny_kl_ddconfig``.
 """
 
 import hashlib

@@ -1,0 +1,82 @@
+"""A picture of a guided run: every loss term's value and its share of the guidance, step by step.
+
+Needs matplotlib (the optional ``plots`` extra: ``pip install matplotlib``); without it
+:func:`plot_steps` returns None and the runner writes the events as JSON only.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import defaultdict
+
+
+def matplotlib_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def step_positions(events: list[dict]) -> list[float]:
+    """x position of each event: its step, with repeated evaluations of one step spread over it."""
+    count: dict[tuple, int] = defaultdict(int)
+    for e in events:
+        count[(e.get("node"), e.get("step"))] += 1
+    seen: dict[tuple, int] = defaultdict(int)
+    xs = []
+    for i, e in enumerate(events):
+        key = (e.get("node"), e.get("step"))
+        step = e.get("step")
+        base = float(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else float(i)
+        xs.append(base + seen[key] / count[key])
+        seen[key] += 1
+    return xs
+
+
+def series(events: list[dict]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """{"value"|"share": {label: [(x, y), ...]}} with one label per term (per node when several)."""
+    nodes = {e.get("node") for e in events}
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {"value": defaultdict(list), "share": defaultdict(list)}
+    for x, e in zip(step_positions(events), events, strict=True):
+        terms = e.get("terms") if isinstance(e.get("terms"), dict) else {}
+        for name, t in terms.items():
+            label = f"{e.get('node')}: {name}" if len(nodes) > 1 else str(name)
+            for what in ("value", "share"):
+                y = t.get(what) if isinstance(t, dict) else None
+                if isinstance(y, (int, float)) and not isinstance(y, bool) and math.isfinite(y):
+                    out[what][label].append((x, float(y)))
+    return out
+
+
+def plot_steps(events: list[dict], title: str) -> bytes | None:
+    """PNG bytes of the plot (None without matplotlib or without events)."""
+    if not events or not matplotlib_available():
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    data = series(events)
+    fig = Figure(figsize=(8, 6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for label, pts in sorted(data["value"].items()):
+        pts = [(x, y) for x, y in pts if y > 0]  # log scale: zero and negative values cannot be drawn
+        if pts:
+            top.plot(*zip(*pts, strict=True), marker=".", label=label)
+    top.set_yscale("log")
+    top.set_ylabel("term value (unweighted, log)")
+    top.set_title(title)
+    for label, pts in sorted(data["share"].items()):
+        bottom.plot(*zip(*pts, strict=True), marker=".", label=label)
+    bottom.set_ylabel("share of the guidance")
+    bottom.set_xlabel("sampling step")
+    bottom.set_ylim(bottom=min(0.0, bottom.get_ylim()[0]))
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small", loc="best")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

@@ -1,0 +1,191 @@
+"""One invocation of the runner: the prepared workflow, the pairs, and their results on disk.
+
+Both back ends use it the same way: :meth:`Run.prompt_for` gives a pair's prompt,
+:meth:`Run.finish_ok` / :meth:`Run.finish_failed` record what came of it (images written
+atomically under unique names, loss terms from the Measure nodes' JSON, per-step events).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import prompts as P
+from .backend import PairFailed
+from .inputs import Pair, output_path
+from .progress import Progress
+from .results import add_png_text, parse_measure, strict_json, write_atomic, write_losses, write_steps
+from .workflow import set_widget_values
+
+TINY_SIZE, TINY_STEPS = 128, 4
+
+
+@dataclass
+class Options:
+    workflow: str
+    content: str
+    style: str
+    pairing: str = "product"
+    output: str = "output"
+    seed: int | None = None
+    scale: float | None = None
+    comfyui: str | None = None
+    models: str | None = None
+    gpu: bool = False
+    server: list[str] = field(default_factory=list)
+    timeout: float = 3600.0
+    tiny: bool = False
+    real: bool = False
+    verbose: bool = False
+
+
+class Run:
+    """Prepared workflow, settings and result bookkeeping for one invocation (thread-safe)."""
+
+    def __init__(self, opts: Options, wf: P.Workflow, pairs: list[Pair], progress: Progress, out_dir: Path) -> None:
+        self.opts = opts
+        self.wf = wf
+        self.pairs = pairs
+        self.progress = progress
+        self.out_dir = out_dir
+        self.tiny = False
+        self.tiny_note = ""
+        self.changes: dict[str, dict] = {}
+        self.content_id = self.style_id = ""
+        self.measures: dict[str, str] = {}
+        self.taps: dict[str, dict] = {}
+        self.seed: Any = None
+        self.scale: Any = None
+        self.written: list[Path] = []
+        self._claimed: set[str] = set()
+        self._lock = threading.Lock()
+        self.stop = threading.Event()
+
+    # -- preparing ----------------------------------------------------------------------------
+
+    def prepare(self, tiny: bool, taps: bool = False) -> None:
+        """Fix what every pair shares: the tiny shrink, --seed, --scale; ``taps`` adds Measure taps."""
+        from . import tiny_models as tm
+
+        api = self.wf.api
+        self.tiny = tiny
+        self.content_id, self.style_id = P.image_nodes(api)
+        self.measures = P.measure_nodes(api)
+        self.taps = P.measure_taps(api, self.wf.defs) if taps else {}
+        overrides = tm.tiny_overrides(api, size=TINY_SIZE, steps=TINY_STEPS) if tiny else {}
+        seeds, scales = P.seed_inputs(api), P.scale_inputs(api)
+        user: dict[str, dict] = {}
+        if self.opts.seed is not None:
+            if not seeds:
+                self.progress.log("note: --seed given but the workflow has no sampler seed input; ignored")
+            user = P.merge(user, {nid: {k: self.opts.seed} for nid, k in seeds})
+        if self.opts.scale is not None:
+            if not scales:
+                self.progress.log("note: --scale given but the workflow has no Style Guidance scale input; ignored")
+            user = P.merge(user, {nid: {k: self.opts.scale} for nid, k in scales})
+        self.changes = P.merge(overrides, user)
+        final = P.apply_api(api, self.changes)
+        self.seed, self.scale = P.effective(final, seeds), P.effective(final, scales)
+        if not self.measures:
+            self.progress.log("note: the workflow has no StyleGuidanceMeasure node; losses.csv will have no loss terms")
+
+    def prompt_for(self, content_name: str, style_name: str) -> tuple[dict, dict | None]:
+        """The API prompt and the editor graph for one pair, given the images' names in ComfyUI."""
+        changes = P.merge(self.changes, {self.content_id: {"image": content_name}, self.style_id: {"image": style_name}})
+        api = P.apply_api(self.wf.api, changes)
+        api.update(self.taps)
+        ui = set_widget_values(self.wf.ui, self.wf.defs, changes) if self.wf.ui is not None else None
+        return api, ui
+
+    def extra_data(self, ui: dict | None) -> dict:
+        return {"extra_pnginfo": {"workflow": ui}} if ui is not None else {}
+
+    @property
+    def tap_ids(self) -> dict[str, str]:
+        return {nid: f"{P.TAP_PREFIX}{nid}" for nid in self.measures if f"{P.TAP_PREFIX}{nid}" in self.taps}
+
+    # -- results ------------------------------------------------------------------------------
+
+    def settings(self, pair: Pair) -> dict:
+        return {
+            "content": str(pair.content), "style": str(pair.style), "seed": self.seed, "scale": self.scale,
+            "workflow": self.wf.name, "workflow_file": str(self.wf.path), "models": "tiny" if self.tiny else "real",
+            "server": pair.server, "pairing": self.opts.pairing,
+        }
+
+    def _claim(self, pair: Pair, count: int) -> str:
+        """A stem for the pair's files that no earlier pair of this run has written (lock held)."""
+        def files(stem: str) -> list[str]:
+            images = [f"{stem}.png"] if count == 1 else [f"{stem}_{i + 1}.png" for i in range(count)]
+            return [*images, f"{stem}.steps.json", f"{stem}.steps.png"]
+
+        stem, k = pair.name, 1
+        while any(f.casefold() in self._claimed for f in files(stem)):
+            k += 1
+            stem = f"{pair.name}_{k}"
+        if stem != pair.name:
+            self.progress.log(f"note: {pair.name}'s files would replace another pair's; written as {stem}")
+        self._claimed.update(f.casefold() for f in files(stem))
+        return stem
+
+    def finish_ok(self, pair: Pair, images: list[bytes], measures: dict[str, str], steps: list[dict],
+                  seconds: float) -> None:
+        """Write the pair's images (metadata added, atomically) and record its loss terms and steps."""
+        if not images:
+            raise PairFailed("the workflow saved no image (no SaveImage output)")
+        settings = strict_json(self.settings(pair), ensure_ascii=True)
+        data = []
+        for i, png in enumerate(images):
+            try:
+                data.append(add_png_text(png, "style_guidance", settings))
+            except ValueError as e:
+                raise PairFailed(f"output image {i + 1} is not a PNG ({e})") from e
+        parsed = []
+        for nid, title in self.measures.items():
+            if nid not in measures:
+                continue
+            try:
+                parsed.append({"node": nid, "title": title, **parse_measure(measures[nid])})
+            except (ValueError, json.JSONDecodeError) as e:
+                self.progress.log(f"warning: {pair.name}: the loss terms of node {nid} are unreadable ({e})")
+        with self._lock:
+            stem = self._claim(pair, len(data))
+            names = [f"{stem}.png"] if len(data) == 1 else [f"{stem}_{i + 1}.png" for i in range(len(data))]
+            paths = [output_path(self.out_dir, n) for n in names]
+            done: list[Path] = []
+            try:  # all of the pair's files or none
+                for path, png in zip(paths, data, strict=True):
+                    write_atomic(path, png)
+                    done.append(path)
+                if steps:
+                    done += write_steps(output_path(self.out_dir, f"{stem}.steps.json"),
+                                        output_path(self.out_dir, f"{stem}.steps.png"), steps, pair.name)
+            except BaseException:
+                for path in done:
+                    path.unlink(missing_ok=True)
+                raise
+            paths = done
+            pair.outputs = [str(p) for p in paths]
+            pair.measures = parsed
+            pair.steps = steps
+            pair.seconds = seconds
+            pair.status = "ok"
+            self.written.extend(paths)
+            self.write_losses()
+
+    def finish_failed(self, pair: Pair, error: str, status: str = "failed") -> None:
+        with self._lock:
+            pair.status = status
+            pair.error = error
+            self.write_losses()
+
+    def write_losses(self) -> None:
+        """losses.csv and losses.json for the pairs finished so far."""
+        done = sorted((p for p in self.pairs if p.status not in ("pending",)), key=lambda p: p.index)
+        info = {"workflow": self.wf.name, "workflow_file": str(self.wf.path),
+                "models": "tiny" if self.tiny else "real", "seed": self.seed, "scale": self.scale,
+                "measure_nodes": self.measures}
+        write_losses(self.out_dir, done, self.measures, info)

@@ -1,1 +1,0 @@
-"""Test harness: a real ComfyUI, tiny random-weight models, and two ways to run graphs."""
