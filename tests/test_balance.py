@@ -18,12 +18,11 @@ from losses import (
     CombinedLoss,
     ContentMSELoss,
     GramStyleLoss,
-    VGG19Features,
     VGGContentLoss,
     ZeConLoss,
-    ensure_tiny_open_clip_registered,
     load_open_clip_encoder,
 )
+from headless.tiny_models import ensure_tiny_open_clip_registered, random_vgg19_features
 from sampler.balance import balanced_direction, shares
 
 # The weights every shipped workflow used before balancing (MSE, VGG, PatchNCE, CLIP, Gram).
@@ -39,8 +38,8 @@ def _picture(seed: int, size: int) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def vgg() -> VGG19Features:
-    return VGG19Features.random_init(0)
+def vgg():
+    return random_vgg19_features(0)
 
 
 @pytest.fixture(scope="module")

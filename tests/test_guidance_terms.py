@@ -12,7 +12,7 @@ import logging
 
 import pytest
 import torch
-from harness import graphs as G
+from headless import graphs as G
 
 from headless.comfy_host import PromptFailed
 
