@@ -6,10 +6,10 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
-from comfy_api.latest import io
 
 from ..losses import CombinedLoss, comfy_image_to_nchw, comfy_mask_to_bhw
 from ..sampler.settings import GuidanceSettings
+from ._api import io
 
 CATEGORY = "style_guidance"
 

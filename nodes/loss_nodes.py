@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io
-
 from ..losses import (
     CLIP_DISTANCES,
     DEFAULT_VGG_CONTENT_PRESET,
@@ -19,6 +17,7 @@ from ..losses import (
     ZeConLoss,
 )
 from ..losses.base import FIT_MODES
+from ._api import io
 from ._common import (
     CATEGORY,
     PAIRING_NOTE,

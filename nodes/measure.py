@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from comfy_api.latest import io, ui
-
 from ..losses import CombinedLoss
+from ._api import io, ui
 from ._common import CATEGORY, GuidanceLossType, building, reference
 
 KINDS = ("content_mse", "vgg_content", "zecon", "clip_style", "gram_style")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io
-
 from ..sampler import comfy_adapter as adapter
+from ._api import io
 from ._common import CATEGORY, GuidanceLossType, GuidanceValidation, guidance_inputs, settings_from
 
 _VAE_TIP = ("Decoder used to turn predictions into pixels for the losses (any VAE; 'taesd'/'taesdxl' from the core "

@@ -18,11 +18,15 @@ import shutil
 import struct
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 # Folders whose code never ships to users (left out of the registry archive by .comfyignore).
