@@ -60,7 +60,7 @@ class StyleGuidanceContentMSE(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceContentMSE", display_name="Content: Pixel MSE", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceContentMSE", display_name="Pixel MSE Content Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description="Mean squared pixel difference to the content image. Strong and literal: keeps colours too.",
             inputs=[_content_input(), weight_input(1.0, "closer to the content pixels, less room for style"),
                     io.Combo.Input("fit", options=list(FIT_MODES), default="stretch", tooltip=FIT_TOOLTIP),
@@ -81,7 +81,7 @@ class StyleGuidanceVGGContent(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceVGGContent", display_name="Content: VGG features", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceVGGContent", display_name="VGG Content Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description="MSE between VGG19 feature maps of the content and generated images (Gatys-style content loss).",
             inputs=[_content_input(), VGGType.Input("vgg", tooltip="From 'Load VGG19'. Share one loader between VGG losses."),
                     weight_input(1.0, "more of the content's structure kept"),
@@ -106,7 +106,7 @@ class StyleGuidanceZeCon(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceZeCon", display_name="Content: ZeCon (patch contrastive)", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceZeCon", display_name="ZeCon Content Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description=("ZeCon / CUT PatchNCE on VGG19 features: each generated patch must resemble the content patch at "
                          "the same place more than any other sampled patch. Keeps structure while allowing strong restyling."),
             inputs=[_content_input(), VGGType.Input("vgg", tooltip="From 'Load VGG19'. Share one loader between VGG losses."),
@@ -139,7 +139,7 @@ class StyleGuidanceCLIPStyle(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceCLIPStyle", display_name="Style: CLIP", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceCLIPStyle", display_name="CLIP Style Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description=("Distance between CLIP embeddings of the style image and cutouts of the generated image. Captures "
                          "the overall look; it also pulls in some of the style image's content and is weak on colour (add Gram)."),
             inputs=[_style_input(),
@@ -183,7 +183,7 @@ class StyleGuidanceGramStyle(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceGramStyle", display_name="Style: Gram (VGG)", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceGramStyle", display_name="Gram Style Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description="Gatys' style loss: matches VGG19 feature correlations (textures, brush strokes, colours) of the style image.",
             inputs=[_style_input(), VGGType.Input("vgg", tooltip="From 'Load VGG19'. Share one loader between VGG losses."),
                     weight_input(1.0, "stronger texture and colour of the style image"),
@@ -207,7 +207,7 @@ class StyleGuidanceCombine(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceCombine", display_name="Combine Losses", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceCombine", display_name="Combine Losses (Style Guidance)", category=f"{CATEGORY}/losses",
             description="Merges two GUIDANCE_LOSS chains; terms keep their own weights and masks.",
             inputs=[GuidanceLossType.Input("losses_a", tooltip="First chain."),
                     GuidanceLossType.Input("losses_b", tooltip="Second chain.")],

@@ -17,7 +17,7 @@ class StyleGuidanceMeasure(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceMeasure", display_name="Measure Losses", category=f"{CATEGORY}/utils",
+            node_id="StyleGuidanceMeasure", display_name="Measure Losses (Style Guidance)", category=f"{CATEGORY}/utils",
             description="Scores an image with a loss chain: each term's unweighted value, the weighted total, as text and numbers.",
             inputs=[
                 io.Image.Input("image", tooltip="The picture to score (e.g. a decoded result). A batch reports the mean."),

@@ -21,7 +21,7 @@ class StyleGuidanceSampler(GuidanceValidation, io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceSampler", display_name="Style Guidance Sampler", category=f"{CATEGORY}/sampling",
+            node_id="StyleGuidanceSampler", display_name="Guided KSampler (Style Guidance)", category=f"{CATEGORY}/sampling",
             description=("A KSampler whose every step is steered by the gradient of the connected losses. Start from the "
                          "VAE-encoded content image with denoise < 1 to keep its layout."),
             inputs=[
@@ -57,7 +57,7 @@ class StyleGuidanceGuider(GuidanceValidation, io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceGuider", display_name="Style Guidance Guider", category=f"{CATEGORY}/sampling",
+            node_id="StyleGuidanceGuider", display_name="Guided CFG Guider (Style Guidance)", category=f"{CATEGORY}/sampling",
             description="A CFG guider with loss guidance, for SamplerCustomAdvanced and the core custom-sampling nodes.",
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion model."),
@@ -82,7 +82,7 @@ class StyleGuidanceApply(GuidanceValidation, io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceApply", display_name="Apply Style Guidance (model patch)", category=f"{CATEGORY}/sampling",
+            node_id="StyleGuidanceApply", display_name="Apply Guidance to Model (Style Guidance)", category=f"{CATEGORY}/sampling",
             description=("Adds loss guidance to a model clone through ComfyUI's sampling hooks, so KSampler, KSamplerAdvanced "
                          "and community samplers built on them are guided. Other model patches keep working."),
             inputs=[io.Model.Input("model", tooltip="The model to patch (the input model itself is not modified)."),
