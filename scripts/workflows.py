@@ -253,11 +253,24 @@ def with_pack_properties(data: dict, defs: dict[str, NodeDef]) -> dict:
     return data
 
 
+# This pack's node names end in "(Style Guidance)": its nodes are drawn wider so the editor
+# shows the whole name, and the columns are spaced for them.
+COLUMN_WIDTH, PACK_NODE_WIDTH = 420, 370
+
+
+def widen_pack_nodes(data: dict) -> dict:
+    for node in data["nodes"]:
+        if node["type"].startswith("StyleGuidance"):
+            node["size"] = [max(node["size"][0], PACK_NODE_WIDTH), node["size"][1]]
+    return data
+
+
 def build(name: str, defs: dict[str, NodeDef]) -> str:
     """The editor file text of one definition."""
     g = UIGraph(defs)
+    g.COLUMN_WIDTH = COLUMN_WIDTH
     DEFINITIONS[name](g)
-    return render(with_pack_properties(g.to_json(), defs))
+    return render(widen_pack_nodes(with_pack_properties(g.to_json(), defs)))
 
 
 def ui_files() -> list[Path]:
