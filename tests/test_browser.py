@@ -41,6 +41,8 @@ from browser import doc_graphs
 from browser import workflows as wf
 from browser.chromium import CHROMIUM, LAUNCH_ARGS, missing_reason
 
+from headless.comfy_host import PACK_DIRNAME
+
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
@@ -60,6 +62,10 @@ SETTINGS = {
     "Comfy.Minimap.Visible": False,
     "Comfy.Graph.CanvasInfo": False,  # no render statistics in the corner of screenshots
 }
+
+PACK_DIR = PACK_DIRNAME  # the pack's folder in custom_nodes
+PACK_URL = f"/extensions/{PACK_DIR}"  # where ComfyUI serves the pack's WEB_DIRECTORY (web/)
+_STATUS_JS = "async (url) => (await fetch(url)).status"
 
 _reason = missing_reason()
 if _reason:
@@ -142,6 +148,12 @@ def test_workflow_opens_validates_and_matches_its_twin(editor, comfy_server, com
         problems.append(f"the server rejected the editor's prompt (POST /prompt: HTTP {answer['status']}):\n"
                         + wf.format_node_errors(answer["node_errors"], answer["error"]))
 
+    # The template browser's card: /api/workflow_templates/<pack folder>/<name>.jpg next to the file.
+    thumb = f"/api/workflow_templates/{PACK_DIR}/{path.stem}.jpg"
+    status = editor.page.evaluate(_STATUS_JS, thumb)
+    if status != 200:
+        problems.append(f"{thumb}: HTTP {status} (workflows/{path.stem}.jpg missing? see scripts/gen_pictures.py)")
+
     twin = wf.twin_path(path)
     if not twin.is_file():
         problems.append(f"no API twin {twin} (run: .venv/bin/python scripts/workflows.py export)")
@@ -213,8 +225,6 @@ def test_fast_workflow_runs_from_the_run_button(editor, comfy_server, comfy_base
     _no_page_errors(editor, errors_before)
 
 
-PACK_URL = "/extensions/style_guidance"  # where ComfyUI serves the pack's WEB_DIRECTORY (web/)
-_STATUS_JS = "async (url) => (await fetch(url)).status"
 
 
 def _object_info(comfy_server) -> dict:
