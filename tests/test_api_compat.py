@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -40,6 +42,7 @@ def test_only_the_api_module_imports_comfy_api():
     assert not offenders, "import the V3 API from nodes/_api.py instead:\n" + "\n".join(offenders)
 
 
+@pytest.mark.slow  # starts ComfyUI in a subprocess (~40 s on two cores)
 def test_pack_loads_when_the_versioned_api_is_missing(comfy_root, comfy_base):
     """A ComfyUI without comfy_api.v0_0_2 (made unimportable in a subprocess): every node still registers."""
     script = f'''
