@@ -12,7 +12,7 @@ STYLE_GUIDANCE_VERSION = "0.1.0"
 WEB_DIRECTORY = "./web"
 
 try:
-    from comfy_api.latest import ComfyExtension, io
+    from .nodes._api import ComfyExtension, io
 except ImportError:  # imported outside ComfyUI (e.g. by the pure loss tests): nothing to register
     ComfyExtension = None  # type: ignore[assignment,misc]
 else:

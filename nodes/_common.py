@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from comfy_api.latest import io
 
 from ..losses import CombinedLoss, comfy_image_to_nchw, comfy_mask_to_bhw
 from ..sampler.settings import RECURRENCE_MAX, GuidanceSettings
+from ._api import io
 
 CATEGORY = "style_guidance"
 
@@ -73,8 +73,8 @@ def chain_inputs(kind: str) -> list:
                      "chains with complementary masks can give one picture two styles. Any size; resized to the image."),
         ),
         io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01, optional=True,
-                       tooltip=(f"This {kind} term guides only from this fraction of the sampling steps on (inside the "
-                                "sampler's own window). ZeCon-style schedules gate content terms to part of the run.")),
+                       tooltip=(f"This {kind} term guides only from this fraction of the sampling steps on, inside the "
+                                "sampler's own window (ZeCon, for one, gates its content terms to part of the schedule).")),
         io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
                        tooltip=f"This {kind} term stops guiding at this fraction of the steps."),
     ]

@@ -6,10 +6,10 @@ import importlib.util
 import os
 
 import folder_paths
-from comfy_api.latest import io
 
 from ..losses import load_open_clip_encoder, load_vgg19_features
 from ..sampler.comfy_adapter import wrap_in_patcher
+from ._api import io
 from ._common import CATEGORY, OpenCLIPType, VGGType, building
 
 VGG_FILE = "vgg19-dcbee923.pth"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io
-
 from ..losses import (
     CLIP_DISTANCES,
     DEFAULT_VGG_CONTENT_PRESET,
@@ -21,6 +19,7 @@ from ..losses import (
     ZeConLoss,
 )
 from ..losses.base import FIT_MODES
+from ._api import io
 from ._common import (
     CATEGORY,
     PAIRING_NOTE,
@@ -85,7 +84,7 @@ class StyleGuidanceContentMSE(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceContentMSE", display_name="Content: Pixel MSE", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceContentMSE", display_name="Pixel MSE Content Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description="Mean squared pixel difference to the content image. Strong and literal: keeps colours too.",
             inputs=[_content_input(), weight_input(1.0, "closer to the content pixels, less room for style"),
                     io.Combo.Input("fit", options=list(FIT_MODES), default="stretch", tooltip=FIT_TOOLTIP),
@@ -109,7 +108,7 @@ class StyleGuidanceVGGContent(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceVGGContent", display_name="Content: VGG features", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceVGGContent", display_name="VGG Content Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description="MSE between VGG19 feature maps of the content and generated images (Gatys-style content loss).",
             inputs=[_content_input(), VGGType.Input("vgg", tooltip="From 'Load VGG19'. Share one loader between VGG losses."),
                     weight_input(1.0, "more of the content's structure kept"),
@@ -137,11 +136,11 @@ class StyleGuidanceZeCon(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceZeCon", display_name="Content: PatchNCE (VGG)", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceZeCon", display_name="VGG PatchNCE Content Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description=("PatchNCE (CUT; the patch-wise contrastive loss ZeCon uses) on VGG19 features: each generated "
                          "patch must resemble the content patch at the same place more than any other sampled patch. "
                          "Keeps structure while allowing strong restyling. ZeCon itself takes these features from the "
-                         "diffusion model: see 'Content: ZeCon (model features)', which needs no VGG file."),
+                         "diffusion model: see 'ZeCon Content Loss', which needs no VGG file."),
             inputs=[_content_input(), VGGType.Input("vgg", tooltip="From 'Load VGG19'. Share one loader between VGG losses."),
                     weight_input(1.0, "structure follows the content more closely"),
                     io.Combo.Input("layers", options=list(ZECON_LAYER_PRESETS), default=DEFAULT_ZECON_PRESET,
@@ -176,7 +175,7 @@ class StyleGuidanceCLIPStyle(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceCLIPStyle", display_name="Style: CLIP", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceCLIPStyle", display_name="CLIP Style Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description=("CLIP style term over cutouts of the generated image. The whole-image embedding captures the "
                          "overall look but also pulls in the style image's content and is weak on colour; the crop-mean "
                          "embedding and the early-token Gram carry style, not content."),
@@ -237,7 +236,7 @@ class StyleGuidanceGramStyle(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceGramStyle", display_name="Style: Gram (VGG)", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceGramStyle", display_name="Gram Style Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description=("Gatys' style loss: matches VGG19 feature correlations (textures, brush strokes, colours) of the "
                          "style image; each layer normalised as Gatys et al. did, so deep layers count as much as early ones."),
             inputs=[_style_input(), VGGType.Input("vgg", tooltip="From 'Load VGG19'. Share one loader between VGG losses."),
@@ -266,7 +265,7 @@ class StyleGuidanceRange(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceRange", display_name="Range: keep pixels in [0, 1]", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceRange", display_name="Range Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description=("Mean squared amount by which decoded pixels leave [0, 1] (ZeCon's range loss). Zero while the "
                          "picture is in range, so it only acts when strong guidance pushes colours past what the VAE "
                          "shows (clipped, blotchy highlights)."),
@@ -288,7 +287,7 @@ class StyleGuidanceCombine(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceCombine", display_name="Combine Losses", category=f"{CATEGORY}/losses",
+            node_id="StyleGuidanceCombine", display_name="Combine Losses (Style Guidance)", category=f"{CATEGORY}/losses",
             description="Merges two GUIDANCE_LOSS chains; terms keep their own weights and masks.",
             inputs=[GuidanceLossType.Input("losses_a", tooltip="First chain."),
                     GuidanceLossType.Input("losses_b", tooltip="Second chain.")],

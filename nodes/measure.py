@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import torch
-from comfy_api.latest import io
 
 from ..losses import CombinedLoss
 from ..sampler.measure import measure
+from ._api import io
 from ._common import CATEGORY, GuidanceLossType, building, reference
 
 # One float output per kind, in this order (output indices are part of saved workflows: append only).
@@ -21,7 +21,7 @@ class StyleGuidanceMeasure(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceMeasure", display_name="Measure Losses", category=f"{CATEGORY}/utils",
+            node_id="StyleGuidanceMeasure", display_name="Measure Losses (Style Guidance)", category=f"{CATEGORY}/utils",
             description=("Scores an image with a loss chain: each term's unweighted value, its weight, and its measured "
                          "share of the guidance direction (what a guided step would do with these weights on this "
                          "picture). Tune weights by these shares."),

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io
-
 from ..sampler import comfy_adapter as adapter
+from ._api import io
 from ._common import CATEGORY, GuidanceLossType, check_settings, guidance_inputs, settings_from, validated
 
 _VAE_TIP = ("Decoder used to turn predictions into pixels for the losses (any VAE; 'taesd'/'taesdxl' from the core "
@@ -29,7 +28,7 @@ class StyleGuidanceSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceSampler", display_name="Style Guidance Sampler", category=f"{CATEGORY}/sampling",
+            node_id="StyleGuidanceSampler", display_name="Guided KSampler (Style Guidance)", category=f"{CATEGORY}/sampling",
             description=("A KSampler whose every step is steered by the gradient of the connected losses. Start from the "
                          "VAE-encoded content image with denoise < 1 to keep its layout."),
             inputs=[
@@ -72,7 +71,7 @@ class StyleGuidanceGuider(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceGuider", display_name="Style Guidance Guider", category=f"{CATEGORY}/sampling",
+            node_id="StyleGuidanceGuider", display_name="Guided CFG Guider (Style Guidance)", category=f"{CATEGORY}/sampling",
             description="A CFG guider with loss guidance, for SamplerCustomAdvanced and the core custom-sampling nodes.",
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion model."),
@@ -98,7 +97,7 @@ class StyleGuidanceApply(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceApply", display_name="Apply Style Guidance (model patch)", category=f"{CATEGORY}/sampling",
+            node_id="StyleGuidanceApply", display_name="Apply Guidance to Model (Style Guidance)", category=f"{CATEGORY}/sampling",
             description=("Adds loss guidance to a model clone through ComfyUI's sampling hooks, so KSampler, KSamplerAdvanced "
                          "and community samplers built on them are guided. Other model patches keep working."),
             inputs=[io.Model.Input("model", tooltip="The model to patch (the input model itself is not modified)."),

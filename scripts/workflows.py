@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -27,6 +28,14 @@ from headless.workflow import NodeDef, UIGraph, ui_to_api  # noqa: E402
 
 WORKFLOWS = ROOT / "workflows"
 API_DIR = WORKFLOWS / "api"
+
+# Node-pack properties the editor records on each node of a saved workflow (what ComfyUI-Manager
+# and the template browser read to say which pack, at which version, a node needs): the
+# registry id and version of this pack (pyproject.toml), and "comfy-core" at the ComfyUI
+# release the workflows are built and tested with.
+PACK_ID = re.search(r'^name = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+PACK_VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+CORE_ID, CORE_VERSION = "comfy-core", "0.3.75"
 
 # Model files, by the names the core loaders and their usual download pages use.
 SD15_CKPT = "v1-5-pruned-emaonly.safetensors"
@@ -164,7 +173,7 @@ def style_transfer_sdxl(g: UIGraph) -> None:
 
 def stock_ksampler_patch(g: UIGraph) -> None:
     g.note("# Guidance as a model patch, with the core KSampler and a LoRA\n"
-           "*Apply Style Guidance* patches the MODEL (after the LoRA here), so any sampler node takes it: the core "
+           "*Apply Guidance to Model* patches the MODEL (after the LoRA here), so any sampler node takes it: the core "
            "KSampler below, or custom samplers. Other model patches (LoRA, FreeU, ControlNet on the conditioning) "
            "compose with it. This chain uses three losses: VGG content, CLIP style and Gram style.\n"
            + MODELS_NOTE.format(ckpt=SD15_CKPT, extra=f"- `models/loras/{LORA_FILE}`: any SD1.5 LoRA (or delete the "
@@ -231,6 +240,39 @@ DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
 }
 
 
+def with_pack_properties(data: dict, defs: dict[str, NodeDef]) -> dict:
+    """Add ``cnr_id``/``ver`` to every node that comes from a node pack (frontend-only nodes, e.g. Note, get none)."""
+    for node in data["nodes"]:
+        if node["type"].startswith("StyleGuidance"):
+            pack = {"cnr_id": PACK_ID, "ver": PACK_VERSION}
+        elif node["type"] in defs:
+            pack = {"cnr_id": CORE_ID, "ver": CORE_VERSION}
+        else:
+            continue
+        node["properties"] = {**pack, **node["properties"]}
+    return data
+
+
+# This pack's node names end in "(Style Guidance)": its nodes are drawn wider so the editor
+# shows the whole name, and the columns are spaced for them.
+COLUMN_WIDTH, PACK_NODE_WIDTH = 420, 370
+
+
+def widen_pack_nodes(data: dict) -> dict:
+    for node in data["nodes"]:
+        if node["type"].startswith("StyleGuidance"):
+            node["size"] = [max(node["size"][0], PACK_NODE_WIDTH), node["size"][1]]
+    return data
+
+
+def build(name: str, defs: dict[str, NodeDef]) -> str:
+    """The editor file text of one definition."""
+    g = UIGraph(defs)
+    g.COLUMN_WIDTH = COLUMN_WIDTH
+    DEFINITIONS[name](g)
+    return render(widen_pack_nodes(with_pack_properties(g.to_json(), defs)))
+
+
 def ui_files() -> list[Path]:
     """The editor-format workflows shipped in ``workflows/``."""
     return sorted(p for p in WORKFLOWS.glob("*.json"))
@@ -276,10 +318,8 @@ def main() -> int:
     args = ap.parse_args()
     defs = load_defs()
     if args.command == "build":
-        for name, define in DEFINITIONS.items():
-            g = UIGraph(defs)
-            define(g)
-            (WORKFLOWS / f"{name}.json").write_text(render(g.to_json()))
+        for name in DEFINITIONS:
+            (WORKFLOWS / f"{name}.json").write_text(build(name, defs))
             print(f"wrote workflows/{name}.json")
     if args.command in ("build", "export"):
         API_DIR.mkdir(exist_ok=True)

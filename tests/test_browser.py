@@ -14,9 +14,16 @@ For every editor-format file in ``workflows/``, opened in the editor the way a u
 Then ``style_transfer_fast`` is queued for real with the editor's Run button, on tiny stand-in
 models (``headless.tiny_models``), and must save an image that the editor also receives.
 
-Artifacts: ``test-artifacts/browser/<workflow>.png`` (each loaded graph),
-``<workflow>-after-run.png`` and ``console.log`` (console errors/warnings, page errors,
-failed requests). Any uncaught JavaScript error (``pageerror``) fails the test it happens in.
+Every node of the pack is shown in a small graph (``browser.doc_graphs``), and its help pages
+(English and Traditional Chinese) and their picture must be served where the editor fetches
+them. Last, the editor is switched to Traditional Chinese once: a node's title and input
+labels must be the pack's translations.
+
+Artifacts: ``test-artifacts/browser/<workflow>.png`` (each loaded graph, the whole editor),
+``thumbnails/<workflow>.png`` and ``nodes/<NodeId>.png`` (only the graph),
+``zh-TW/<NodeId>.png``, ``<workflow>-after-run.png`` and ``console.log`` (console
+errors/warnings, page errors, failed requests). ``scripts/gen_pictures.py`` turns them into
+the committed pictures. Any uncaught JavaScript error (``pageerror``) fails the test it happens in.
 
 Needs Debian's chromium and the playwright package (``scripts/install_browser.sh``);
 skipped without them unless ``STYLE_GUIDANCE_REQUIRE_BROWSER=1`` (CI), which makes it fail.
@@ -30,8 +37,11 @@ import time
 from pathlib import Path
 
 import pytest
+from browser import doc_graphs
 from browser import workflows as wf
 from browser.chromium import CHROMIUM, LAUNCH_ARGS, missing_reason
+
+from headless.comfy_host import PACK_DIRNAME
 
 pytestmark = pytest.mark.browser
 
@@ -50,7 +60,12 @@ SETTINGS = {
     # Screenshots: full detail at any zoom (no low-detail rendering), no minimap over the graph.
     "LiteGraph.Canvas.MinFontSizeForLOD": 0,
     "Comfy.Minimap.Visible": False,
+    "Comfy.Graph.CanvasInfo": False,  # no render statistics in the corner of screenshots
 }
+
+PACK_DIR = PACK_DIRNAME  # the pack's folder in custom_nodes
+PACK_URL = f"/extensions/{PACK_DIR}"  # where ComfyUI serves the pack's WEB_DIRECTORY (web/)
+_STATUS_JS = "async (url) => (await fetch(url)).status"
 
 _reason = missing_reason()
 if _reason:
@@ -117,6 +132,7 @@ def test_workflow_opens_validates_and_matches_its_twin(editor, comfy_server, com
     errors_before = len(editor.page_errors)
     editor.context = path.stem
     _load(editor, path, screenshot=ARTIFACTS / f"{path.stem}.png")
+    editor.graph_screenshot(ARTIFACTS / "thumbnails" / f"{path.stem}.png")  # template-browser thumbnail
     problems: list[str] = []  # everything wrong with this workflow, reported together
 
     bad = editor.bad_combo_values()
@@ -131,6 +147,12 @@ def test_workflow_opens_validates_and_matches_its_twin(editor, comfy_server, com
     if answer["status"] != 200 or answer["node_errors"]:
         problems.append(f"the server rejected the editor's prompt (POST /prompt: HTTP {answer['status']}):\n"
                         + wf.format_node_errors(answer["node_errors"], answer["error"]))
+
+    # The template browser's card: /api/workflow_templates/<pack folder>/<name>.jpg next to the file.
+    thumb = f"/api/workflow_templates/{PACK_DIR}/{path.stem}.jpg"
+    status = editor.page.evaluate(_STATUS_JS, thumb)
+    if status != 200:
+        problems.append(f"{thumb}: HTTP {status} (workflows/{path.stem}.jpg missing? see scripts/gen_pictures.py)")
 
     twin = wf.twin_path(path)
     if not twin.is_file():
@@ -200,4 +222,66 @@ def test_fast_workflow_runs_from_the_run_button(editor, comfy_server, comfy_base
         pytest.fail(f"the server saved {images} but the editor never showed it (nodeOutputs has {keys}): {e}")
     editor.page.wait_for_timeout(300)  # the preview is drawn on the next frames
     editor.fit_and_screenshot(ARTIFACTS / f"{RUN_WORKFLOW}-after-run.png")
+    _no_page_errors(editor, errors_before)
+
+
+
+
+def _object_info(comfy_server) -> dict:
+    status, info = wf.http_json(comfy_server.url + "/object_info", timeout=120)
+    assert status == 200 and isinstance(info, dict), f"GET /object_info answered {status}"
+    return info
+
+
+def test_every_node_in_a_small_graph_with_its_help_pages(editor, comfy_server):
+    """Each node loads in a small graph (its help-page picture) and its help pages are served."""
+    errors_before = len(editor.page_errors)
+    info = _object_info(comfy_server)
+    node_ids = doc_graphs.pack_nodes(info)
+    assert len(node_ids) >= 12, node_ids
+    problems = []
+    for node_id in node_ids:
+        editor.context = f"help picture {node_id}"
+        result = editor.load(doc_graphs.build(info, node_id), f"{node_id}.json")
+        if result["missing"]:
+            problems.append(f"{node_id}: the editor lacks {result['missing']}")
+            continue
+        editor.graph_screenshot(ARTIFACTS / "nodes" / f"{node_id}.png")
+        # The URLs the editor's help panel fetches (docs/<id>/<locale>.md, else docs/<id>.md;
+        # images relative to docs/).
+        for rel in (f"docs/{node_id}.md", f"docs/{node_id}/zh-TW.md", f"docs/{node_id}/graph.png"):
+            status = editor.page.evaluate(_STATUS_JS, f"{PACK_URL}/{rel}")
+            if status != 200:
+                problems.append(f"web/{rel}: HTTP {status} (missing? pictures: scripts/gen_pictures.py)")
+    assert not problems, "\n".join(problems)
+    _no_page_errors(editor, errors_before)
+
+
+_NODE_TEXT_JS = """(type) => {
+  const node = window.app.graph.nodes.find(n => n.type === type);
+  if (!node) return null;
+  return {title: node.title,
+          inputs: Object.fromEntries((node.inputs || []).map(i => [i.name, i.localized_name || i.label || i.name])),
+          widgets: Object.fromEntries((node.widgets || []).map(w => [w.name, w.label || w.name]))};
+}"""
+
+
+def test_editor_in_traditional_chinese(editor, comfy_server):
+    """Switched to zh-TW once: a node's title, an input label and a widget label are the pack's translations."""
+    node_id = "StyleGuidanceZeCon"
+    expected = json.loads((wf.REPO_ROOT / "locales" / "zh-TW" / "nodeDefs.json").read_text(encoding="utf-8"))[node_id]
+    info = _object_info(comfy_server)
+    errors_before = len(editor.page_errors)
+    editor.context = "zh-TW"
+    try:
+        editor.set_locale("zh-TW")
+        editor.load(doc_graphs.build(info, node_id), "zh-TW.json")
+        shown = editor.page.evaluate(_NODE_TEXT_JS, node_id)
+        editor.graph_screenshot(ARTIFACTS / "zh-TW" / f"{node_id}.png")
+    finally:
+        editor.set_locale("en")
+    assert shown, f"no {node_id} node in the loaded graph"
+    assert shown["title"] == expected["display_name"], shown
+    assert shown["inputs"]["content"] == expected["inputs"]["content"]["name"], shown
+    assert shown["widgets"]["weight"] == expected["inputs"]["weight"]["name"], shown
     _no_page_errors(editor, errors_before)

@@ -99,6 +99,27 @@ _SET_WIDGETS_JS = """(changes) => {
 
 _FRAMES_JS = """() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))"""
 
+# Where the loaded graph's nodes are on the page (CSS px), title bars included.
+_GRAPH_BOX_JS = """() => {
+  const app = window.app, c = app.canvas, ds = c.ds, rect = c.canvas.getBoundingClientRect();
+  const title = window.LiteGraph.NODE_TITLE_HEIGHT || 30;
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const n of app.graph.nodes) {
+    x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - title);
+    x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
+  }
+  const s = ds.scale, o = ds.offset;
+  return {x: rect.left + (x0 + o[0]) * s, y: rect.top + (y0 + o[1]) * s, width: (x1 - x0) * s, height: (y1 - y0) * s};
+}"""
+
+_FOCUS_MODE_JS = """async (on) => {
+  const ws = window.app.extensionManager.workspace;
+  if (ws && typeof ws.focusMode === 'boolean' && ws.focusMode !== on) {
+    await window.app.extensionManager.command.execute('Workspace.ToggleFocusMode');
+  }
+  return ws ? ws.focusMode : null;
+}"""
+
 
 class ComfyEditor:
     """One editor page; console messages and page errors are logged to ``console_log``."""
@@ -115,6 +136,8 @@ class ComfyEditor:
 
     # -- logging -------------------------------------------------------------------------
     def _write(self, kind: str, text: str) -> None:
+        if self._log.closed:  # events of the closing browser after the test ended
+            return
         self._log.write(f"[{time.strftime('%H:%M:%S')}] [{self.context}] {kind}: {text}\n")
         self._log.flush()
 
@@ -184,6 +207,39 @@ class ComfyEditor:
         self.page.wait_for_timeout(300)  # widgets/images laid out by Vue after the canvas frame
         path.parent.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(path))
+
+    def graph_screenshot(self, path: Path, margin: int = 24) -> dict:
+        """Only the graph: editor menus hidden (focus mode), fitted, clipped to the nodes."""
+        self.page.evaluate(_FOCUS_MODE_JS, True)
+        try:
+            self.page.evaluate(_FIT_JS)
+            self.page.evaluate(_FRAMES_JS)
+            self.page.wait_for_timeout(400)
+            box = self.page.evaluate(_GRAPH_BOX_JS)
+            view = self.page.viewport_size
+            x0, y0 = max(0, box["x"] - margin), max(0, box["y"] - margin)
+            x1 = min(view["width"], box["x"] + box["width"] + margin)
+            y1 = min(view["height"], box["y"] + box["height"] + margin)
+            clip = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(path), clip=clip)
+            return clip
+        finally:
+            self.page.evaluate(_FOCUS_MODE_JS, False)
+
+    def set_locale(self, locale: str) -> None:
+        """Switch the editor's language as its settings dialog does, then reload the page.
+
+        Labels follow at once; node titles come from the node definitions the editor
+        registers at start-up, so (as for core nodes) they change with the reload.
+        """
+        self.page.evaluate("async (l) => { await window.app.extensionManager.setting.set('Comfy.Locale', l); }", locale)
+        self.page.wait_for_timeout(500)
+        self.page.reload(wait_until="domcontentloaded")
+        self.page.wait_for_function(_READY_JS, timeout=120_000, polling=250)
+        self.page.wait_for_function(_FIRST_GRAPH_JS, timeout=30_000, polling=250)
+        self.page.evaluate(_HOOK_JS)
+        self.close_dialogs()
 
     def export_prompt(self) -> dict:
         """The graph as an API prompt, exactly as the frontend queues it (``app.graphToPrompt``)."""
