@@ -7,6 +7,8 @@ sampler/inversion.py; the probes in sampler/model_features.py.
 
 from __future__ import annotations
 
+import logging
+
 from comfy_api.latest import io
 
 from ..losses.model_features import (
@@ -19,6 +21,8 @@ from ..losses.model_features import (
 )
 from ..sampler import comfy_adapter as adapter
 from ._common import CATEGORY, PAIRING_NOTE, GuidanceLossType, building, chain, chain_inputs, optional_mask, weight_input
+
+log = logging.getLogger("style_guidance")
 
 _MODEL_NOTE = (" Works with UNet models (SD1.x, SD2.x, SDXL and fine-tunes); other families (SD3, Flux, other DiTs) are "
                "refused with a message before sampling. Uses the sampler's model as loaded and patched (LoRA etc. apply) "
@@ -163,7 +167,7 @@ class StyleGuidanceInvert(io.ComfyNode):
                     "latent_image you give it (the content latent or an empty one of the same size).")),
                 io.Latent.Output(display_name="latent_no_noise", tooltip=(
                     "For KSamplerAdvanced with add_noise 'disable', steps = total_steps and start_at_step = start_at_step: "
-                    "sampling starts exactly at the inverted latent.")),
+                    "sampling starts exactly at the inverted latent (not possible for flow models at denoise 1: use noise).")),
                 io.Sigmas.Output(display_name="sigmas", tooltip="The schedule inverted to (wire into SamplerCustomAdvanced)."),
                 io.Int.Output(display_name="total_steps", tooltip="KSamplerAdvanced 'steps' for the same schedule."),
                 io.Int.Output(display_name="start_at_step", tooltip="KSamplerAdvanced 'start_at_step' for the same schedule."),
@@ -178,7 +182,13 @@ class StyleGuidanceInvert(io.ComfyNode):
         samples = _samples(latent, "latent")
         result = invert(model, positive, negative, latent, steps, scheduler, denoise, cfg=cfg, refine=refine, seed=seed)
         out = {k: v for k, v in latent.items() if k != "noise_mask"}
-        out["samples"] = result.zero_noise_latent().to(samples.dtype)
+        start = result.zero_noise_latent()
+        if start is None:
+            log.warning("[Style Guidance] Invert Latent: at denoise 1 a flow model's first sigma is 1, where sampling "
+                        "ignores the starting latent, so 'latent_no_noise' cannot start there (it passes the input latent "
+                        "on); use the 'noise' output with SamplerCustomAdvanced, or a denoise below 1")
+            start = samples
+        out["samples"] = start.to(samples.dtype)
         return io.NodeOutput(InvertedNoise(result, seed), out, result.sigmas.clone(), result.total_steps,
                              result.total_steps - steps)
 

@@ -98,10 +98,15 @@ class Inversion:
         gain = _noise_scaling(self.model_sampling, self.sigma0, torch.ones_like(x_t), lat) - offset
         return (x_t - offset) / gain
 
-    def zero_noise_latent(self) -> torch.Tensor:
-        """A LATENT's samples (VAE space) that sampling with zero added noise starts at x_t from."""
+    def zero_noise_latent(self) -> torch.Tensor | None:
+        """A LATENT's samples (VAE space) that sampling with zero added noise starts at x_t from.
+
+        None when no latent can: at a flow model's sigma 1 the starting latent is multiplied by 0.
+        """
         zero = torch.zeros_like(self.x_t)
         gain = _noise_scaling(self.model_sampling, self.sigma0, zero, torch.ones_like(self.x_t))
+        if bool((gain.abs() < 1e-6).any()):
+            return None
         return self.latent_format.process_out(self.x_t / gain)
 
 

@@ -10,6 +10,9 @@ with sigma:
 
     D = D_g + lam * (D_unet - D_g) / (1 + sigma)
 
+For flow models (CONST sampling, x = (1 - sigma) x0 + sigma n) the posterior mean is
+D_g = (1 - sigma) v x / ((1 - sigma)^2 v + sigma^2).
+
 The UNet still runs on every call (its features, attention and patches are the real ones).
 """
 
@@ -18,13 +21,19 @@ from __future__ import annotations
 
 def smooth_denoiser(model_patcher, lam: float = 0.5, data_var: float = 1.0):
     """A clone of ``model_patcher`` (eps/v sampling) whose predictions behave like a trained denoiser's."""
+    import comfy.model_sampling
+
     m = model_patcher.clone()
+    flow = isinstance(m.get_model_object("model_sampling"), comfy.model_sampling.CONST)
 
     def wrapper(apply_model, args):
         x, t, c = args["input"], args["timestep"], args["c"]
         d_unet = apply_model(x, t, **c)
         s = t.view(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-        d_gauss = x * data_var / (data_var + s * s)
+        if flow:
+            d_gauss = x * (1 - s) * data_var / ((1 - s) ** 2 * data_var + s * s)
+        else:
+            d_gauss = x * data_var / (data_var + s * s)
         return d_gauss + lam * (d_unet - d_gauss) / (1 + s)
 
     m.set_model_unet_function_wrapper(wrapper)
