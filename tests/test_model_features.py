@@ -271,3 +271,99 @@ def test_attention_distillation_lowers_its_loss_and_the_flipped_update_raises_it
                "flipped": _sample(guided_model(pk, model, [term()], scale=0.3, sign=-1.0), lat, loaded.pos, loaded.neg)}
     score = {k: _ad_score(pk, term, model, loaded.pos, v) for k, v in results.items()}
     assert score["guided"] < 0.8 * score["plain"] < 0.8 * score["flipped"], score
+
+
+# ---------------------------------------------------------------- nodes
+def test_nodes_append_their_terms_and_validate_presets(comfy, tiny_models, pk):
+    g = _loader_graph(tiny_models)
+    g["z"] = {"class_type": "StyleGuidanceModelZeCon", "inputs": {
+        "content": G.link("enc"), "weight": 0.5, "layers": "fine levels (input blocks 0,2,5; cheapest)",
+        "num_patches": 64, "tau": 0.07, "seed": 3}}
+    g["a"] = {"class_type": "StyleGuidanceAttentionDistillation", "inputs": {
+        "style": G.link("senc"), "weight": 2.0, "layers": "decoder, all self-attentions", "seed": 1, "losses": G.link("z")}}
+    g["show"] = {"class_type": "PreviewAny", "inputs": {"source": G.link("a")}}
+    comfy.run(g)
+    chain = comfy.output("a")
+    z, a = chain.terms
+    assert (z.kind, z.weight, z.num_patches, z.preset) == ("zecon_model", 0.5, 64, "fine levels (input blocks 0,2,5; cheapest)")
+    assert (a.kind, a.weight, a.space) == ("attention_distillation", 2.0, "latent")
+    assert a.reference.shape[-2:] == comfy.output("senc")["samples"].shape[-2:]
+    bad = dict(g, a={**g["a"], "inputs": {**g["a"]["inputs"], "layers": "every layer"}})
+    _, _, outputs, errors = comfy.validate(bad)
+    assert "show" not in outputs and "a" in errors and "every layer" in str(errors["a"])
+
+
+# ---------------------------------------------------------------- composition: LoRA and PAG
+def _write_lora(path, seed: int = 0) -> None:
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    r = 4
+    tensors = {
+        "lora_unet_input_blocks_0_0.lora_down.weight": torch.randn(r, 4, 3, 3, generator=gen) * 0.3,
+        "lora_unet_input_blocks_0_0.lora_up.weight": torch.randn(320, r, 1, 1, generator=gen) * 0.3,
+        "lora_unet_output_blocks_1_1_transformer_blocks_0_attn1_to_q.lora_down.weight": torch.randn(r, 320, generator=gen) * 0.1,
+        "lora_unet_output_blocks_1_1_transformer_blocks_0_attn1_to_q.lora_up.weight": torch.randn(320, r, generator=gen) * 0.1,
+    }
+    save_file({k: v.half() for k, v in tensors.items()}, str(path))
+
+
+@pytest.fixture(scope="module")
+def composed(comfy, tiny_models, comfy_base, loaded):
+    _write_lora(comfy_base / "models" / "loras" / "sg_test_unet_lora.safetensors")
+    g = _loader_graph(tiny_models)
+    g["lora"] = {"class_type": "LoraLoaderModelOnly", "inputs": {
+        "model": G.link("ckpt"), "lora_name": "sg_test_unet_lora.safetensors", "strength_model": 1.0}}
+    g["pag"] = {"class_type": "PerturbedAttentionGuidance", "inputs": {"model": G.link("ckpt"), "scale": 2.0}}
+    for n in ("lora", "pag"):
+        G.add_ksampler(g, f"k_{n}", G.sampling(steps=1), model=n)
+        g[f"k_{n}_d"] = {"class_type": "VAEDecode", "inputs": {"samples": G.link(f"k_{n}"), "vae": G.link("vae")}}
+        g[f"k_{n}_o"] = {"class_type": "PreviewImage", "inputs": {"images": G.link(f"k_{n}_d")}}
+    comfy.run(g)
+    var = float(loaded.model.model.process_latent_in(loaded.content["samples"]).var())
+    return SimpleNamespace(lora=smooth_denoiser(comfy.output("lora"), data_var=var),
+                           pag=smooth_denoiser(comfy.output("pag"), data_var=var), var=var)
+
+
+@pytest.mark.slow
+def test_lora_weights_are_what_the_probe_sees_and_nothing_leaks(pk, loaded, composed):
+    lat = loaded.content["samples"]
+
+    def feats(model):
+        probe = pk.mf.measure_probe(model, loaded.pos, 0, 1.0)
+        x = probe.to_model_space(lat)
+        with torch.inference_mode(False), torch.no_grad():
+            return probe.input_block_features(x, probe.sigma_min, [0])[0].clone()
+
+    base_before, plain_before = feats(loaded.model), _sample(loaded.smooth, lat, loaded.pos, loaded.neg, steps=3)
+    with_lora = feats(composed.lora)
+    assert not torch.allclose(base_before, with_lora, atol=1e-3), "the probe did not run the LoRA-patched weights"
+    terms = [pk.lm.ModelZeConLoss(lat, num_patches=32, seed=1), pk.lm.AttentionDistillationLoss(loaded.style["samples"])]
+    lora_plain = _sample(composed.lora, lat, loaded.pos, loaded.neg, steps=3)
+    lora_guided = _sample(guided_model(pk, composed.lora, terms, scale=0.3), lat, loaded.pos, loaded.neg, steps=3)
+    assert not torch.allclose(lora_plain, lora_guided)
+    torch.testing.assert_close(feats(composed.lora), with_lora, rtol=0, atol=0)
+    # the base model afterwards: same features, bit-identical plain sampling, nothing requires grad
+    assert torch.equal(feats(loaded.model), base_before)
+    assert torch.equal(_sample(loaded.smooth, lat, loaded.pos, loaded.neg, steps=3), plain_before)
+    assert not any(p.requires_grad for p in loaded.model.model.parameters())
+
+
+@pytest.mark.slow
+def test_composes_with_the_core_pag_node(pk, loaded, composed):
+    lat, style = loaded.content["samples"], loaded.style["samples"]
+
+    def term():
+        return pk.lm.AttentionDistillationLoss(style, seed=2)
+
+    runs = {
+        "pag": _sample(composed.pag, lat, loaded.pos, loaded.neg, steps=3),
+        "pag+ad": _sample(guided_model(pk, composed.pag, [term()], scale=0.3), lat, loaded.pos, loaded.neg, steps=3),
+        "ad": _sample(guided_model(pk, loaded.smooth, [term()], scale=0.3), lat, loaded.pos, loaded.neg, steps=3),
+    }
+    assert all(torch.isfinite(v).all() for v in runs.values())
+    # both patches act: AD changes PAG's result, and PAG changes AD's
+    assert (runs["pag+ad"] - runs["pag"]).abs().mean() > 1e-3
+    assert (runs["pag+ad"] - runs["ad"]).abs().mean() > 1e-3
+    # PAG's own perturbed pass is untouched by the probe (its patch lives only in PAG's pass options)
+    assert "patches_replace" not in composed.pag.model_options["transformer_options"]
