@@ -49,15 +49,17 @@ class StyleGuidanceModelZeCon(io.ComfyNode):
             description=(
                 "ZeCon (Yang et al. 2023) on the model's own features: each location of the result, seen by the UNet's "
                 "input blocks at the lowest noise level, must match the content at the same place more than any other "
-                "sampled place. Needs no VGG and no decoder." + _MODEL_NOTE),
+                "sampled place. Needs no VGG and no decoder. Cost per guided evaluation: the UNet's encoder forward+backward "
+                "on the result (1.34x a plain cfg evaluation in all, SD1.5 at 512 px, by FLOPs)." + _MODEL_NOTE),
             inputs=[
                 io.Latent.Input("content", tooltip=("The VAE-encoded content image (VAE Encode with the model's VAE); another "
                                                     "size is stretched to the output's." + PAIRING_NOTE)),
                 weight_input(1.0, "the layout follows the content more closely"),
                 io.Combo.Input("layers", options=list(ZECON_BLOCK_PRESETS), default=DEFAULT_ZECON_MODEL_PRESET,
                                tooltip=("UNet input blocks whose features are contrasted (SD1.5 numbering; SDXL's are 0,2,5,8). "
-                                        "The pass stops after the deepest one: 'fine levels' runs about a third of the "
-                                        "encoder, 'all levels' the whole encoder (about 40% of a UNet forward on SD1.5).")),
+                                        "The pass stops after the deepest one. Cost per guided evaluation (FLOPs, SD1.5 at "
+                                        "512 px): 'all levels' adds 0.34x a plain cfg evaluation, 'fine levels' 0.25x; the "
+                                        "content's features once per run.")),
                 io.Int.Input("num_patches", default=256, min=2, max=4096,
                              tooltip="Locations sampled per block (positives + negatives); 256 as in ZeCon/CUT."),
                 io.Float.Input("tau", default=0.07, min=0.001, max=10.0, step=0.005,
@@ -97,8 +99,8 @@ class StyleGuidanceAttentionDistillation(io.ComfyNode):
                 "own attention output is pulled (L1) toward what its queries get when they attend to the style image's keys "
                 "and values, both at the current noise level. Transfers texture, colour and brushwork without CLIP or VGG. "
                 "Cost per guided evaluation: one UNet forward of the style latent plus one UNet forward+backward of the "
-                "result, each up to the last chosen layer (about 4x a plain step's UNet work at cfg 1 with the paper's "
-                "layers)." + _MODEL_NOTE),
+                "result, each up to the last chosen layer (with the paper's layers, SD1.5 at 512 px, by FLOPs: 2.5x a plain "
+                "evaluation at cfg > 1, about 4x at cfg 1)." + _MODEL_NOTE),
             inputs=[
                 io.Latent.Input("style", tooltip=("The VAE-encoded style image, any size (it keeps its own size: attention takes "
                                                   "any number of keys; on inpainting models it must match the output size)."
