@@ -20,7 +20,16 @@ from ..losses.model_features import (
     ModelZeConLoss,
 )
 from ..sampler import comfy_adapter as adapter
-from ._common import CATEGORY, PAIRING_NOTE, GuidanceLossType, building, chain, chain_inputs, optional_mask, weight_input
+from ._common import (
+    CATEGORY,
+    PAIRING_NOTE,
+    GuidanceLossType,
+    building,
+    chain,
+    chain_inputs,
+    optional_mask,
+    weight_input,
+)
 
 log = logging.getLogger("style_guidance")
 

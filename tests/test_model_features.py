@@ -9,7 +9,6 @@ normalised update (``sampler.guidance.guided_prediction``).
 
 from __future__ import annotations
 
-import copy
 import importlib
 from types import SimpleNamespace
 
