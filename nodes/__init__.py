@@ -14,6 +14,7 @@ NODE_MODULES: tuple[str, ...] = (
     "loss_nodes",
     "measure",
     "sampler_nodes",
+    "model_feature_nodes",
 )
 
 
