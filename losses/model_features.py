@@ -217,8 +217,9 @@ class _ModelFeatureTerm(LatentGuidanceLoss):
 
     node_name: str = "model-feature term"
 
-    def __init__(self, reference: Tensor, name: str, weight: float, mask: Tensor | None, seed: int) -> None:
-        super().__init__(weight=weight, mask=mask, seed=seed)
+    def __init__(self, reference: Tensor, name: str, weight: float, mask: Tensor | None, seed: int,
+                 **window: float) -> None:
+        super().__init__(weight=weight, mask=mask, seed=seed, **window)
         self.register_buffer("reference", _as_latent_batch(reference, name), persistent=False)
 
     def reset_rng(self, seed: int) -> None:
@@ -257,17 +258,18 @@ class ModelZeConLoss(_ModelFeatureTerm):
     """
 
     kind = "zecon_model"
-    node_name = "Content: ZeCon (model features)"
+    node_name = "ZeCon Content Loss (Style Guidance)"
 
     def __init__(self, content: Tensor, preset: str = DEFAULT_ZECON_MODEL_PRESET, num_patches: int = 256,
-                 tau: float = 0.07, weight: float = 1.0, mask: Tensor | None = None, seed: int = 0) -> None:
+                 tau: float = 0.07, weight: float = 1.0, mask: Tensor | None = None, seed: int = 0,
+                 **window: float) -> None:
         if preset not in ZECON_BLOCK_PRESETS:
             raise ValueError(f"{self.node_name}: unknown layer preset {preset!r}; choose one of {list(ZECON_BLOCK_PRESETS)}")
         if int(num_patches) < 2:
             raise ValueError(f"{self.node_name}: num_patches must be at least 2 (one positive, one negative), got {num_patches}")
         if not float(tau) > 0:
             raise ValueError(f"{self.node_name}: tau must be positive, got {tau}")
-        super().__init__(content, "content latent", weight, mask, seed)
+        super().__init__(content, "content latent", weight, mask, seed, **window)
         self.preset = preset
         self.num_patches = int(num_patches)
         self.tau = float(tau)
@@ -342,15 +344,15 @@ class AttentionDistillationLoss(_ModelFeatureTerm):
     """
 
     kind = "attention_distillation"
-    node_name = "Style: Attention Distillation"
+    node_name = "Attention Distillation Style Loss (Style Guidance)"
 
     def __init__(self, style: Tensor, preset: str = DEFAULT_AD_PRESET, weight: float = 1.0,
-                 mask: Tensor | None = None, seed: int = 0, attn_scale: float = 1.0) -> None:
+                 mask: Tensor | None = None, seed: int = 0, attn_scale: float = 1.0, **window: float) -> None:
         if preset not in AD_LAYER_PRESETS:
             raise ValueError(f"{self.node_name}: unknown layer preset {preset!r}; choose one of {list(AD_LAYER_PRESETS)}")
         if not float(attn_scale) > 0:
             raise ValueError(f"{self.node_name}: attn_scale must be positive, got {attn_scale}")
-        super().__init__(style, "style latent", weight, mask, seed)
+        super().__init__(style, "style latent", weight, mask, seed, **window)
         self.preset = preset
         self.attn_scale = float(attn_scale)
 

@@ -12,7 +12,8 @@ from ._api import io
 from ._common import CATEGORY, GuidanceLossType, building, reference
 
 # One float output per kind, in this order (output indices are part of saved workflows: append only).
-KINDS = ("content_mse", "vgg_content", "zecon", "clip_style", "gram_style", "range")
+KINDS = ("content_mse", "vgg_content", "zecon", "clip_style", "gram_style", "range", "zecon_model",
+         "attention_distillation")
 
 
 class StyleGuidanceMeasure(io.ComfyNode):
@@ -35,7 +36,8 @@ class StyleGuidanceMeasure(io.ComfyNode):
                 io.Conditioning.Input("positive", optional=True,
                                       tooltip="Only for terms on the model's own features: the conditioning to run the model with."),
                 io.Latent.Input("latent", optional=True,
-                                tooltip="Only for terms on the model's own features: the picture's latent (e.g. the sampler's output)."),
+                                tooltip=("Only for terms on the model's own features: the picture's latent (e.g. the sampler's "
+                                         "output). Attention Distillation is measured at the mid-schedule noise level.")),
             ],
             outputs=[
                 io.String.Output(display_name="text", tooltip="One line per term: name, value, weight, share of the direction."),
@@ -57,7 +59,9 @@ class StyleGuidanceMeasure(io.ComfyNode):
             from ..sampler import model_features
 
             samples = latent["samples"]
-            make_probe = lambda: model_features.measure_probe(model, positive, seed)  # noqa: E731
+            # Attention Distillation compares at a noise level: mid-schedule, as the model defines it.
+            sigma = float(model.get_model_object("model_sampling").percent_to_sigma(0.5))
+            make_probe = lambda: model_features.measure_probe(model, positive, seed, sigma)  # noqa: E731
         with building():
             images = reference(image, "image")
             device = _device_of(losses)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from comfy_api.latest import io
-
 from ..losses.model_features import (
     AD_LAYER_PRESETS,
     DEFAULT_AD_PRESET,
@@ -20,6 +18,7 @@ from ..losses.model_features import (
     ModelZeConLoss,
 )
 from ..sampler import comfy_adapter as adapter
+from ._api import io
 from ._common import (
     CATEGORY,
     PAIRING_NOTE,
@@ -27,7 +26,10 @@ from ._common import (
     building,
     chain,
     chain_inputs,
+    check_term_window,
     optional_mask,
+    term_options,
+    validated,
     weight_input,
 )
 
@@ -48,6 +50,7 @@ def _samples(latent: dict, name: str):
     return latent["samples"]
 
 
+@validated(check=check_term_window)
 class StyleGuidanceModelZeCon(io.ComfyNode):
     """ZeCon as published: patch-contrastive content loss on the diffusion UNet's encoder features."""
 
@@ -81,20 +84,16 @@ class StyleGuidanceModelZeCon(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, layers: str | None = None) -> bool | str:
-        if layers is not None and layers not in ZECON_BLOCK_PRESETS:
-            return f"layers must be one of {list(ZECON_BLOCK_PRESETS)}, got {layers!r}"
-        return True
-
-    @classmethod
     def execute(cls, content, weight: float, layers: str, num_patches: int, tau: float, seed: int,
-                losses=None, mask=None) -> io.NodeOutput:
+                losses=None, mask=None, start_percent: float | None = None,
+                end_percent: float | None = None) -> io.NodeOutput:
         with building():
             term = ModelZeConLoss(_samples(content, "content"), layers, num_patches=num_patches, tau=tau, weight=weight,
-                                  mask=optional_mask(mask), seed=seed)
+                                  mask=optional_mask(mask), seed=seed, **term_options(start_percent, end_percent))
         return io.NodeOutput(chain(losses, term))
 
 
+@validated(check=check_term_window)
 class StyleGuidanceAttentionDistillation(io.ComfyNode):
     """Attention Distillation style loss: the output's self-attention pulled toward attending to the style's keys/values."""
 
@@ -127,26 +126,22 @@ class StyleGuidanceAttentionDistillation(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, layers: str | None = None) -> bool | str:
-        if layers is not None and layers not in AD_LAYER_PRESETS:
-            return f"layers must be one of {list(AD_LAYER_PRESETS)}, got {layers!r}"
-        return True
-
-    @classmethod
-    def execute(cls, style, weight: float, layers: str, seed: int, losses=None, mask=None) -> io.NodeOutput:
+    def execute(cls, style, weight: float, layers: str, seed: int, losses=None, mask=None,
+                start_percent: float | None = None, end_percent: float | None = None) -> io.NodeOutput:
         with building():
             term = AttentionDistillationLoss(_samples(style, "style"), layers, weight=weight, mask=optional_mask(mask),
-                                             seed=seed)
+                                             seed=seed, **term_options(start_percent, end_percent))
         return io.NodeOutput(chain(losses, term))
 
 
+@validated()
 class StyleGuidanceInvert(io.ComfyNode):
     """Inverts a latent to the noisy latent the sampler starts from (DDIM/ODE inversion with the loaded model)."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceInvert", display_name="Invert Latent (start without fresh noise)",
+            node_id="StyleGuidanceInvert", display_name="Invert Latent (Style Guidance)",
             category=f"{CATEGORY}/sampling",
             description=(
                 "Runs the model's sampling ODE backwards from the latent up the schedule the sampler will use (DDIM "

@@ -8,8 +8,8 @@ composes with every other patch (LoRA, ControlNet, FreeU, PAG, IP-Adapter ...):
 - the decoder copy and loss networks ride along as "additional models", so ComfyUI's
   memory manager loads and offloads them with the diffusion model;
 - when a gradient must pass through the diffusion model (xt mode, terms on its own
-  features), weight wrappers on the clone make ComfyUI hand out ordinary copies of its
-  weights during the guided forward; the shared model is never modified.
+  features), its inference-mode weights are swapped for ordinary copies for that one
+  forward and put back right after; the shared model is never left modified.
 
 Other modules that mirror ComfyUI internals, and so need a look on a ComfyUI upgrade:
 ``sampler/clip_vision.py`` (an out-of-place copy of ComfyUI's CLIP/SigLIP vision forward),
@@ -71,65 +71,51 @@ def autograd_safe_(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def _copy_on_use(weight: torch.Tensor) -> torch.Tensor:
-    """Weight wrapper. Its presence makes ComfyUI's ops cast a *copy* of the weight at each use,
-    and a copy made inside the guided (non-inference) forward can be saved for backward, where
-    ComfyUI's own inference-mode weights cannot. Detached: guidance differentiates w.r.t. the
-    latent only, so no weight gradient (nor the activations it would need) is ever kept."""
-    return weight.detach()
+@contextlib.contextmanager
+def ordinary_weights(modules, device: torch.device | None = None) -> Iterator[None]:
+    """Ordinary copies in place of ComfyUI's inference-mode weights, for one guided forward.
 
-
-def add_model_autograd(patcher) -> bool:
-    """Give a model clone weight wrappers so a gradient can flow through its forward.
-
-    Returns False when this ComfyUI has no weight wrappers; :class:`_InferenceParams` then
-    covers every weight during guided forwards.
+    Prompts run under ``torch.inference_mode`` and weights ComfyUI created there cannot be
+    saved for backward. For the duration of the block, every such parameter/buffer (on
+    ``device``; offloaded ones are copied by ComfyUI's own casting at use) is swapped for a
+    copy with ``requires_grad=False``; the originals go back right after, so the shared model
+    ends every evaluation holding exactly the tensors it held before. Tensors that are already
+    ordinary (an enclosing block swapped them) are left alone, so nesting is cheap.
     """
-    if not hasattr(patcher, "add_weight_wrapper"):
-        return False
-    for name, module in patcher.model.named_modules():
-        if not hasattr(module, "comfy_cast_weights"):
-            continue
-        for attr in ("weight", "bias"):
-            if getattr(module, attr, None) is not None:
-                patcher.add_weight_wrapper(f"{name}.{attr}", _copy_on_use)
-    return True
-
-
-class _InferenceParams:
-    """Inference-mode tensors of a diffusion model that no weight wrapper covers.
-
-    Plain ``nn.Parameter`` scales of some DiT norms, or every weight where ComfyUI lacks
-    weight wrappers. During a guided forward they are swapped for ordinary copies, and put
-    back right after, so the shared model ends every evaluation as ComfyUI made it.
-    """
-
-    def __init__(self, model: torch.nn.Module, wrapped: bool) -> None:
-        self.slots: list[tuple[dict, str]] = []
-        for module in model.modules():
-            covered = wrapped and hasattr(module, "comfy_cast_weights")
-            for store in (module._parameters, module._buffers):
-                for name, t in store.items():
-                    if t is None or not t.is_inference():
+    saved: list[tuple[dict, str, torch.Tensor]] = []
+    seen: set[int] = set()
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            for root in modules:
+                for mod in root.modules():
+                    if id(mod) in seen:
                         continue
-                    if covered and name in ("weight", "bias"):
-                        continue
-                    self.slots.append((store, name))
+                    seen.add(id(mod))
+                    for store in (mod._parameters, mod._buffers):
+                        for name, t in list(store.items()):
+                            if t is None or not t.is_inference() or (device is not None and t.device != device):
+                                continue
+                            saved.append((store, name, t))
+                            fresh = t.detach().clone()
+                            store[name] = (torch.nn.Parameter(fresh, requires_grad=False)
+                                           if isinstance(t, torch.nn.Parameter) else fresh)
+        yield
+    finally:
+        for store, name, t in reversed(saved):
+            store[name] = t
 
-    @contextlib.contextmanager
-    def ordinary(self) -> Iterator[None]:
-        """Ordinary copies in place of the inference tensors for the duration of the block."""
-        saved = []
-        try:
-            for store, name in self.slots:
-                t = store[name]
-                saved.append((store, name, t))
-                fresh = t.detach().clone()
-                store[name] = torch.nn.Parameter(fresh, requires_grad=False) if isinstance(t, torch.nn.Parameter) else fresh
-            yield
-        finally:
-            for store, name, t in saved:
-                store[name] = t
+
+def control_modules(conds) -> Iterator[torch.nn.Module]:
+    """The networks of every ControlNet/T2I adapter chained in processed conds (they see the model input)."""
+    seen: set[int] = set()
+    for c in conds or []:
+        control = c.get("control") if isinstance(c, dict) else None
+        while control is not None and id(control) not in seen:
+            seen.add(id(control))
+            for value in vars(control).values():
+                if isinstance(value, torch.nn.Module):
+                    yield value
+            control = getattr(control, "previous_controlnet", None)
 
 
 def wrap_in_patcher(module: torch.nn.Module) -> comfy.model_patcher.ModelPatcher:
@@ -252,17 +238,14 @@ class GuidanceHooks:
     """The sampling hooks of one guided model clone, and the state of its current run."""
 
     def __init__(self, patcher, engine: GuidanceEngine, settings: GuidanceSettings,
-                 decoder: torch.nn.Module | None, losses, model_grad: bool) -> None:
+                 decoder: torch.nn.Module | None, losses) -> None:
         self.patcher = patcher
         self.engine = engine
         self.settings = settings
         self.decoder = decoder
         self.losses = losses
-        self.model_grad = model_grad
-        self.wrapped = add_model_autograd(patcher) if model_grad else False
         self.prepared = False
         self.seed = 0
-        self.inference_params: _InferenceParams | None = None
         self._schedule: tuple[tuple, torch.Tensor] | None = None
 
     def install(self) -> None:
@@ -312,8 +295,6 @@ class GuidanceHooks:
             for net in nets:
                 autograd_safe_(net)
             self.losses.to(device)
-        if self.model_grad:
-            self.inference_params = _InferenceParams(patcher.model.diffusion_model, self.wrapped)
         if device.type == "cuda":
             self.engine.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.prepared = True
@@ -336,12 +317,17 @@ class GuidanceHooks:
         return self._schedule[1]
 
     @contextlib.contextmanager
-    def _guarded(self) -> Iterator[None]:
-        """One guided evaluation: interrupts honoured, autograd on, OOM turned into advice."""
+    def _guarded(self, through_model: list[torch.nn.Module] | None = None,
+                 device: torch.device | None = None) -> Iterator[None]:
+        """One guided evaluation: interrupts honoured, autograd on, OOM turned into advice.
+
+        ``through_model``: ComfyUI networks the gradient passes through (xt mode), given
+        ordinary weights for the evaluation (see :func:`ordinary_weights`).
+        """
         comfy.model_management.throw_exception_if_processing_interrupted()
-        params = self.inference_params.ordinary() if self.inference_params is not None else contextlib.nullcontext()
+        weights = ordinary_weights(through_model, device) if through_model else contextlib.nullcontext()
         try:
-            with autograd_enabled(), params:
+            with autograd_enabled(), weights:
                 yield
         except torch.OutOfMemoryError as e:
             comfy.model_management.soft_empty_cache(True)
@@ -383,7 +369,9 @@ class GuidanceHooks:
         conds = getattr(guider, "conds", {}) or {}
         probe = self._probe_maker(model=guider.inner_model, positive=conds.get("positive"),
                                   negative=conds.get("negative"), model_options=model_options, sigma=timestep, x_t=x)
-        with self._guarded():
+        nets = [guider.inner_model.diffusion_model,
+                *(m for key in ("positive", "negative") for m in control_modules(conds.get(key)))]
+        with self._guarded(nets, x.device):
             ts = timestep.detach().clone()  # inference tensors cannot be saved for backward
             return self.engine.guide_xt(x, lambda xg: executor(xg, ts, model_options, seed), sigma, frac, probe)
 
@@ -420,8 +408,7 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
     m = model.clone()
     if additional:
         m.set_additional_models(KEY, additional)
-    model_grad = settings.mode == "xt" or bool(losses.latent_terms)
-    GuidanceHooks(m, engine, settings, decoder, losses, model_grad).install()
+    GuidanceHooks(m, engine, settings, decoder, losses).install()
     return m, engine
 
 
@@ -477,6 +464,7 @@ def scheduler_names() -> list[str]:
 
 
 __all__ = [
-    "GuidanceHooks", "autograd_enabled", "autograd_safe_", "check_vae_matches", "decoder_for", "install_guidance",
+    "GuidanceHooks", "autograd_enabled", "autograd_safe_", "check_vae_matches", "control_modules", "decoder_for",
+    "install_guidance", "ordinary_weights",
     "make_guider", "noise_for", "sample_like_ksampler", "sampler_names", "scheduler_names", "wrap_in_patcher",
 ]

@@ -169,28 +169,6 @@ def check_supported(model_patcher, terms: Iterable) -> None:
 
 
 # ---------------------------------------------------------------- autograd readiness
-def _grad_ready(modules: Iterable[torch.nn.Module]) -> None:
-    """Let autograd traverse ComfyUI's inference-mode weights (values unchanged, nothing requires grad)."""
-    from .comfy_adapter import autograd_safe_  # lazy: comfy_adapter may import this module
-
-    with torch.inference_mode(False):
-        for m in modules:
-            autograd_safe_(m)
-
-
-def _control_modules(conds: list[dict]) -> Iterator[torch.nn.Module]:
-    """The networks of every ControlNet/T2I adapter chained in the conds (they see the probe's input)."""
-    seen: set[int] = set()
-    for c in conds:
-        control = c.get("control")
-        while control is not None and id(control) not in seen:
-            seen.add(id(control))
-            for value in vars(control).values():
-                if isinstance(value, torch.nn.Module):
-                    yield value
-            control = getattr(control, "previous_controlnet", None)
-
-
 # ---------------------------------------------------------------- the probe
 def _pick_cond(conds: list[dict] | None, sigma: float, reference: bool) -> list[dict]:
     """One cond dict for a probe pass: the first that applies at ``sigma``, whole-picture, batch as given."""
@@ -269,17 +247,21 @@ class ComfyModelProbe:
     def _run(self, x: torch.Tensor, sigma: float, opts: dict, reference: bool) -> None:
         """One model call on ``x`` at ``sigma`` with ``opts``; stops where the probe's patch says."""
         grad = torch.is_grad_enabled()  # inference_mode(False) would switch grad mode back on: keep the caller's
+        from .comfy_adapter import control_modules, ordinary_weights  # lazy: comfy_adapter imports this module
+
         with torch.inference_mode(False), torch.set_grad_enabled(grad), self._conds(x, sigma, reference) as conds:
             if reference:
                 _check_reference_size(conds, x)
-            if grad and x.requires_grad:
-                _grad_ready([self.model.diffusion_model, *_control_modules(conds)])
+            needs_grad = grad and x.requires_grad
+            weights = (ordinary_weights([self.model.diffusion_model, *control_modules(conds)], x.device)
+                       if needs_grad else contextlib.nullcontext())
             t = torch.full((x.shape[0],), float(sigma), dtype=torch.float32, device=x.device)
             self.passes += 1
-            try:
-                comfy.samplers.calc_cond_batch(self.model, [conds], x, t, opts)
-            except _StopForward:
-                pass
+            with weights:
+                try:
+                    comfy.samplers.calc_cond_batch(self.model, [conds], x, t, opts)
+                except _StopForward:
+                    pass
 
     def input_block_features(self, x: torch.Tensor, sigma: float, blocks: Sequence[int]) -> dict[int, torch.Tensor]:
         """Outputs of the given UNet input blocks (as carried on to the skip connections)."""

@@ -233,9 +233,9 @@ def ablation_grid(g: UIGraph) -> None:
 
 MODEL_FEATURES_NOTE = """# Style transfer with the checkpoint alone
 No VGG, no open_clip, no CLIP vision file: both losses read the diffusion model's own features.
-- **Content: ZeCon (model features)** keeps the layout: patches of the result, seen by the UNet's
+- **ZeCon Content Loss** keeps the layout: patches of the result, seen by the UNet's
   encoder at its lowest noise level, must match the content's at the same place (ZeCon, AAAI 2023).
-- **Style: Attention Distillation** takes the look: at the UNet's last self-attention layers the
+- **Attention Distillation Style Loss** takes the look: at the UNet's last self-attention layers the
   result's attention is pulled toward what it gets attending to the style image (CVPR 2025).
 - **Invert Latent** starts sampling from an inversion of the content (DDIM/ODE inversion with the
   same model and schedule) instead of fresh noise, so the layout survives a high *denoise*.

@@ -127,7 +127,7 @@ def test_invert_node_feeds_sampler_custom_advanced_and_ksampler_advanced_alike(c
         g[f"{n}_d"] = {"class_type": "VAEDecode", "inputs": {"samples": G.link(n), "vae": G.link("vae")}}
         g[f"{n}_o"] = {"class_type": "PreviewImage", "inputs": {"images": G.link(f"{n}_d")}}
     comfy.run(g)
-    assert comfy.node_output(g, "inv")[3][0] == 5 and comfy.node_output(g, "inv")[4][0] == 2  # int(3 / 0.6) = 5
+    assert comfy.node_output("inv")[3][0] == 5 and comfy.node_output("inv")[4][0] == 2  # int(3 / 0.6) = 5
     a, b = comfy.output("custom")["samples"], comfy.output("adv")["samples"]
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 

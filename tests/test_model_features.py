@@ -148,7 +148,7 @@ def test_unsupported_family_is_refused_naming_node_and_family(pk, comfy_base):
                     "guidance_embed": True})
     base = flux.get_model({}, device="meta")
     term = pk.lm.AttentionDistillationLoss(torch.zeros(1, 16, 8, 8))
-    with pytest.raises(ValueError, match=r"Style: Attention Distillation: the Flux model .* not supported"):
+    with pytest.raises(ValueError, match=r"Attention Distillation Style Loss \(Style Guidance\): the Flux model .* not supported"):
         pk.mf.check_supported(SimpleNamespace(model=base), [term])
     term.weight = 0.0  # an inactive term costs nothing and is not checked
     pk.mf.check_supported(SimpleNamespace(model=base), [term])
@@ -162,7 +162,7 @@ def test_tiny_model_layout_and_preset_check(pk, loaded):
     ad = pk.lm.AttentionDistillationLoss(loaded.style["samples"])
     pk.mf.check_supported(loaded.model, [zecon, ad])  # supported: no error
     empty = pk.lm.ModelLayout("SDXL", 9, (2, 5, 8), (("middle", 0, 0),))  # no decoder self-attention at all
-    with pytest.raises(ValueError, match="Style: Attention Distillation: the preset .* names no self-attention"):
+    with pytest.raises(ValueError, match=r"Attention Distillation Style Loss \(Style Guidance\): the preset .* names no self-attention"):
         ad.layers(empty)
 
 

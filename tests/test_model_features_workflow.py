@@ -84,5 +84,5 @@ def test_validates_and_runs_on_the_stand_ins(comfy, comfy_base, pack):
     comfy.run(prompt)
     chain = comfy.output(ids["StyleGuidanceAttentionDistillation"])
     assert [t.kind for t in chain.terms] == ["zecon_model", "attention_distillation"]
-    sigmas = comfy.node_output(prompt, ids["StyleGuidanceInvert"])[2][0]
+    sigmas = comfy.node_output(ids["StyleGuidanceInvert"])[2][0]
     assert len(sigmas) == 3 and float(sigmas[-1]) == 0.0  # 2 steps (stand-in override), ends at 0
