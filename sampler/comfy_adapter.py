@@ -13,9 +13,10 @@ composes with every other patch (LoRA, ControlNet, FreeU, PAG, IP-Adapter ...):
 
 Other modules that mirror ComfyUI internals, and so need a look on a ComfyUI upgrade:
 ``sampler/clip_vision.py`` (an out-of-place copy of ComfyUI's CLIP/SigLIP vision forward),
-``sampler/model_features.py`` (where it exists: capture of the model's blocks and attention
-through ``transformer_options`` patches) and ``sampler/recurrence.py`` (the k-diffusion
-sampler-function calling convention). Everything else sees plain tensors.
+``sampler/model_features.py`` (capture of the UNet's blocks and self-attention through
+``transformer_options`` patches, ``calc_cond_batch``), ``sampler/inversion.py`` (a KSAMPLER
+run through ``CFGGuider``, the inverse of ``noise_scaling``) and ``sampler/recurrence.py``
+(the k-diffusion sampler-function calling convention). Everything else sees plain tensors.
 """
 
 from __future__ import annotations
