@@ -11,8 +11,9 @@ them against that folder for every language.
 Each page is hand-written prose between two generated parts: the title (line 1, the node's
 display name in that language) and everything from the GENERATED marker on: the pictures
 (``<NodeId>/graph.png``, the node in a small graph, from the browser test's screenshots via
-``scripts/gen_pictures.py``; ``<NodeId>/steps.svg``, a loss term over the steps of a guided run,
-from ``scripts/gen_doc_pictures.py``, when it exists) and the inputs/outputs with their
+``scripts/gen_pictures.py``; ``<NodeId>/steps.svg``, a loss term's value and share over the steps
+of a guided run on the stand-in models, from ``scripts/gen_doc_pictures.py --run``, required for
+every loss node) and the inputs/outputs with their
 tooltips (from ``locales/<lang>/nodeDefs.json``'s sources: run ``scripts/gen_locales.py`` first).
 """
 
@@ -37,11 +38,18 @@ SECTIONS = {
 }
 WORDS = {
     "en": {"pictures": "Pictures", "inputs": "Inputs", "outputs": "Outputs", "optional": "optional",
-           "graph": "{name} in a small graph", "steps": "The value of this term over the steps of a guided run",
+           "graph": "{name} in a small graph",
+           "steps": "This term's value and share of the guidance over the steps of a guided run on stand-in models",
+           "steps_note": ("*The plot above comes from a run on random-weight stand-in models* (`scripts/gen_doc_pictures.py "
+                          "--run`): *it shows the mechanics, the term's value and its share of the guidance direction "
+                          "step by step, not the figures of a real picture.*"),
            "none": "none", "sep": ": ", "opt": " ({})"},
     "zh-TW": {"pictures": "圖片", "inputs": "輸入", "outputs": "輸出", "optional": "選用",
-              "graph": "{name}在一個小型節點圖中", "steps": "此損失項在一次引導取樣中各步驟的數值", "none": "無",
-              "sep": "：", "opt": "（{}）"},
+              "graph": "{name}在一個小型節點圖中",
+              "steps": "以替身模型進行一次引導取樣時，此損失項在各步驟的數值與在引導方向中的比例",
+              "steps_note": ("*上圖來自以隨機權重替身模型執行的一次取樣*（`scripts/gen_doc_pictures.py --run`）：*它呈現的是"
+                             "運作方式，即每一步中此損失項的數值與它在引導方向中的比例，而不是真實影像的數據。*"),
+              "none": "無", "sep": "：", "opt": "（{}）"},
 }
 SKELETON = {
     "en": "{intro}\n\n## In the method\n\n<!-- TODO: its role in L_total = L_content + L_style, with its formula -->\n\n"
@@ -51,11 +59,28 @@ SKELETON = {
 }
 
 
-def _gen_locales():
-    spec = importlib.util.spec_from_file_location("sg_gen_locales", Path(__file__).with_name("gen_locales.py"))
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"sg_{name}", Path(__file__).with_name(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _gen_locales():
+    return _script("gen_locales")
+
+
+def loss_nodes(mappings: dict) -> set[str]:
+    """The pack's loss-term nodes: a weight input and a GUIDANCE_LOSS output (each needs its steps plot)."""
+    found = set()
+    for node_id, cls in mappings.items():
+        if not node_id.startswith(_gen_locales().NODE_PREFIX):
+            continue
+        schema = cls.define_schema()
+        if any(i.id == "weight" for i in schema.inputs or []) and \
+                any(o.io_type == "GUIDANCE_LOSS" for o in schema.outputs or []):
+            found.add(node_id)
+    return found
 
 
 def page_path(node_id: str, lang: str) -> Path:
@@ -81,7 +106,7 @@ def generated_part(node_id: str, schema, text: dict, lang: str) -> str:
     name = text["display_name"]
     lines = [MARKER, "", f"## {w['pictures']}", "", f"![{w['graph'].format(name=name)}]({node_id}/graph.png)", ""]
     if (DOCS / node_id / "steps.svg").is_file():
-        lines += [f"![{w['steps']}]({node_id}/steps.svg)", ""]
+        lines += [f"![{w['steps']}]({node_id}/steps.svg)", "", w["steps_note"], ""]
     lines += [f"## {w['inputs']}", ""]
     for inp in schema.inputs or []:
         t = text.get("inputs", {}).get(inp.id, {})
@@ -149,6 +174,13 @@ def problems(mappings: dict) -> list[str]:
         if not (DOCS / node_id / "graph.png").is_file():
             found.append(f"web/docs/{node_id}/graph.png (the node in a small graph) is missing: run the browser "
                          "test, then scripts/gen_pictures.py")
+    plotted = set(_script("gen_doc_pictures").TERM_NODES.values())
+    for node_id in sorted(loss_nodes(mappings)):
+        if node_id not in plotted:
+            found.append(f"{node_id} is a loss node without a term kind in scripts/gen_doc_pictures.py TERM_NODES")
+        elif not (DOCS / node_id / "steps.svg").is_file():
+            found.append(f"web/docs/{node_id}/steps.svg (its term over the steps of a guided run) is missing: run "
+                         "scripts/gen_doc_pictures.py --run, then scripts/gen_docs.py")
     return sorted(set(found))
 
 

@@ -59,12 +59,17 @@ def test_readme_pictures_exist():
 
 
 def test_step_plot_of_a_run(tmp_path):
-    """scripts/gen_doc_pictures.py: one SVG per loss node, a point per step, the share when weighted."""
-    steps = [{"fraction": i / 10, "sigma": 10 - i, "total": 0.0,
-              "terms": {"zecon": 5.0 - 0.3 * i, "gram_style": 1e-3 * (10 - i), "gram_style#2": 1.0, "range": 0.0}}
-             for i in range(10)]
-    run = tmp_path / "run.json"
-    run.write_text(json.dumps({"steps": steps, "weights": {"zecon": 0.5, "gram_style": 100.0}, "title": "t"}))
+    """scripts/gen_doc_pictures.py reads the runner's .steps.json: one SVG per loss node, a point per step."""
+    def term(value, weight, share):
+        return {"value": value, "weight": weight, "share": share}
+
+    events = [{"node": "17", "step": i, "fraction": i / 10, "sigma": 10 - i, "total": 0.0,
+               "terms": {"zecon": term(5.0 - 0.3 * i, 0.5, 0.5 if i < 5 else 1.0),
+                         "gram_style": term(1e-3 * (10 - i), 0.5, 0.5 if i < 5 else 0.0),
+                         "gram_style#2": term(1.0, 1.0, 0.0), "mystery": term(1.0, 1.0, 0.0)},
+               "zero_gradient": []} for i in range(10)]
+    run = tmp_path / "pair.steps.json"
+    run.write_text(json.dumps({"event": "style_guidance.step", "events": events}))
     written = _script("gen_doc_pictures").write_plots(run, tmp_path / "docs")
     assert sorted(p.parent.name for p in written) == ["StyleGuidanceGramStyle", "StyleGuidanceZeCon"]
     svg = ET.parse(tmp_path / "docs" / "StyleGuidanceZeCon" / "steps.svg").getroot()
@@ -72,6 +77,33 @@ def test_step_plot_of_a_run(tmp_path):
     assert len(lines["value"]) == 10 and len(lines["share"]) == 10
     ys = [float(p.split(",")[1]) for p in lines["value"]]
     assert ys == sorted(ys), "a falling value must be drawn falling (SVG y grows downwards)"
+    share_y = [float(p.split(",")[1]) for p in lines["share"]]
+    assert share_y[5] < share_y[4], "the engine's share (0.5 -> 1.0) must be drawn rising"
+    text = "".join(svg.itertext())
+    assert "stand-in" in text, "the plot must say it comes from stand-in models"
+
+
+def test_step_plot_refuses_other_formats(tmp_path):
+    run = tmp_path / "old.json"
+    run.write_text(json.dumps({"steps": [{"fraction": 0.0, "terms": {"zecon": 1.0}}]}))
+    with pytest.raises(ValueError, match="no step events"):
+        _script("gen_doc_pictures").load_run(run)
+    run.write_text(json.dumps([{"fraction": 0.0, "terms": {"zecon": 1.0}}]))
+    with pytest.raises(ValueError, match="StepReport.as_event"):
+        _script("gen_doc_pictures").load_run(run)
+
+
+def test_every_loss_node_in_the_doc_run():
+    """The stand-in run that makes the plots contains every loss node gen_doc_pictures knows."""
+    gdp = _script("gen_doc_pictures")
+    fast = json.loads((ROOT / "workflows" / "api" / "style_transfer_fast.json").read_text(encoding="utf-8"))
+    classes = {n["class_type"] for n in gdp.every_loss_node(fast).values()}
+    assert set(gdp.TERM_NODES.values()) <= classes, set(gdp.TERM_NODES.values()) - classes
+
+
+def test_readme_shows_a_step_plot():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "docs/steps_style_transfer_fast.png" in readme, "the README shows no per-step plot"
 
 
 @pytest.mark.parametrize("lo,hi", [(0.0, 1e-6), (0.0, 4.8), (-2.0, 3.0), (5.0, 5.0)])
