@@ -323,7 +323,7 @@ class ModelZeConLoss(_ModelFeatureTerm):
         r, c, h, w = self.reference.shape
         mask = "none" if self.mask is None else "x".join(str(s) for s in self.mask.shape)
         return (f"{type(self).__name__}(content latent {r}x{c}x{h}x{w}, preset={self.preset!r}, "
-                f"patches={self.num_patches}, tau={self.tau:g}, seed={self.seed}, mask={mask})")
+                f"patches={self.num_patches}, tau={self.tau:g}, seed={self.seed}, mask={mask}{self.window_text()})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,4 +389,4 @@ class AttentionDistillationLoss(_ModelFeatureTerm):
         r, c, h, w = self.reference.shape
         mask = "none" if self.mask is None else "x".join(str(s) for s in self.mask.shape)
         return (f"{type(self).__name__}(style latent {r}x{c}x{h}x{w}, preset={self.preset!r}, "
-                f"attn_scale={self.attn_scale:g}, seed={self.seed}, mask={mask})")
+                f"attn_scale={self.attn_scale:g}, seed={self.seed}, mask={mask}{self.window_text()})")

@@ -180,8 +180,13 @@ def check_vae_matches(model, vae) -> None:
 
 
 # ---------------------------------------------------------------- progress text and step events
-def _progress_reporter() -> Callable[[StepReport], None] | None:
-    """Show each guided evaluation as the node's progress text and send it as a step event."""
+def _progress_reporter(steps: Callable[[], int | None]) -> Callable[[StepReport], None] | None:
+    """Show each guided evaluation as the node's progress text and send it as a step event.
+
+    ``steps()``: the run's number of sampling steps when known, so an event carries its step
+    index (an evaluation of step i of n is at fraction i/n; Heun/SDE stages and recurrence
+    repeats share their step) besides its running evaluation number.
+    """
     try:
         from comfy_execution.utils import get_executing_context
         from server import PromptServer
@@ -200,7 +205,10 @@ def _progress_reporter() -> Callable[[StepReport], None] | None:
         log.debug("[Style Guidance] %s", text)
         if hasattr(server, "send_progress_text"):
             server.send_progress_text(text, node_id)
-        event = {"node": node_id, "prompt_id": prompt_id, **step.as_event(next(counter))}
+        evaluation = next(counter)
+        n = steps()
+        index = round(step.fraction * n) if n else evaluation
+        event = {"node": node_id, "prompt_id": prompt_id, "evaluation": evaluation, **step.as_event(index)}
         server.send_sync(STEP_EVENT, event, getattr(server, "client_id", None))
 
     return report
@@ -264,7 +272,8 @@ class GuidanceHooks:
         """Start a run: fresh state, reseeded losses, progress reporting, recurrence."""
         self.prepared = False
         self.seed = int(seed or 0)
-        self.engine.report = _progress_reporter()
+        self._schedule = None
+        self.engine.report = _progress_reporter(self._steps)
         self.engine.begin(seed)
         s = self.settings
         if s.recurrence > 1:
@@ -307,6 +316,10 @@ class GuidanceHooks:
         if frac is None:  # schedule unknown: ComfyUI's own percent convention for this model
             frac = percent_of_sigma(sigma, lambda p: float(model_sampling.percent_to_sigma(p)))
         return frac
+
+    def _steps(self) -> int | None:
+        """Sampling steps of the current run (from its schedule), when the sampler published it."""
+        return None if self._schedule is None else int(self._schedule[1].numel()) - 1
 
     def _host_schedule(self, sample_sigmas: torch.Tensor | None) -> torch.Tensor | None:
         """The run's schedule on the CPU, copied once per run rather than at every evaluation."""
