@@ -13,9 +13,10 @@ Conventions shared by every term (quoted by the node tooltips):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import math
 
 import torch
 import torch.nn.functional as F

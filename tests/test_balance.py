@@ -13,7 +13,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from headless.tiny_models import ensure_tiny_open_clip_registered, random_vgg19_features
 from losses import (
     CLIPStyleLoss,
     CombinedLoss,
@@ -23,6 +22,7 @@ from losses import (
     ZeConLoss,
     load_open_clip_encoder,
 )
+from headless.tiny_models import ensure_tiny_open_clip_registered, random_vgg19_features
 from sampler.balance import balanced_direction, shares
 
 # The weights every shipped workflow used before balancing (MSE, VGG, PatchNCE, CLIP, Gram).

@@ -12,9 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from stand_in_denoiser import smooth_denoiser
-
 from headless import graphs as G
+from stand_in_denoiser import smooth_denoiser
 
 STEPS_FIGURES: dict = {}
 

@@ -14,9 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from stand_in_denoiser import smooth_denoiser
-
 from headless import graphs as G
+from stand_in_denoiser import smooth_denoiser
 
 SEED = 5
 STEPS = 5
