@@ -37,6 +37,7 @@ NEVER = {"allow_download": False}  # no network in tests
 LOSS_EXAMPLES = 20  # per node: 10 nodes
 SAMPLING_EXAMPLES = 5  # per node: 6 nodes, each case samples (1-2 steps)
 COUNTS: Counter = Counter()
+EXAMPLES: dict[tuple[str, str], str] = {}  # the first message of each (node, outcome), for the artifact
 SERVER_SAMPLE: list[dict] = []
 
 SIZES = st.sampled_from([(1, 1), (1, 4097), (4097, 1), (7, 13), (33, 17), (64, 64), (100, 36)])
@@ -61,7 +62,7 @@ def _widget(inp) -> st.SearchStrategy | None:
     if isinstance(inp, io.Int.Input):
         lo, hi = inp.min if inp.min is not None else 0, inp.max if inp.max is not None else 2**31
         cap = min(hi, COST_CAPS.get(name, hi))
-        usual = st.just(default if default is not None else lo)
+        usual = st.just(min(default if default is not None else lo, max(lo, cap)))
         inside, odd = st.integers(lo, max(lo, cap)), st.sampled_from([lo - 1, hi + 1])
     elif isinstance(inp, io.Float.Input):
         lo, hi = inp.min if inp.min is not None else -1e6, inp.max if inp.max is not None else 1e6
@@ -272,25 +273,26 @@ def _input_names(prompt: dict, node_id: str) -> set[str]:
     return names
 
 
-def _check_case(comfy, comfy_base, case: dict) -> str:
-    """Validate and run one case like the server does; assert the property; return the outcome."""
+def _check_case(comfy, comfy_base, case: dict) -> tuple[str, str]:
+    """Validate and run one case like the server does; assert the property; return (outcome, message)."""
     import execution
 
     prompt = case["prompt"]
     before_files = {p for p in (comfy_base / "output").rglob("*") if p.is_file()}
     ok, error, outputs, node_errors = asyncio.run(execution.validate_prompt(str(uuid.uuid4()), prompt, None))
-    outcome = "ok"
+    outcome, said = "ok", ""
     if node_errors or not ok:
         for node_id, errs in node_errors.items():
             if node_id in CHECKED:
                 text = json.dumps(errs)
                 names = _input_names(prompt, node_id)
                 assert any(n in text for n in names), f"validation error names no input of {node_id}: {text[:800]}"
+                said = said or "; ".join(e.get("details", "") or e.get("message", "") for e in errs.get("errors", []))
         outcome = "refused at validation"
         if not outputs:
             if not node_errors:  # prompt-level error (e.g. no outputs): must say why
                 assert error and error.get("message"), error
-            return outcome
+            return outcome, said
     comfy.executor.execute(prompt, str(uuid.uuid4()), {"client_id": "fuzz"}, outputs)
     if not comfy.executor.success:
         errs = [d for e, d in comfy.executor.status_messages if e == "execution_error"]
@@ -304,9 +306,9 @@ def _check_case(comfy, comfy_base, case: dict) -> str:
                 f"{err['exception_type']}: {message}\n{''.join(err['traceback'][-6:])}")
         after_files = {p for p in (comfy_base / "output").rglob("*") if p.is_file()}
         assert after_files == before_files, f"a failed case wrote {sorted(map(str, after_files - before_files))}"
-        outcome = f"error at {prompt[where]['class_type']}"
+        outcome, said = f"error at {prompt[where]['class_type']}", message.strip()
     _check_sources_unchanged(comfy, prompt)
-    return outcome
+    return outcome, said
 
 
 def _check_sources_unchanged(comfy, prompt: dict) -> None:
@@ -326,8 +328,10 @@ def _check_sources_unchanged(comfy, prompt: dict) -> None:
 
 
 def _run(comfy, comfy_base, case: dict) -> None:
-    outcome = _check_case(comfy, comfy_base, case)
+    outcome, said = _check_case(comfy, comfy_base, case)
     COUNTS[(case["class_type"], outcome)] += 1
+    if said:
+        EXAMPLES.setdefault((case["class_type"], outcome), said[:300])
     if len(SERVER_SAMPLE) < 12 and COUNTS[(case["class_type"], outcome)] == 1:
         SERVER_SAMPLE.append(case)
 
@@ -391,7 +395,8 @@ def _report():
     if COUNTS:
         from conftest import ARTIFACTS
 
-        rows = [{"node": k[0], "outcome": k[1], "cases": v} for k, v in sorted(COUNTS.items())]
+        rows = [{"node": k[0], "outcome": k[1], "cases": v, "example": EXAMPLES.get(k, "")}
+                for k, v in sorted(COUNTS.items())]
         total = sum(v for k, v in COUNTS.items() if k[0] != "server sample")
         print(f"\nfuzz: {total} cases in-process, {len(SERVER_SAMPLE)} on the server")
         for r in rows:
