@@ -430,20 +430,45 @@ class ComfyServer:
 
     def run(self, prompt: dict, timeout: float = 600.0) -> dict:
         """Queue a prompt, wait for it in /history, return its history entry."""
-        prompt_id = self.post("/prompt", {"prompt": prompt, "client_id": "tests"})["prompt_id"]
+        entry = self.wait(self.submit(prompt), timeout)
+        status = entry.get("status", {})
+        if status.get("status_str") == "error":
+            raise PromptFailed(f"server execution failed: {json.dumps(status)[:4000]}")
+        return entry
+
+    def submit(self, prompt: dict, client_id: str = "tests") -> str:
+        """Queue a prompt (validated by the server); return its id without waiting."""
+        return self.post("/prompt", {"prompt": prompt, "client_id": client_id})["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float = 600.0, poll: float = 0.25) -> dict:
+        """The prompt's /history entry once it has finished, whatever the outcome."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             hist = self.get(f"/history/{prompt_id}")
             if prompt_id in hist:
-                entry = hist[prompt_id]
-                status = entry.get("status", {})
-                if status.get("status_str") == "error":
-                    raise PromptFailed(f"server execution failed: {json.dumps(status)[:4000]}")
-                return entry
+                return hist[prompt_id]
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server died; log:\n{self.log_path.read_text()[-4000:]}")
-            time.sleep(0.25)
+            time.sleep(poll)
         raise TimeoutError(f"prompt {prompt_id} not finished after {timeout}s")
+
+    def interrupt(self) -> None:
+        """``POST /interrupt``: stop the prompt running now."""
+        req = urllib.request.Request(self.url + "/interrupt", data=b"{}", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            r.read()
+
+    def rss_mib(self) -> float:
+        """The server process's resident memory (Linux /proc), in MiB."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS line")
+
+    def events(self) -> ServerEvents:
+        """A websocket listener on this server (close it when done)."""
+        return ServerEvents(self.url)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -454,3 +479,100 @@ class ComfyServer:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+def history_messages(entry: dict) -> list[tuple[str, dict]]:
+    """The status messages of a /history entry as (event, data) pairs."""
+    return [(m[0], m[1]) for m in entry.get("status", {}).get("messages", [])]
+
+
+def history_error(entry: dict) -> str | None:
+    """The exception message of a failed /history entry (None when it did not fail with one)."""
+    for event, data in history_messages(entry):
+        if event == "execution_error":
+            return str(data.get("exception_message", ""))
+    return None
+
+
+class ServerEvents:
+    """A server's websocket messages for one client id, timestamped on arrival (background thread).
+
+    Prompts queued with :attr:`client_id` send their progress, their execution events and the
+    pack's ``style_guidance.step`` events here. Binary messages (previews) are ignored.
+    """
+
+    def __init__(self, url: str, client_id: str | None = None, timeout: float = 30.0) -> None:
+        import threading
+
+        self.url = url.rstrip("/")
+        self.client_id = client_id or f"sg-events-{uuid.uuid4().hex[:8]}"
+        self.events: list[tuple[float, str, Any]] = []
+        self._cond = threading.Condition()
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ws: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="comfy-events", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"no websocket connection to {self.url} after {timeout}s")
+        if self._error is not None:
+            raise RuntimeError(f"websocket to {self.url} failed: {self._error}")
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._listen())
+        except BaseException as e:  # noqa: BLE001 - reported to the waiting caller
+            self._error = e
+            self._ready.set()
+            with self._cond:
+                self._cond.notify_all()
+
+    async def _listen(self) -> None:
+        import aiohttp
+
+        self._loop = asyncio.get_running_loop()
+        ws_url = "ws" + self.url[len("http"):] + f"/ws?clientId={self.client_id}"
+        async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, heartbeat=None) as ws:
+            self._ws = ws
+            self._ready.set()
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                data = json.loads(msg.data)
+                with self._cond:
+                    self.events.append((time.perf_counter(), data.get("type", ""), data.get("data")))
+                    self._cond.notify_all()
+
+    def wait_for(self, match: Callable[[str, Any], bool], timeout: float, start: int = 0) -> tuple[int, float, Any]:
+        """The first event from index ``start`` on that ``match(type, data)`` accepts: (index, time, data)."""
+        deadline = time.perf_counter() + timeout
+        with self._cond:
+            while True:
+                for i in range(start, len(self.events)):
+                    t, kind, data = self.events[i]
+                    if match(kind, data):
+                        return i, t, data
+                start = len(self.events)
+                left = deadline - time.perf_counter()
+                if left <= 0 or self._error is not None:
+                    raise TimeoutError(f"no matching server event after {timeout}s (error: {self._error})")
+                self._cond.wait(min(left, 0.5))
+
+    def of_prompt(self, prompt_id: str, kind: str) -> list[tuple[float, Any]]:
+        """(time, data) of every event of one type that names this prompt."""
+        with self._cond:
+            return [(t, d) for t, k, d in self.events if k == kind and isinstance(d, dict)
+                    and d.get("prompt_id") == prompt_id]
+
+    def close(self) -> None:
+        if self._loop is not None and self._ws is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop).result(timeout=10)
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> ServerEvents:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

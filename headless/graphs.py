@@ -98,3 +98,33 @@ def add_decode_measure(g: dict, node: str, latent_node: str, losses: str) -> tup
     g[f"{node}_dec"] = {"class_type": "VAEDecode", "inputs": {"samples": link(latent_node), "vae": link("vae")}}
     g[f"{node}_m"] = {"class_type": "StyleGuidanceMeasure", "inputs": {"image": link(f"{node}_dec"), "losses": link(losses), "seed": 0}}
     return f"{node}_dec", f"{node}_m"
+
+
+# Chains of a mixed queue (benchmarks/bench_queue.py and its short twin in the tests).
+QUEUE_CHAINS: tuple[tuple[str, ...], ...] = (("mse",), ("mse", "gram"), ("vgg", "gram"), ("zecon", "clip"), TERMS)
+
+
+def queue_prompt(models: dict, i: int, steps: int = 2, vae_name: str | None = None) -> dict[str, dict[str, Any]]:
+    """The i-th prompt of a mixed queue (deterministic in ``i``): mode, loss chain, size 64-128 px,
+    batch 1-3, loss resolution and sometimes recurrence vary; ``vae_name`` decodes with that KL VAE
+    file (SGTestKLVAE) instead of taesd. Ends in a PreviewImage."""
+    import random
+
+    r = random.Random(i)
+    size, batch = r.choice((64, 96, 128)), r.randint(1, 3)
+    g = base_graph(models, vae="taesd" if vae_name is None else "kl", size=size, batch=batch)
+    if vae_name is not None:
+        g["vae"]["inputs"]["vae_name"] = vae_name
+    last = add_all_losses(g, terms=QUEUE_CHAINS[r.randrange(len(QUEUE_CHAINS))], cutouts=1)
+    opts = guidance_options(mode=("x0", "xt")[i % 2], scale=0.5, loss_resolution=r.choice((0, 32, 64)),
+                            recurrence=2 if r.random() < 0.2 else 1, recurrence_start_percent=0.3,
+                            recurrence_end_percent=0.7)
+    add_guided_sampler(g, "run", last, opts, sampling(seed=i, steps=steps))
+    g["dec"] = {"class_type": "VAEDecode", "inputs": {"samples": link("run"), "vae": link("vae")}}
+    g["show"] = {"class_type": "PreviewImage", "inputs": {"images": link("dec")}}
+    return g
+
+
+def state_prompt(collect: bool = False, tag: str = "") -> dict[str, dict[str, Any]]:
+    """A prompt of one SGTestProcessState node (what the server process holds)."""
+    return {"state": {"class_type": "SGTestProcessState", "inputs": {"collect": collect, "tag": tag}}}

@@ -71,7 +71,7 @@ class SGTestKLVAE:
             "double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
             "ch": 32, "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0,
         }
-        sd = comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("vae", vae_name))
+        sd = comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("vae", vae_name), safe_load=True)
         return (comfy.sd.VAE(sd=sd, config={"params": {"ddconfig": ddconfig, "embed_dim": 4}}),)
 
 
@@ -201,7 +201,183 @@ class SGTestNegateLosses:
         return (type(losses)(flipped),)
 
 
+# Weak references to what the last SGTestOOMLoss failure held (its decoded batch, the graph and
+# the ballast); SGTestProcessState reports how many are still alive.
+_OOM_WITNESSES: list = []
+
+
+class SGTestOOMLoss:
+    """The same chain, but its first image term raises ``torch.OutOfMemoryError`` on its Nth call.
+
+    Before raising, the failing call builds ``ballast_mib`` MiB on the autograd graph of the
+    generated batch, as a loss network's activations would be: after the failure it must be
+    released. Weak references to it are kept for :class:`SGTestProcessState`.
+    """
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "losses": ("GUIDANCE_LOSS",),
+            "fail_on_call": ("INT", {"default": 2, "min": 1, "max": 10000}),
+            "ballast_mib": ("INT", {"default": 64, "min": 0, "max": 65536}),
+        }}
+
+    RETURN_TYPES = ("GUIDANCE_LOSS",)
+    FUNCTION = "run"
+    CATEGORY = "_for_testing/style_guidance"
+
+    def run(self, losses, fail_on_call, ballast_mib):
+        import copy
+        import weakref
+
+        terms = list(losses.terms)
+        index = next(i for i, t in enumerate(terms) if t.weight != 0.0 and t.space == "image")
+        original = terms[index]
+        twin = copy.copy(original)  # shares networks and targets; the upstream chain is left alone
+        calls = [0]
+
+        def forward_features(images, feats):
+            calls[0] += 1
+            value = original.forward_features(images, feats)
+            if calls[0] == fail_on_call:
+                ballast = images.float().mean() + torch.zeros(ballast_mib * (1 << 18))  # on the graph
+                ballast = ballast * 1.0
+                _OOM_WITNESSES.clear()
+                _OOM_WITNESSES.extend(weakref.ref(t) for t in (images, ballast, value))
+                raise torch.OutOfMemoryError(
+                    f"SGTestOOMLoss: simulated out of memory in the loss networks (call {calls[0]})")
+            return value
+
+        twin.forward_features = forward_features
+        terms[index] = twin
+        return (type(losses)(terms),)
+
+
+def _pack_adapter():
+    """The pack's comfy_adapter module as ComfyUI's loader imported it (None before it is)."""
+    import sys
+
+    for name, mod in list(sys.modules.items()):
+        if name.endswith("sampler.comfy_adapter") and hasattr(mod, "_DECODERS"):
+            return mod
+    return None
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class SGTestProcessState:
+    """Reports, as a STRING (and ui text), what the process holds: for tests that look inside a server.
+
+    JSON: ``rss_mib``; ``models``: per model ComfyUI has loaded, its class and how many of its
+    parameters require grad / are not inference tensors; ``decoders``: entries in the pack's
+    decoder-copy cache and live ``DecoderCopy`` objects; ``oom_witnesses``: how many tensors of
+    the last SGTestOOMLoss failure are alive; with ``collect``, the same again after gc.collect().
+    Never cached (it must look at the process each time it runs).
+    """
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"collect": ("BOOLEAN", {"default": False}), "tag": ("STRING", {"default": ""})}}
+
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    CATEGORY = "_for_testing/style_guidance"
+
+    @classmethod
+    def IS_CHANGED(cls, **_kw):
+        return float("nan")
+
+    @staticmethod
+    def _snapshot() -> dict:
+        import gc
+
+        import comfy.model_management as mm
+
+        models = []
+        for lm in list(mm.current_loaded_models):
+            patcher = lm.model
+            module = getattr(patcher, "model", None) if patcher is not None else None
+            if not isinstance(module, torch.nn.Module):
+                continue
+            params = list(module.parameters())
+            models.append({
+                "class": type(module).__name__, "parameters": len(params),
+                "requires_grad": sum(bool(p.requires_grad) for p in params),
+                "not_inference": sum(not p.is_inference() for p in params),
+            })
+        adapter = _pack_adapter()
+        live = sum(1 for o in gc.get_objects() if type(o).__name__ == "DecoderCopy")
+        return {
+            "rss_mib": _rss_mib(), "models": models,
+            "decoders": {"cached": -1 if adapter is None else len(adapter._DECODERS), "live": live},
+            "oom_witnesses": sum(1 for w in _OOM_WITNESSES if w() is not None),
+            "grad_enabled": torch.is_grad_enabled(),
+        }
+
+    def run(self, collect, tag):
+        import gc
+        import json
+
+        state = self._snapshot()
+        if collect:
+            gc.collect()
+            state["after_gc"] = self._snapshot()
+        state["tag"] = tag
+        text = json.dumps(state)
+        return {"ui": {"text": [text]}, "result": (text,)}
+
+
+class SGTestTensor:
+    """Any IMAGE or MASK tensor from a shape and dtype: for bad-input tests (odd sizes, channels, dtypes)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "shape": ("STRING", {"default": "1,64,64,3"}),
+            "dtype": (["float32", "float16", "bfloat16", "float64", "uint8", "int64", "bool"],),
+            "fill": (["texture", "zeros", "ones", "nan", "inf", "big"],),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+        }}
+
+    RETURN_TYPES = ("IMAGE", "MASK")
+    FUNCTION = "run"
+    CATEGORY = "_for_testing/style_guidance"
+
+    def run(self, shape, dtype, fill, seed):
+        dims = tuple(int(d) for d in shape.split(",") if d.strip())
+        gen = torch.Generator().manual_seed(seed)
+        if fill == "texture":
+            t = torch.rand(dims, generator=gen)
+        elif fill == "zeros":
+            t = torch.zeros(dims)
+        elif fill == "ones":
+            t = torch.ones(dims)
+        elif fill == "big":
+            t = torch.rand(dims, generator=gen) * 1e4
+        else:
+            t = torch.rand(dims, generator=gen)
+            if t.numel():
+                t.view(-1)[0] = float("nan") if fill == "nan" else float("inf")
+        if dtype == "uint8":
+            t = (t.clamp(0, 1) * 255).to(torch.uint8)
+        elif dtype in ("int64", "bool"):
+            t = (t > 0.5).to(getattr(torch, dtype))
+        else:
+            t = t.to(getattr(torch, dtype))
+        return (t, t)
+
+
 NODE_CLASS_MAPPINGS = {
+    "SGTestOOMLoss": SGTestOOMLoss,
+    "SGTestProcessState": SGTestProcessState,
+    "SGTestTensor": SGTestTensor,
     "SGTestNegateLosses": SGTestNegateLosses,
     "SGTestNaN": SGTestNaN,
     "SGTestConditioning": SGTestConditioning,

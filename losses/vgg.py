@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Mapping
 
@@ -158,6 +159,14 @@ def read_state_dict(path: str, what: str) -> dict[str, Tensor]:
                 if "mmap" not in str(e):
                     raise
                 obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused an object: say why, not torch's whole story
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what_found = f" (it needs the Python object {found.group(1)})" if found else ""
+        raise ValueError(
+            f"{what} file '{path}' holds pickled Python objects{what_found}, not just tensors. Loading such a "
+            "file can run arbitrary code, so only plain weights are read: use a .safetensors file, or a .pth "
+            "saved from the state_dict (torch.save(model.state_dict(), path)) such as torchvision's own file."
+        ) from e
     except Exception as e:  # noqa: BLE001 - any reader failure means "unreadable or corrupt"
         raise ValueError(
             f"could not read {what} file '{path}' (unreadable or corrupt, or not a "

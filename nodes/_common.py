@@ -34,9 +34,19 @@ def building() -> Iterator[None]:
         yield
 
 
+# Pictures thinner than this are refused: the loss networks need a few pixels across, and raising a
+# 1 px side to their minimum while keeping the aspect would make the other side enormous.
+MAX_ASPECT = 64
+
+
 def reference(image: torch.Tensor, name: str) -> torch.Tensor:
     """ComfyUI IMAGE (B,H,W,C) -> an ordinary (non-inference) tensor (B,3,H,W) in [0,1]."""
-    return comfy_image_to_nchw(image, name).clone()
+    t = comfy_image_to_nchw(image, name)
+    h, w = t.shape[-2:]
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise ValueError(f"{name}: the picture is {w}x{h} px, more than {MAX_ASPECT} times as long as it is wide, "
+                         "too thin for the loss networks; crop or pad it to a less extreme shape")
+    return t.clone()
 
 
 def optional_mask(mask: torch.Tensor | None, name: str = "mask") -> torch.Tensor | None:

@@ -14,6 +14,8 @@ from ._common import CATEGORY, OpenCLIPType, VGGType, building
 
 VGG_FILE = "vgg19-dcbee923.pth"
 VGG_URL = "https://download.pytorch.org/models/vgg19-dcbee923.pth"
+# torchvision names its files <arch>-<first 8 hex digits of the file's sha256>.pth.
+VGG_SHA256_PREFIX = "dcbee923"
 WEIGHT_EXTS = {".pth", ".pt", ".bin", ".safetensors"}
 
 
@@ -33,6 +35,33 @@ _register_folder("open_clip")
 
 def _folder_hint(name: str) -> str:
     return " or ".join(folder_paths.get_folder_paths(name)) or os.path.join(folder_paths.models_dir, name)
+
+
+def download_vgg(folder: str) -> str:
+    """Download torchvision's VGG19 into ``folder`` (opt-in), checked against its published hash first.
+
+    ``torch.hub`` writes to a temporary file beside the target, checks the sha256 prefix and only
+    then moves it into place, so a wrong or partial download is never used or left behind.
+    """
+    import torch.hub  # an explicit opt-in; never at import time
+
+    target = os.path.join(folder, VGG_FILE)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        torch.hub.download_url_to_file(VGG_URL, target, hash_prefix=VGG_SHA256_PREFIX, progress=False)
+    except RuntimeError as e:
+        if "hash" not in str(e):
+            raise
+        raise RuntimeError(
+            f"allow_download: the file downloaded from {VGG_URL} is not torchvision's {VGG_FILE} (its sha256 does "
+            f"not start with {VGG_SHA256_PREFIX}: {e}); it was discarded. Download {VGG_FILE} yourself into {folder}."
+        ) from e
+    except OSError as e:  # URLError, refused/unreachable, timeouts, a folder we cannot write
+        raise RuntimeError(
+            f"allow_download: could not download {VGG_FILE} from {VGG_URL} into {folder} ({type(e).__name__}: {e}). "
+            f"Without internet access, fetch the file on another machine and copy it into {folder}."
+        ) from e
+    return target
 
 
 class StyleGuidanceVGGLoader(io.ComfyNode):
@@ -68,12 +97,7 @@ class StyleGuidanceVGGLoader(io.ComfyNode):
         if path is None:
             if not allow_download:
                 raise FileNotFoundError(f"vgg_name: '{vgg_name}' not found in {_folder_hint('vgg')}")
-            import torch.hub  # an explicit opt-in; never at import time
-
-            folder = folder_paths.get_folder_paths("vgg")[0]
-            os.makedirs(folder, exist_ok=True)
-            torch.hub.download_url_to_file(VGG_URL, os.path.join(folder, VGG_FILE))
-            path = os.path.join(folder, VGG_FILE)
+            path = download_vgg(folder_paths.get_folder_paths("vgg")[0])
         with building():
             vgg = load_vgg19_features(path)
         vgg.comfy_patcher = wrap_in_patcher(vgg)

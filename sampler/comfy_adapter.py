@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import traceback
 import weakref
 from collections.abc import Callable, Iterator
 
@@ -344,6 +345,10 @@ class GuidanceHooks:
             with autograd_enabled(), weights:
                 yield
         except torch.OutOfMemoryError as e:
+            # The failed evaluation's graph (decoded batch, activations) lives on in the frames of
+            # the traceback, which ComfyUI keeps until a garbage collection: drop those locals now,
+            # so the cache can really be emptied and the advice's "released" holds at once.
+            traceback.clear_frames(e.__traceback__)
             comfy.model_management.soft_empty_cache(True)
             raise RuntimeError(OOM_ADVICE) from e
 

@@ -12,6 +12,8 @@ EPS = 1e-12
 # Loss networks need a few pixels to work with (VGG19's relu5_1 is 1x1 at 16 px; pooling fails
 # below): decoded images smaller than this are upsampled before the losses.
 MIN_LOSS_SIDE = 32
+# Upsampling a tiny picture to MIN_LOSS_SIDE keeps its aspect only while its longer side stays below this.
+MAX_UPSAMPLED_SIDE = 256
 
 
 def rms(t: torch.Tensor) -> torch.Tensor:
@@ -117,8 +119,12 @@ def loss_size(h: int, w: int, max_side: int) -> tuple[int, int]:
     if max_side > 0 and max(h, w) > max_side:
         f = max_side / max(h, w)
     if min(h, w) * f < MIN_LOSS_SIDE:
-        f = MIN_LOSS_SIDE / min(h, w)
-    if f == 1.0:
+        # Upsample so the shorter side reaches the minimum, keeping the aspect, but never push the
+        # longer side past the loss resolution (or the picture's own size) and MAX_UPSAMPLED_SIDE:
+        # a very thin picture is stretched across instead (1x4097 would otherwise become 32x131104).
+        limit = max(max_side if max_side > 0 else max(h, w), MAX_UPSAMPLED_SIDE)
+        f = min(MIN_LOSS_SIDE / min(h, w), max(f, limit / max(h, w)))
+    if f == 1.0 and min(h, w) >= MIN_LOSS_SIDE:
         return h, w
     return max(MIN_LOSS_SIDE, round(h * f)), max(MIN_LOSS_SIDE, round(w * f))
 

@@ -98,3 +98,14 @@ def test_settings_validation_messages():
     assert "start_percent" in GuidanceSettings(start_percent=0.5, end_percent=0.5).validate()
     assert "recurrence" in GuidanceSettings(recurrence=0).validate()
     assert "mode" in GuidanceSettings(mode="eps").validate()
+
+
+def test_thin_pictures_are_stretched_to_the_minimum_not_blown_up():
+    """Raising a 1 px side to 32 px keeps the aspect only up to a 256 px longer side."""
+    from sampler.guidance import loss_size
+
+    assert loss_size(1, 4097, 0) == (32, 4097)
+    assert loss_size(4097, 1, 512) == (512, 32)
+    assert loss_size(2, 100, 0) == (32, 256)  # keeps the aspect up to 256 px, then stretches
+    assert loss_size(16, 16, 0) == (32, 32) and loss_size(1, 1, 0) == (32, 32)
+    assert loss_size(1, 300, 0) == (32, 300)

@@ -1,0 +1,59 @@
+"""Helpers for the tests that look at a running ComfyUI server: prompts, saved latents, process state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from headless import graphs as G
+from headless.comfy_host import ComfyServer, PromptFailed, history_error, history_messages
+
+
+def guided_graph(models: dict, opts: dict, samp: dict, prefix: str, terms: tuple[str, ...] = ("mse", "gram"),
+                 plain: bool = False, size: int = G.SIZE, batch: int = 1, vae: str = "taesd") -> dict:
+    """Content/style pictures, a short loss chain, a guided (or plain) sampler, its latent saved."""
+    g = G.base_graph(models, vae=vae, size=size, batch=batch)
+    last = G.add_all_losses(g, terms=terms)
+    if plain:
+        G.add_ksampler(g, "run", samp)
+    else:
+        G.add_guided_sampler(g, "run", last, G.guidance_options(**opts), samp)
+    g["save"] = {"class_type": "SaveLatent", "inputs": {"samples": G.link("run"), "filename_prefix": prefix}}
+    return g
+
+
+def saved_latent(base: Path, entry: dict, node: str = "save") -> torch.Tensor:
+    """The latent a SaveLatent node of a finished prompt wrote."""
+    from safetensors.torch import load_file
+
+    item = entry["outputs"][node]["latents"][0]
+    return load_file(str(base / "output" / item["subfolder"] / item["filename"]))["latent_tensor"]
+
+
+def cached_nodes(entry: dict) -> list[str]:
+    """The nodes ComfyUI took from its cache for this prompt."""
+    return next((d.get("nodes", []) for e, d in history_messages(entry) if e == "execution_cached"), [])
+
+
+def run_ok(server: ComfyServer, prompt: dict, client_id: str = "tests", timeout: float = 900.0) -> dict:
+    """Run a prompt to success (PromptFailed with the server's error otherwise)."""
+    entry = server.wait(server.submit(prompt, client_id), timeout, poll=0.05)
+    if entry.get("status", {}).get("status_str") != "success":
+        raise PromptFailed(f"prompt failed: {history_error(entry) or json.dumps(entry.get('status'))[:3000]}")
+    return entry
+
+
+def process_state(server: ComfyServer, collect: bool = False, tag: str = "") -> dict:
+    """What the server process holds now (SGTestProcessState): RSS, loaded models' flags, decoder copies."""
+    entry = run_ok(server, {"state": {"class_type": "SGTestProcessState", "inputs": {"collect": collect, "tag": tag}}})
+    return json.loads(entry["outputs"]["state"]["text"][0])
+
+
+def model_flags(state: dict) -> dict[str, list[tuple[int, int, int]]]:
+    """Per loaded model class: sorted (parameters, requires_grad, not_inference) of each instance."""
+    out: dict[str, list[tuple[int, int, int]]] = {}
+    for m in state["models"]:
+        out.setdefault(m["class"], []).append((m["parameters"], m["requires_grad"], m["not_inference"]))
+    return {k: sorted(v) for k, v in out.items()}
