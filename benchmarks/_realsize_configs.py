@@ -80,7 +80,7 @@ COMPONENT_ORDER = ["UNet fwd", "UNet bwd", "decoder fwd", "decoder bwd", "VGG fw
                    "model features (per run)", "guidance step", "other"]
 # The parts of one guided evaluation (bench_realsize.guided_parts), in the order the engine runs them.
 PART_ORDER = ["decoder fwd", "chain fwd: VGG", "chain fwd: CLIP", "chain fwd: loss arithmetic", "model passes fwd",
-              "term bwd", "decoder bwd", "engine (other)", "per run: reference features"]
+              "latent terms' loss arithmetic", "term bwd", "decoder bwd", "per run: reference features"]
 
 
 def chain_of(name: str) -> str:

@@ -35,14 +35,17 @@ def main_table(t: dict, cuda: bool) -> str:
     elif any("memory_pass" in r for r in rows):
         head += ["memory pass RSS GiB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    def num(r: dict, key: str) -> str:
+        return f"{r[key]:.2f}" if key in r else "-"
+
     for r in rows:
-        guided = r.get("guided_calls", r.get("decoder_calls", 0))
-        cells = [r["config"], f"{r['median_s']:.2f}", f"{r['min_s']:.2f}", f"{r['max_s']:.2f}", f"{r['ratio']:.2f}",
-                 f"{r['floor']:.2f}" if "floor" in r else "-", f"{r['x_floor']:.2f}" if "x_floor" in r else "-",
-                 f"{r['median_cpu_s']:.2f}", f"{r['ratio_cpu']:.2f}",
-                 f"{r['x_floor_cpu']:.2f}" if "x_floor_cpu" in r else "-", f"{r.get('model_evals', r['unet_calls'])} ({guided})",
-                 _g(r.get("flops")), f"{r['peak_rss_bytes'] / GIB:.2f}",
-                 f"{(r['peak_rss_bytes'] - plain['peak_rss_bytes']) / 2**20:+.0f}"]
+        timed = "median_s" in r
+        evals = (f"{r.get('model_evals', r.get('unet_calls'))} ({r.get('guided_calls', r.get('decoder_calls', 0))})"
+                 if timed else f"{r['evaluations_planned']} ({r['guided_planned']}) planned")
+        cells = [r["config"]] + [num(r, k) for k in ("median_s", "min_s", "max_s", "ratio", "floor", "x_floor",
+                                                     "median_cpu_s", "ratio_cpu", "x_floor_cpu")]
+        cells += [evals, _g(r.get("flops")), f"{r['peak_rss_bytes'] / GIB:.2f}" if timed else "-",
+                  f"{(r['peak_rss_bytes'] - plain['peak_rss_bytes']) / 2**20:+.0f}" if timed else "-"]
         m = r.get("memory_pass")
         if cuda:
             pm = plain.get("memory_pass")
@@ -218,10 +221,13 @@ def targets(result: dict, cuda: bool) -> list[dict]:
         add(f"fast FLOP floor <= {FAST_FLOOR_MAX}x plain (SD1.5 512 px)",
             "met" if fast["floor"] <= FAST_FLOOR_MAX and (not wf or wf["floor"] <= FAST_FLOOR_MAX) else "not met",
             f"floor {fast['floor']:.2f}x at {at512['steps']} steps{extra}")
-        add(f"fast measured ratio within {X_FLOOR_MAX}x of its FLOP floor (SD1.5 512 px)",
-            "met" if fast["x_floor"] <= X_FLOOR_MAX else "not met",
-            f"{fast['ratio']:.2f}x plain (wall) vs floor {fast['floor']:.2f}x: {fast['x_floor']:.2f}x the floor; "
-            f"CPU time {fast['ratio_cpu']:.2f}x plain: {fast['x_floor_cpu']:.2f}x the floor ({where(at512)})")
+        if "x_floor" in fast:
+            add(f"fast measured ratio within {X_FLOOR_MAX}x of its FLOP floor (SD1.5 512 px)",
+                "met" if fast["x_floor"] <= X_FLOOR_MAX else "not met",
+                f"{fast['ratio']:.2f}x plain (wall) vs floor {fast['floor']:.2f}x: {fast['x_floor']:.2f}x the floor; "
+                f"CPU time {fast['ratio_cpu']:.2f}x plain: {fast['x_floor_cpu']:.2f}x the floor ({where(at512)})")
+        else:
+            add(f"fast measured ratio within {X_FLOOR_MAX}x of its FLOP floor (SD1.5 512 px)", None, "not timed")
     else:
         add(f"fast FLOP floor <= {FAST_FLOOR_MAX}x plain (SD1.5 512 px)", None, "needs fast at 512 px with FLOP counts")
         add(f"fast measured ratio within {X_FLOOR_MAX}x of its FLOP floor (SD1.5 512 px)", None,
@@ -230,14 +236,14 @@ def targets(result: dict, cuda: bool) -> list[dict]:
         if t is at512:
             continue
         r = next((x for x in t["rows"] if x["config"] == "fast"), None)
-        if r and "floor" in r:
+        if r and "x_floor" in r:
             add(f"fast at {t['size']} px (for comparison)", "reported",
                 f"{r['ratio']:.2f}x plain vs floor {r['floor']:.2f}x: {r['x_floor']:.2f}x the floor "
                 f"(CPU time {r['x_floor_cpu']:.2f}x) ({where(t)})")
     rows = {r["config"]: r for r in main["rows"]}
     gpu512 = cuda and at512 is not None
     fast, plain = rows.get("fast"), rows.get("plain")
-    if fast:
+    if fast and "ratio" in fast:
         v = "met" if fast["ratio"] <= FAST_FLOOR_MAX else "not met"
         add("fast <= 1.5x plain wall time (GPU, SD1.5 512)", v if gpu512 else None,
             f"fast {fast['ratio']:.2f}x plain ({where(main)})" + ("" if gpu512 else "; the target is for a GPU at 512 px"))
@@ -253,11 +259,13 @@ def targets(result: dict, cuda: bool) -> list[dict]:
     for t in ts:
         for n in ("x0-vae", "xt-taesd"):
             r = next((x for x in t["rows"] if x["config"] == n), None)
+            label = f"{n} within {X_FLOOR_MAX}x of its FLOP floor ({t['size']} px)"
             if r and "x_floor" in r:
-                add(f"{n} within {X_FLOOR_MAX}x of its FLOP floor", "met" if r["x_floor"] <= X_FLOOR_MAX else "not met",
-                    f"{r['ratio']:.2f}x plain vs floor {r['floor']:.2f}x: {r['x_floor']:.2f}x the floor ({where(t)})")
+                add(label, "met" if r["x_floor"] <= X_FLOOR_MAX else "not met",
+                    f"{r['ratio']:.2f}x plain vs floor {r['floor']:.2f}x: {r['x_floor']:.2f}x the floor; CPU time "
+                    f"{r['x_floor_cpu']:.2f}x ({where(t)})")
             elif r:
-                add(f"{n} within {X_FLOOR_MAX}x of its FLOP floor", None, "FLOPs not counted")
+                add(label, None, "not timed" if "floor" in r else "FLOPs not counted")
     sdxl = result.get("sdxl")
     sfast = next((r for r in sdxl["rows"] if r["config"] == "fast"), None) if sdxl else None
     if sfast and cuda and sfast.get("memory_pass"):
@@ -270,7 +278,7 @@ def targets(result: dict, cuda: bool) -> list[dict]:
         add("SDXL 1024 fast fits a 24 GB GPU", None, "needs --gpu")
     for n, (paper, secs, gb) in PUBLISHED.items():
         r = rows.get(n)
-        if not r:
+        if not r or "median_s" not in r:
             continue
         ours = (f"{r['memory_pass']['cuda_peak'] / 1e9:.1f} GB allocated" if cuda and r.get("memory_pass")
                 else f"CPU, peak RSS {r['peak_rss_bytes'] / 1e9:.1f} GB")

@@ -35,7 +35,8 @@ With ``--gpu``: SD1.5 at 512 px / 30 steps, SDXL at 1024 px (plain and fast), an
 x batch scaling table for plain and fast. ``--dry-run`` runs the same code with tiny sizes and
 step counts (checks the GPU path on a CPU).
 
-    .venv/bin/python benchmarks/bench_realsize.py --threads 2 --only fast,xt-taesd   # CPU: 256 and 512 px, 10 steps
+    .venv/bin/python benchmarks/bench_realsize.py --threads 2 --only fast,xt-taesd   # CPU: 256 and 512 px, 4 steps
+    .venv/bin/python benchmarks/bench_realsize.py --threads 2 --flops-only           # floors and per-term work only
     .venv/bin/python benchmarks/bench_realsize.py --gpu                 # CUDA machine (see gpu_run.sh)
     .venv/bin/python benchmarks/bench_realsize.py --gpu --dry-run       # the GPU path, tiny, on any machine
 
@@ -99,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dry-run", action="store_true", help="same code path, tiny sizes and steps (no result files)")
     p.add_argument("--sizes", default="", help="SD1.5 image sides in px, comma-separated (default 256,512 CPU, 512 GPU)")
     p.add_argument("--size", type=int, default=0, help="one SD1.5 image side (same as --sizes N)")
-    p.add_argument("--steps", type=int, default=0, help="sampling steps (default 10 CPU, 30 GPU)")
+    p.add_argument("--steps", type=int, default=0, help="sampling steps (default 4 CPU, 30 GPU)")
     p.add_argument("--repeats", type=int, default=0, help="timed runs per configuration after the warm-up (2 CPU, 3 GPU)")
     p.add_argument("--cfg", type=float, default=7.0, help="CFG scale (7.0)")
     p.add_argument("--denoise", type=float, default=0.7, help="denoise, from the TAESD-encoded content image (0.7)")
@@ -113,6 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "xt-taesd on CPU; plain,fast,x0-vae,xt-taesd,xt-vae,zecon-model,ad on GPU; 'none' to skip)")
     p.add_argument("--profile-sizes", default="", help="sizes whose steps are profiled (default: every size)")
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP counts (and floors)")
+    p.add_argument("--flops-only", action="store_true", help="warm-ups and FLOP counts only: floors and the per-term "
+                   "work without timed runs, memory pass or profiles (minutes instead of tens of minutes on a CPU)")
     p.add_argument("--memory-steps", type=int, default=10, help="steps of the GPU memory pass runs (10)")
     p.add_argument("--sdxl-size", type=int, default=1024, help="SDXL image side (1024; --gpu only)")
     p.add_argument("--sdxl-configs", default="plain,fast", help="SDXL configurations (plain,fast)")
@@ -140,15 +143,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         a.scaling_steps = 2
         a.scaling_repeats = 1
         a.no_write = a.no_write or not a.out
-    # CPU: 10 steps, so that the fast preset's 0-0.7 window guides 7 of them as in the workflow (3 steps would
-    # guide all); 2 repeats (min and max stay within a few per cent). See benchmarks/README.md for run times.
+    # CPU: 4 steps, so that the fast preset's 0-0.7 window leaves the last one unguided (3 of 4 guided; the
+    # workflow's 20 steps guide 14; 3 steps would guide all); 2 repeats (min and max show the spread). A 512 px
+    # step takes ~10 s on 2 quiet cores, an xt one ~30 s: see benchmarks/README.md for run times.
     a.sizes = _ints(a.sizes or ("512" if a.gpu else "256,512"))
-    a.steps = a.steps or (30 if a.gpu else 10)
+    a.steps = a.steps or (30 if a.gpu else 4)
     a.repeats = a.repeats or (3 if a.gpu else 2)
     a.profile_sizes = _ints(a.profile_sizes) if a.profile_sizes else list(a.sizes)
     if any(s % 8 for s in a.sizes) or a.sdxl_size % 8:
         p.error("sizes must be multiples of 8")
-    if a.steps < 1 or a.repeats < 1 or a.warmup_steps < 1:
+    if a.flops_only:
+        a.repeats, a.profile, a.no_flops, a.no_scaling = 0, "none", False, True
+    elif a.steps < 1 or a.repeats < 1 or a.warmup_steps < 1:
         p.error("--steps, --repeats and --warmup-steps must be >= 1")
     return a
 
@@ -484,7 +490,10 @@ def _count(inst: Instrument, fn: Callable[[], None], fake: bool = True) -> tuple
 # What each counted label is in one guided evaluation (see guided_parts).
 PART_OF = {"sg::decoder": "decoder fwd", "sg::vgg": "chain fwd: VGG", "sg::clip": "chain fwd: CLIP",
            "sg::loss": "chain fwd: loss arithmetic", "sg::bwd": "decoder bwd", "sg::probe": "model passes fwd",
-           "sg::mf_content": "per run: reference features", "sg::engine": "engine (other)"}
+           "sg::mf_content": "per run: reference features",
+           # matmuls of the engine outside every network: the latent terms' own maths (AD's attention of the
+           # output's queries to the style's keys/values, ZeCon's patch similarities)
+           "sg::engine": "latent terms' loss arithmetic"}
 
 
 def guided_parts(counter: LabelledFlops) -> dict[str, int]:
@@ -805,7 +814,7 @@ class Bench:
             log(WHO, f"FLOP counts ({time.perf_counter() - t0:.1f}s): unet_fwd {f['unet_fwd'] / 1e9:.0f}G"
                 + (f", unet_bwd {f['unet_bwd'] / 1e9:.0f}G" if "unet_bwd" in f else "")
                 + "".join(f"; [{k}] {g['per_eval'] / 1e9:.0f}G/eval" for k, g in f["guided"].items()))
-        mem = {n: self.memory(fam, n, size, batch) for n in names} if self.memory_pass else {}
+        mem = {n: self.memory(fam, n, size, batch) for n in names} if self.memory_pass and repeats else {}
         profiles = {}
         for n in profile:
             if n in names:
@@ -814,22 +823,30 @@ class Bench:
                 log(WHO, f"profiled {n}: step {profiles[n].get('step_s', 0):.3f}s")
         rows = []
         for n in names:
+            plan = evaluation_plan(n, steps)
+            row = {"config": n, "description": CONFIGS[n][0], "settings": CONFIGS[n][1], "warmup_s": warm[n],
+                   "evaluations_planned": len(plan), "guided_planned": sum(plan)}
+            if f is not None:
+                row["flops"] = run_flops(n, steps, size, f)["flops"]
+                if n == "fast" and steps != FAST_STEPS:  # the preset as shipped: the workflow's step count
+                    row["flops_workflow_steps"] = {"steps": FAST_STEPS, "flops": run_flops(n, FAST_STEPS, size, f)["flops"],
+                                                   "plain": run_flops("plain", FAST_STEPS, size, f)["flops"]}
+            rows.append(row)
+            if not runs[n]:  # --flops-only
+                continue
             times = [r["wall_s"] for r in runs[n]]
             cpus = [r["cpu_s"] for r in runs[n]]
-            plan = evaluation_plan(n, steps)
             counted = runs[n][-1]["counts"]
-            row = {
-                "config": n, "description": CONFIGS[n][0], "settings": CONFIGS[n][1], "warmup_s": warm[n],
+            row.update({
                 "times_s": times, "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
                 "cpu_times_s": cpus, "median_cpu_s": statistics.median(cpus),
                 "loadavg": [r["loadavg"] for r in runs[n]],
                 "peak_rss_bytes": max(r["rss_peak"] for r in runs[n]),
                 "peak_rss_growth_bytes": max(r["rss_growth"] for r in runs[n]),
-                "evaluations_planned": len(plan), "guided_planned": sum(plan),
                 "model_evals": counted.get("model_eval", 0), "guided_calls": counted.get("direction", 0),
                 "unet_calls": counted.get("unet", 0),  # latent terms' model passes included
                 "decoder_calls": counted.get("decoder", 0), "executed_nodes": runs[n][-1]["executed"],
-            }
+            })
             if chain_of(n) == "image" and row["decoder_calls"] != row["guided_calls"]:
                 log(WHO, f"warning: {n}: {row['decoder_calls']} decoder calls for {row['guided_calls']} guided evaluations")
             if row["model_evals"] != len(plan):
@@ -838,20 +855,16 @@ class Bench:
                 log(WHO, f"warning: {n}: {row['guided_calls']} guided evaluations counted, {sum(plan)} planned")
             if n in mem:
                 row["memory_pass"] = mem[n]
-            if f is not None:
-                row["flops"] = run_flops(n, steps, size, f)["flops"]
-                if n == "fast" and steps != FAST_STEPS:  # the preset as shipped: the workflow's step count
-                    row["flops_workflow_steps"] = {"steps": FAST_STEPS, "flops": run_flops(n, FAST_STEPS, size, f)["flops"],
-                                                   "plain": run_flops("plain", FAST_STEPS, size, f)["flops"]}
-            rows.append(row)
         plain = rows[0]
         for r in rows:
-            r["ratio"] = r["median_s"] / plain["median_s"]
-            r["ratio_cpu"] = r["median_cpu_s"] / plain["median_cpu_s"]
+            if "median_s" in r:
+                r["ratio"] = r["median_s"] / plain["median_s"]
+                r["ratio_cpu"] = r["median_cpu_s"] / plain["median_cpu_s"]
             if "flops" in r:
                 r["floor"] = r["flops"] / plain["flops"]
-                r["x_floor"] = r["ratio"] / r["floor"]
-                r["x_floor_cpu"] = r["ratio_cpu"] / r["floor"]
+                if "ratio" in r:
+                    r["x_floor"] = r["ratio"] / r["floor"]
+                    r["x_floor_cpu"] = r["ratio_cpu"] / r["floor"]
             wf = r.get("flops_workflow_steps")
             if wf:
                 wf["floor"] = wf["flops"] / wf["plain"]
