@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole GPU table of bench_realsize.py on a CUDA machine, from a copy of the repository
-# without a .venv: SD1.5 512 px / 30 steps (7 configurations, 3 repeats, memory pass, FLOP
-# floors, profiles of 4 guided steps), SDXL 1024 px plain + fast, and the 512/768/1024 x
-# batch 1/2/4 scaling table for plain and fast. Sized for < 8 minutes on one H100, set-up
-# included: scaling cells that would start after --deadline-s are skipped and say so.
+# without a .venv: SD1.5 512 px / 30 steps (9 configurations: plain, the fast preset of
+# workflows/style_transfer_fast with its 1.5x-floor and 1.15x-of-floor checks, the full-VAE and
+# xt variants, FreeDoM/MPGD-like schedules, and the model-feature terms ZeCon (model) and
+# Attention Distillation; 3 repeats, memory pass, FLOP floors with the per-term work of one
+# guided evaluation, profiles of 6 guided steps), SDXL 1024 px plain + fast, and the
+# 512/768/1024 x batch 1/2/4 scaling table for plain and fast. Sized for < 8 minutes on one
+# H100, set-up included: scaling cells that would start after --deadline-s are skipped and say so.
 #
 # Needs python3 with torch + torchvision (the CUDA image's), plus what benchmarks/gpu_prepare.sh
 # put in .gpucarry/ (ComfyUI tree and the missing wheels), carried along with the run. Without
