@@ -115,8 +115,11 @@ def build_taesd_pair(folder: Path, name: str, channels: int, seed: int = 1) -> N
 
 def build_taesd(folder: Path, seed: int = 1) -> None:
     """The tests' TAESD pair, plus a 16-channel taesd3 pair for wiring a VAE that does not fit SD1.5."""
-    build_taesd_pair(folder, "taesd", 4, seed)
-    build_taesd_pair(folder, "taesd3", 16, seed + 2)
+    from . import tiny_families
+
+    # Calibrated pairs (unit-RMS latents, mid-grey decodes that VAEDecode's clamp leaves intact).
+    tiny_families.build_taesd_pair(folder, "taesd")
+    tiny_families.build_taesd_pair(folder, "taesd3")
 
 
 def tiny_kl_vae_state_dict(seed: int = 2) -> dict[str, torch.Tensor]:
@@ -220,6 +223,11 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
     ("DiffControlNetLoader", "control_net_name"): "controlnet",
     ("UNETLoader", "unet_name"): "diffusion_models",
     ("CLIPLoader", "clip_name"): "text_encoders",
+    ("DualCLIPLoader", "clip_name1"): "text_encoders",
+    ("DualCLIPLoader", "clip_name2"): "text_encoders",
+    ("TripleCLIPLoader", "clip_name1"): "text_encoders",
+    ("TripleCLIPLoader", "clip_name2"): "text_encoders",
+    ("TripleCLIPLoader", "clip_name3"): "text_encoders",
     ("CLIPVisionLoader", "clip_name"): "clip_vision",
     ("UpscaleModelLoader", "model_name"): "upscale_models",
     ("StyleGuidanceVGGLoader", "vgg_name"): "vgg",
@@ -293,8 +301,14 @@ def install_for_workflow(models_dir: Path, api_prompt: dict) -> list[str]:
     Files that already exist are left alone. Folders with no stand-in (ControlNet,
     CLIP vision, ...) raise ``NotImplementedError`` naming the file.
     """
+    from . import tiny_families
+
     written = []
     for _node, _input, name, folder in model_files(api_prompt):
+        family_file = tiny_families.install_standin(models_dir, folder, name)  # SD3.5, Flux, ControlNet, taesd3 ...
+        if family_file is not None:
+            written += [family_file] if family_file else []
+            continue
         if folder == "vae" and name in TAESD_NAMES:
             if name not in ("taesd", "taesdxl"):
                 raise NotImplementedError(f"no tiny stand-in for the '{name}' VAE (only taesd and taesdxl)")
@@ -326,7 +340,9 @@ def tiny_overrides(api_prompt: dict, size: int = 128, steps: int = 4) -> dict[st
     The tiny open_clip file is not the architecture the workflow names; images are scaled
     to ``size`` and samplers run ``steps`` steps so a CPU finishes in seconds.
     """
-    changes: dict[str, dict] = {}
+    from . import tiny_families
+
+    changes: dict[str, dict] = tiny_families.family_overrides(api_prompt)  # text encoders that cannot shrink
     for node_id, node in api_prompt.items():
         cls, inputs = node.get("class_type"), node.get("inputs", {})
         new: dict = {}
@@ -339,5 +355,5 @@ def tiny_overrides(api_prompt: dict, size: int = 128, steps: int = 4) -> dict[st
         if isinstance(inputs.get("loss_resolution"), int) and inputs["loss_resolution"] > size:
             new["loss_resolution"] = size
         if new:
-            changes[str(node_id)] = new
+            changes[str(node_id)] = {**changes.get(str(node_id), {}), **new}
     return changes

@@ -7,7 +7,8 @@ it composes with every other patch (LoRA, ControlNet, FreeU, PAG, IP-Adapter ...
 - an OUTER_SAMPLE wrapper starts each run (seeding, statistics) and adds recurrence;
 - the decoder copy and loss networks ride along as "additional models", so ComfyUI's
   memory manager loads and offloads them with the UNet.
-Upgrading ComfyUI should touch this file only.
+Upgrading ComfyUI should touch this file only (and :mod:`sampler.families`, which reads the
+latent format and VAE attributes of ComfyUI's objects to name model families).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import comfy.samplers
 import comfy.utils
 import torch
 
+from . import families
+from .autograd_compat import clone_saved_activations, is_inplace_error
 from .engine import OOM_ADVICE, GuidanceEngine
 from .guidance import renoise_flow, renoise_ve, resize_for_loss, step_fraction
 from .settings import GuidanceSettings
@@ -114,14 +117,9 @@ def decoder_for(vae) -> tuple[DecoderCopy, comfy.model_patcher.ModelPatcher]:
 
 
 def check_vae_matches(model, vae) -> None:
-    """Clear error when the VAE's latent channels differ from the model's."""
-    model_ch = getattr(model.model.latent_format, "latent_channels", None)
-    vae_ch = getattr(vae, "latent_channels", None)
-    if model_ch is not None and vae_ch is not None and model_ch != vae_ch:
-        raise ValueError(
-            f"vae: its latents have {vae_ch} channels but the model's have {model_ch}. Connect the VAE "
-            f"that belongs to this model family (e.g. taesd/SD VAE for SD1.5, taesdxl/SDXL VAE for SDXL)."
-        )
+    """Refuse, before sampling, a model that is not an image model or a VAE of another family (both named)."""
+    families.check_model(model)
+    families.check_vae_matches(model, vae)
 
 
 # ---------------------------------------------------------------- progress text
@@ -173,6 +171,7 @@ class _RunState:
     def __init__(self) -> None:
         self.prepared = False
         self.device: torch.device | None = None
+        self.clone_saved = False  # xt mode through a model that updates activations in place
 
 
 def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[object, GuidanceEngine | None]:
@@ -280,7 +279,23 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
 
             def run():
                 ts = timestep.detach().clone()  # inference tensors cannot be saved for backward
-                return engine.guide_xt(x, lambda xg: executor(xg, ts, model_options, seed), sigma, frac)
+
+                def guide():
+                    return engine.guide_xt(x, lambda xg: executor(xg, ts, model_options, seed), sigma, frac)
+
+                if state.clone_saved:
+                    with clone_saved_activations():
+                        return guide()
+                try:
+                    return guide()
+                except RuntimeError as e:  # e.g. Flux: residuals added in place; retry with saved copies
+                    if not is_inplace_error(e):
+                        raise
+                    state.clone_saved = True
+                    log.info("[Style Guidance] xt mode: %s updates activations in place; autograd keeps copies "
+                             "of them from now on", type(guider.model_patcher.model).__name__)
+                    with clone_saved_activations():
+                        return guide()
 
             return guarded(run)
 
