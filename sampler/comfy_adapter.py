@@ -196,7 +196,7 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
     m = model.clone()
     m.set_additional_models(KEY, [decoder_patcher, *_loss_patchers(losses)])
 
-    def prepare(guider_model) -> None:
+    def prepare(guider_model, extra_models=()) -> None:
         # Models were loaded (possibly inside inference mode) by prepare_sampling: make
         # the ones autograd will traverse safe, and move loss targets to their device.
         if state.prepared:
@@ -205,6 +205,9 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
         nets = [decoder, *_loss_models(losses)]
         if settings.mode == "xt":
             nets.append(guider_model.model)
+            # Models the sampler loaded for the conditioning (ControlNets, T2I adapters) run inside the
+            # prediction, so the backward goes through them too.
+            nets += [p.model for p in extra_models if isinstance(getattr(p, "model", None), torch.nn.Module)]
         with torch.inference_mode(False):  # copies made inside inference mode would be inference tensors
             for net in nets:
                 autograd_safe_(net)
@@ -275,7 +278,7 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
             frac = fraction_of(sigma, model_options, guider.inner_model.model_sampling)
             if not engine.wants(frac):
                 return executor(x, timestep, model_options, seed)
-            prepare(guider.model_patcher)
+            prepare(guider.model_patcher, getattr(guider, "loaded_models", ()))
 
             def run():
                 ts = timestep.detach().clone()  # inference tensors cannot be saved for backward

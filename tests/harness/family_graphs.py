@@ -102,28 +102,31 @@ def options(**over) -> dict:
 
 
 def add_plain_and_guided(g: dict, key: str, node: str, opts: dict, samp: dict, model: str = "model",
-                         losses: str = "l3", zero: bool = False) -> None:
+                         losses: str = "l3", zero: bool = False, positive: list | None = None,
+                         negative: list | None = None) -> None:
     """``plain`` and ``guided`` latents, same seed, through node 'sampler', 'guider' or 'apply'.
 
     ``zero`` adds ``zero``: the same guided node at scale 0 (must equal ``plain`` bit for bit).
+    ``positive``/``negative``: other conditioning links (e.g. a ControlNet apply node's outputs).
     Each result is decoded (``<name>_dec``) and scored by the twin chain (``<name>_score``).
     """
+    pos, neg = positive or link("pos"), negative or link("neg")
     names = ["plain", "guided"] + (["zero"] if zero else [])
     scale = {"guided": opts["scale"], "zero": 0.0}
     if node in ("sampler", "apply"):
         g["plain"] = {"class_type": "KSampler", "inputs": {
-            "model": link(model), "positive": link("pos"), "negative": link("neg"), "latent_image": link("enc"), **samp}}
+            "model": link(model), "positive": pos, "negative": neg, "latent_image": link("enc"), **samp}}
     if node == "sampler":
         for name in names[1:]:
             g[name] = {"class_type": "StyleGuidanceSampler", "inputs": {
-                "model": link(model), "positive": link("pos"), "negative": link("neg"), "latent_image": link("enc"),
+                "model": link(model), "positive": pos, "negative": neg, "latent_image": link("enc"),
                 "vae": link("vae"), "losses": link(losses), **samp, **opts, "scale": scale[name]}}
     elif node == "apply":
         for name in names[1:]:
             g[f"{name}_patch"] = {"class_type": "StyleGuidanceApply", "inputs": {
                 "model": link(model), "vae": link("vae"), "losses": link(losses), **opts, "scale": scale[name]}}
             g[name] = {"class_type": "KSampler", "inputs": {
-                "model": link(f"{name}_patch"), "positive": link("pos"), "negative": link("neg"),
+                "model": link(f"{name}_patch"), "positive": pos, "negative": neg,
                 "latent_image": link("enc"), **samp}}
     elif node == "guider":
         g["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": samp["seed"]}}
@@ -131,10 +134,10 @@ def add_plain_and_guided(g: dict, key: str, node: str, opts: dict, samp: dict, m
         g["sigmas"] = {"class_type": "BasicScheduler", "inputs": {
             "model": link(model), "scheduler": samp["scheduler"], "steps": samp["steps"], "denoise": samp["denoise"]}}
         g["plain_guider"] = {"class_type": "CFGGuider", "inputs": {
-            "model": link(model), "positive": link("pos"), "negative": link("neg"), "cfg": samp["cfg"]}}
+            "model": link(model), "positive": pos, "negative": neg, "cfg": samp["cfg"]}}
         for name in names[1:]:
             g[f"{name}_guider"] = {"class_type": "StyleGuidanceGuider", "inputs": {
-                "model": link(model), "positive": link("pos"), "negative": link("neg"), "cfg": samp["cfg"],
+                "model": link(model), "positive": pos, "negative": neg, "cfg": samp["cfg"],
                 "vae": link("vae"), "losses": link(losses), **opts, "scale": scale[name]}}
         for name in names:
             g[name] = {"class_type": "SamplerCustomAdvanced", "inputs": {
