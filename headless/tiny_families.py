@@ -541,13 +541,22 @@ def install_standin(models_dir: Path, folder: str, name: str) -> str | None:
 def family_overrides(api_prompt: dict) -> dict[str, dict]:
     """Input changes for tiny mode beyond size/steps: the text encoders that cannot be shrunk.
 
+    SDXL checkpoints run as the SD1.5 stand-in, so their ``taesdxl`` guidance decoder becomes ``taesd``.
     DualCLIPLoader of type ``flux`` (CLIP-L + T5-XXL) becomes type ``sd3`` on CLIP-L twice:
     the same CONDITIONING shapes Flux reads ((1, 77, 4096) context; the pooled vector's first
     768 values), with no T5.
     """
     changes: dict[str, dict] = {}
+    # A checkpoint this module has no stand-in for gets headless.tiny_models' SD1.5 one (an SDXL stand-in
+    # would need SDXL's CLIP-G, 694M parameters ComfyUI builds from a fixed config): its TAESDXL
+    # decoder would then be another family's, which guidance refuses, so it becomes TAESD.
+    sd15_standin = any(node.get("class_type") in ("CheckpointLoaderSimple", "CheckpointLoader")
+                       and ("checkpoints", node.get("inputs", {}).get("ckpt_name")) not in STANDINS
+                       for node in api_prompt.values())
     for node_id, node in api_prompt.items():
         inputs = node.get("inputs", {})
+        if sd15_standin and node.get("class_type") == "VAELoader" and inputs.get("vae_name") == "taesdxl":
+            changes[str(node_id)] = {"vae_name": "taesd"}
         if node.get("class_type") == "DualCLIPLoader" and inputs.get("type") == "flux":
             clip_l = next((inputs[k] for k in ("clip_name1", "clip_name2")
                            if isinstance(inputs.get(k), str) and "clip_l" in inputs[k].lower()), None)

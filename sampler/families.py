@@ -78,14 +78,27 @@ def describe_vae(vae) -> str:
     return f"a VAE with {channels} latent channels" + (f" ({' or '.join(fits)})" if fits else "")
 
 
+# Latent formats with image-shaped (2-D) latents that do not decode to pictures.
+NOT_IMAGES = {"ACEAudio": "audio"}
+
+
 def check_model(model) -> None:
-    """Refuse, before sampling, a model whose latents are not images (video, audio): nothing to decode into a picture."""
+    """Refuse, before sampling, a model whose latents do not decode to one picture per sample.
+
+    Video-shaped latents (B, C, T, H, W: WAN, HunyuanVideo, LTXV, Mochi, Cosmos, also QwenImage's),
+    1-D ones (audio, 3-D meshes) and audio in 2-D are named and refused; the loss networks score images.
+    """
     fam = model_family(model)
-    if fam.dimensions != 2:
-        kind = {1: "audio", 3: "video"}.get(fam.dimensions, f"{fam.dimensions}-D")
+    kind = NOT_IMAGES.get(fam.latent_format)
+    if fam.dimensions == 3:
+        kind = "video-shaped (batch, channels, frames, height, width)"
+    elif fam.dimensions != 2:
+        kind = f"{fam.dimensions}-D (audio or 3-D shape)"
+    if kind:
         raise ValueError(
-            f"model: {fam.name} makes {kind} latents ({fam.latent_format}); Style Guidance steers image models "
-            "(SD1.x, SD2.x, SDXL, SD3, Flux and others with 2-D latents). Connect an image model.")
+            f"model: {fam.name} makes {kind} latents ({fam.latent_format} format); Style Guidance steers models whose "
+            "latents decode to pictures (SD1.x, SD2.x, SDXL, SD3, Flux and others with 2-D image latents). "
+            "Connect an image model.")
 
 
 def check_vae_matches(model, vae) -> None:

@@ -171,3 +171,31 @@ def test_decoder_of_another_family_is_refused_naming_both(comfy, families, key, 
     assert "StyleGuidanceSampler" in text
     for name in (*model_names, *vae_names):
         assert name in text, f"{name!r} missing from: {text[:600]}"
+
+
+def _tiny_comfy_model(config_class: str, unet_config: dict):
+    """A real ComfyUI model of ``config_class`` (comfy.supported_models) at a tiny size, in a ModelPatcher."""
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    model_config = getattr(comfy.supported_models, config_class)(unet_config)
+    model_config.set_inference_dtype(torch.float32, None)
+    model = model_config.get_model({})
+    device = comfy.model_management.get_torch_device()
+    return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
+
+
+def test_a_video_model_is_refused_by_name(comfy_base):
+    """WAN 2.1 (video-shaped latents) is refused before sampling, naming the family; an image model passes."""
+    from sampler import families
+
+    wan = _tiny_comfy_model("WAN21_T2V", {
+        "image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 16, "dim": 64,
+        "ffn_dim": 128, "freq_dim": 256, "text_dim": 4096, "out_dim": 16, "num_heads": 2, "num_layers": 1})
+    with pytest.raises(ValueError, match=r"model: WAN21_T2V makes video-shaped .* latents \(Wan21 format\)"):
+        families.check_model(wan)
+    sd3 = _tiny_comfy_model("SD3", {"in_channels": 16, "pos_embed_scaling_factor": None, "depth": 2,
+                                    "adm_in_channels": 2048, "patch_size": 2, "out_channels": 16})
+    families.check_model(sd3)  # an image model: no error
+    assert families.model_family(sd3).describe() == "SD3 (SD3 latents, 16 channels)"
