@@ -171,7 +171,11 @@ class _RunState:
     def __init__(self) -> None:
         self.prepared = False
         self.device: torch.device | None = None
-        self.clone_saved = False  # xt mode through a model that updates activations in place
+
+
+# Models whose forward updates activations in place (found by a first failed backward): xt mode
+# runs them with saved copies (sampler.autograd_compat) from then on, in every later run too.
+_SAVED_COPIES_NEEDED: weakref.WeakSet = weakref.WeakSet()
 
 
 def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[object, GuidanceEngine | None]:
@@ -286,7 +290,8 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
                 def guide():
                     return engine.guide_xt(x, lambda xg: executor(xg, ts, model_options, seed), sigma, frac)
 
-                if state.clone_saved:
+                base_model = guider.model_patcher.model
+                if base_model in _SAVED_COPIES_NEEDED:
                     with clone_saved_activations():
                         return guide()
                 try:
@@ -294,9 +299,9 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
                 except RuntimeError as e:  # e.g. Flux: residuals added in place; retry with saved copies
                     if not is_inplace_error(e):
                         raise
-                    state.clone_saved = True
+                    _SAVED_COPIES_NEEDED.add(base_model)
                     log.info("[Style Guidance] xt mode: %s updates activations in place; autograd keeps copies "
-                             "of them from now on", type(guider.model_patcher.model).__name__)
+                             "of them for this model from now on", type(base_model).__name__)
                     with clone_saved_activations():
                         return guide()
 
