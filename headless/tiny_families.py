@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-CACHE_VERSION = "tiny_families_v1"
+CACHE_VERSION = "tiny_families_v2"
 SD2_VPRED_NORM_STD = 0.15  # ComfyUI calls an SD2 UNet v-prediction above 0.09
 
 
@@ -131,7 +131,8 @@ def _calibrate_output(layer: torch.nn.Module, run: Callable[[], torch.Tensor], t
 def _calibrate_image(layer: torch.nn.Module, run: Callable[[], torch.Tensor], mean: float, std: float) -> None:
     """Give the image channels of ``run()`` (N,3,H,W) the wanted spread around ``mean``: no saturation."""
     out = run().float()
-    layer.weight.mul_(std / max(float(out.std()), 1e-8))
+    spread = float((out - out.mean(dim=(0, 2, 3), keepdim=True)).std())  # within channels: the bias moves means
+    layer.weight.mul_(std / max(spread, 1e-8))
     out = run().float()
     layer.bias.add_(mean - out.mean(dim=(0, 2, 3)))
 
@@ -519,10 +520,10 @@ STANDINS: dict[tuple[str, str], tuple[str, Callable[[Path], None]]] = {
 def install_standin(models_dir: Path, folder: str, name: str) -> str | None:
     """Write the stand-in for ``folder/name`` if this module knows it; return the path, else None.
 
-    TAESD names (``taesd3``, ``taef1``, also ``taesdxl``) arrive as folder ``vae``: their pairs go
-    to ``vae_approx``. An existing file is left alone (returns ``""``).
+    TAESD names (``taesdxl``, ``taesd3``, ``taef1``) arrive as folder ``vae``: their pairs go to
+    ``vae_approx``. An existing file is left alone (returns ``""``).
     """
-    if folder == "vae" and name in TAESD_CHANNELS:
+    if folder == "vae" and name in ("taesdxl", "taesd3", "taef1"):  # 'taesd' stays headless.tiny_models' pair
         target_dir = models_dir / "vae_approx"
         if (target_dir / f"{name}_decoder.safetensors").is_file():
             return ""

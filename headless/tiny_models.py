@@ -117,9 +117,8 @@ def build_taesd(folder: Path, seed: int = 1) -> None:
     """The tests' TAESD pair, plus a 16-channel taesd3 pair for wiring a VAE that does not fit SD1.5."""
     from . import tiny_families
 
-    # Calibrated pairs (unit-RMS latents, mid-grey decodes that VAEDecode's clamp leaves intact).
-    tiny_families.build_taesd_pair(folder, "taesd")
-    tiny_families.build_taesd_pair(folder, "taesd3")
+    build_taesd_pair(folder, "taesd", 4, seed)
+    tiny_families.build_taesd_pair(folder, "taesd3")  # calibrated: the SD3.5 family tests decode with it
 
 
 def tiny_kl_vae_state_dict(seed: int = 2) -> dict[str, torch.Tensor]:

@@ -32,9 +32,15 @@ def model_node(fam: Family) -> dict:
 
 
 def vae_node(fam: Family, vae: str) -> dict:
-    """``taesd``: the family's TAESD pair through VAELoader; ``kl``: the narrow KL VAE of its latents."""
+    """``taesd``: the family's TAESD through VAELoader; ``kl``: the narrow KL VAE of its latents.
+
+    SD2.x shares SD1.5's latents and so its 'taesd' pair; the tests' SD1.5 pair (headless.tiny_models)
+    is not calibrated and saturates, so SD2.x decodes with a calibrated TAESD of the same latent format,
+    packed as a full VAE file (VAELoader by file name).
+    """
     if vae == "taesd":
-        return {"class_type": "VAELoader", "inputs": {"vae_name": fam.taesd}}
+        name = fam.vae_file if fam.taesd == "taesd" else fam.taesd
+        return {"class_type": "VAELoader", "inputs": {"vae_name": name}}
     return {"class_type": "SGTestKLVAE", "inputs": {"vae_name": fam.kl_vae_file, "z_channels": fam.latent_channels}}
 
 
