@@ -297,8 +297,9 @@ def _place(source: Path, target: Path) -> None:
 def install_for_workflow(models_dir: Path, api_prompt: dict) -> list[str]:
     """Write tiny stand-ins under every model file name ``api_prompt`` expects; return them.
 
-    Files that already exist are left alone. Folders with no stand-in (ControlNet,
-    CLIP vision, ...) raise ``NotImplementedError`` naming the file.
+    Files that already exist are left alone. SD3.5, Flux, their text encoders and VAEs, the
+    SD1.5 canny ControlNet and the taesdxl/taesd3/taef1 pairs come from ``headless.tiny_families``.
+    Files with no stand-in (other ControlNets, CLIP vision, ...) raise ``NotImplementedError``.
     """
     from . import tiny_families
 
