@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,7 @@ def child(a: argparse.Namespace) -> dict:
     patcher = comfy.output("model")
     out["params"] = sum(p.numel() for p in patcher.model.diffusion_model.parameters())
     out["comfy_class"] = type(patcher.model.model_config).__name__
+    shutil.rmtree(base, ignore_errors=True)  # links to the cached stand-ins only; the cache stays
     return out
 
 

@@ -457,13 +457,15 @@ def build_families(models_dir: Path, keys: tuple[str, ...] = ("sd2v", "sdxl", "s
     """Write the families' stand-ins under ``models_dir`` (ComfyUI layout); return their file names.
 
     Diffusion models, TAESD pairs (taesdxl, taesd3, taef1; 'taesd' is headless.tiny_models'),
-    a VAE file per family, narrow KL VAEs (4 and 16 latent channels), the SD1.5 ControlNet and LoRA.
+    a VAE file per family (a calibrated TAESD; SD1.5's too), narrow KL VAEs (4 and 16 latent
+    channels), the SD1.5 ControlNet and LoRA.
     """
     names: dict[str, str] = {}
-    for key in keys:
+    for key in ("sd15", *keys):
         fam = FAMILIES[key]
-        place(_diffusion_cached(key), models_dir / fam.folder / fam.file)
-        names[key] = fam.file
+        if key != "sd15":  # SD1.5's UNet is headless.tiny_models'; its calibrated VAE file is made here
+            place(_diffusion_cached(key), models_dir / fam.folder / fam.file)
+            names[key] = fam.file
         vae = models_dir / "vae" / fam.vae_file
         if not vae.is_file():
             place(cached(fam.vae_file, lambda p, k=key: build_family_vae(k, p)), vae)

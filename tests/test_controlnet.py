@@ -77,7 +77,7 @@ CN_CASES = [(False, "sampler", "x0"), (False, "apply", "xt"), (True, "apply", "x
 def test_guidance_with_controlnet(comfy, families, lora, node, mode):
     """ControlNet (and LoRA) + guidance: lowers the twin-scored loss; scale 0 equals ControlNet alone."""
     g = _graph(families, lora)
-    F.add_plain_and_guided(g, "sd15", node, F.options(mode=mode, scale=SCALE), _sampling(), zero=mode == "x0",
+    F.add_plain_and_guided(g, node, F.options(mode=mode, scale=SCALE), _sampling(), zero=mode == "x0",
                            positive=["cn", 0], negative=["cn", 1])
     comfy.run(g)
     plain = comfy.output("plain")["samples"]

@@ -65,6 +65,7 @@ def test_comfyui_detects_the_family_and_the_prediction_has_unit_rms(comfy, famil
     finally:
         hook.remove()
     rms = [float(o.pow(2).mean().sqrt()) for o in outputs]
+    print(f"{key}: prediction RMS per evaluation " + " ".join(f"{r:.2f}" for r in rms))
     assert len(rms) >= F.STEPS
     assert all(0.5 < r < 2.0 for r in rms), f"{key}: prediction RMS per evaluation {rms}"
 
@@ -111,7 +112,7 @@ def test_guidance_lowers_the_twin_scored_loss(comfy, families, key, node, mode, 
     small natural magnitude (Gram: ~1e-7) has almost no share of the step (issue 10's balance).
     """
     g = F.family_graph(key, families, vae=vae)
-    F.add_plain_and_guided(g, key, node, F.options(mode=mode), F.sampling(key), zero=mode == "x0")
+    F.add_plain_and_guided(g, node, F.options(mode=mode), F.sampling(key), zero=mode == "x0")
     comfy.run(g)
     plain = comfy.output("plain")["samples"]
     if mode == "x0":
@@ -132,7 +133,7 @@ def test_recurrence_with_flow_renoise(comfy, families, key, mode, k):
     """Recurrence k in [0.5, 1) of 4 steps on a flow model: steps 2 and 3 run k times (flow re-noise), and it guides."""
     g = F.family_graph(key, families)
     opts = F.options(mode=mode, recurrence=k, recurrence_start_percent=0.5, recurrence_end_percent=1.0)
-    F.add_plain_and_guided(g, key, "sampler", opts, F.sampling(key))
+    F.add_plain_and_guided(g, "sampler", opts, F.sampling(key))
     comfy.run(g)
     vgg = comfy.output("vgg")  # only the guiding chain uses it (the scores use the twin)
     before = vgg.calls

@@ -107,7 +107,7 @@ def options(**over) -> dict:
     return opts
 
 
-def add_plain_and_guided(g: dict, key: str, node: str, opts: dict, samp: dict, model: str = "model",
+def add_plain_and_guided(g: dict, node: str, opts: dict, samp: dict, model: str = "model",
                          losses: str = "l3", zero: bool = False, positive: list | None = None,
                          negative: list | None = None) -> None:
     """``plain`` and ``guided`` latents, same seed, through node 'sampler', 'guider' or 'apply'.
