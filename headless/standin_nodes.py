@@ -52,27 +52,34 @@ class SGTestConditioning:
 
 
 class SGTestKLVAE:
-    """A small AutoencoderKL (SD VAE architecture, narrow) from a file in models/vae."""
+    """A small AutoencoderKL (SD VAE architecture, narrow) from a file in models/vae.
+
+    ComfyUI's VAELoader builds every KL VAE at full width (its config is fixed), so a narrow one
+    needs its config given: ``z_channels`` 4 (SD1.x/SD2.x/SDXL latents) or 16 (SD3/Flux).
+    """
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"vae_name": ("STRING", {"default": "sg_tiny_kl_vae.safetensors"})}}
+        return {"required": {"vae_name": ("STRING", {"default": "sg_tiny_kl_vae.safetensors"})},
+                "optional": {"z_channels": ("INT", {"default": 4, "min": 1, "max": 64})}}
 
     RETURN_TYPES = ("VAE",)
     FUNCTION = "run"
     CATEGORY = "_for_testing/style_guidance"
 
-    def run(self, vae_name):
+    def run(self, vae_name, z_channels=4):
         import comfy.sd
         import comfy.utils
         import folder_paths
 
         ddconfig = {
-            "double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
+            "double_z": True, "z_channels": z_channels, "resolution": 256, "in_channels": 3, "out_ch": 3,
             "ch": 32, "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0,
         }
         sd = comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("vae", vae_name), safe_load=True)
-        return (comfy.sd.VAE(sd=sd, config={"params": {"ddconfig": ddconfig, "embed_dim": 4}}),)
+        vae = comfy.sd.VAE(sd=sd, config={"params": {"ddconfig": ddconfig, "embed_dim": z_channels}})
+        vae.latent_channels = z_channels  # ComfyUI reads it from the weights only when it detects the config
+        return (vae,)
 
 
 class SGTestImage:
@@ -100,6 +107,32 @@ class SGTestImage:
         base = 0.5 + 0.35 * torch.sin(freq * (xs + 0.6 * ys) * 3.14 + phase)
         noise = torch.rand((batch_size, height, width, 3), generator=gen)
         return ((0.85 * base + 0.15 * noise).clamp(0, 1),)
+
+
+class SGTestLatent:
+    """Seeded latents of unit RMS in a model's latent space, stored as ComfyUI does (VAE space).
+
+    ``scale``/``shift`` are the latent format's (SD1.5 0.18215/0; SD3 1.5305/0.0609 ...).
+    """
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "channels": ("INT", {"default": 4, "min": 1, "max": 128}),
+            "size": ("INT", {"default": 8, "min": 1, "max": 512}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 16}),
+            "scale": ("FLOAT", {"default": 0.18215, "min": 1e-4, "max": 100.0, "step": 1e-5}),
+            "shift": ("FLOAT", {"default": 0.0, "min": -100.0, "max": 100.0, "step": 1e-5}),
+        }}
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "run"
+    CATEGORY = "_for_testing/style_guidance"
+
+    def run(self, channels, size, seed, batch_size, scale, shift):
+        gen = torch.Generator().manual_seed(seed)
+        return ({"samples": torch.randn((batch_size, channels, size, size), generator=gen) / scale + shift},)
 
 
 class SGTestClipVision:
@@ -383,5 +416,6 @@ NODE_CLASS_MAPPINGS = {
     "SGTestConditioning": SGTestConditioning,
     "SGTestKLVAE": SGTestKLVAE,
     "SGTestImage": SGTestImage,
+    "SGTestLatent": SGTestLatent,
     "SGTestClipVision": SGTestClipVision,
 }

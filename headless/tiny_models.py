@@ -122,8 +122,10 @@ def build_taesd_pair(folder: Path, name: str, channels: int, seed: int = 1) -> N
 
 def build_taesd(folder: Path, seed: int = 1) -> None:
     """The tests' TAESD pair, plus a 16-channel taesd3 pair for wiring a VAE that does not fit SD1.5."""
+    from . import tiny_families
+
     build_taesd_pair(folder, "taesd", 4, seed)
-    build_taesd_pair(folder, "taesd3", 16, seed + 2)
+    tiny_families.build_taesd_pair(folder, "taesd3")  # calibrated: the SD3.5 family tests decode with it
 
 
 def tiny_kl_vae_state_dict(seed: int = 2) -> dict[str, torch.Tensor]:
@@ -258,6 +260,11 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
     ("DiffControlNetLoader", "control_net_name"): "controlnet",
     ("UNETLoader", "unet_name"): "diffusion_models",
     ("CLIPLoader", "clip_name"): "text_encoders",
+    ("DualCLIPLoader", "clip_name1"): "text_encoders",
+    ("DualCLIPLoader", "clip_name2"): "text_encoders",
+    ("TripleCLIPLoader", "clip_name1"): "text_encoders",
+    ("TripleCLIPLoader", "clip_name2"): "text_encoders",
+    ("TripleCLIPLoader", "clip_name3"): "text_encoders",
     ("CLIPVisionLoader", "clip_name"): "clip_vision",
     ("UpscaleModelLoader", "model_name"): "upscale_models",
     ("StyleGuidanceVGGLoader", "vgg_name"): "vgg",
@@ -337,9 +344,13 @@ def install_for_workflow(models_dir: Path, api_prompt: dict) -> list[str]:
 
     Files that already exist are left alone. Nothing is written when a name could leave
     ``models_dir`` (``ValueError``), or when a stand-in's ``<name>.json`` config would replace a
-    different file of that name (``FileExistsError``). Folders with no stand-in (ControlNet,
-    CLIP vision, ...) raise ``NotImplementedError`` naming the file.
+    different file of that name (``FileExistsError``). SD3.5, Flux, their text encoders and VAEs,
+    the SD1.5 canny ControlNet and the taesdxl/taesd3/taef1 pairs come from
+    ``headless.tiny_families``. Folders with no stand-in (other ControlNets, CLIP vision, ...)
+    raise ``NotImplementedError`` naming the file.
     """
+    from . import tiny_families
+
     files = model_files(api_prompt)
     bad = [name for _n, _i, name, _f in files if unsafe_model_name(name)]
     if bad:
@@ -352,6 +363,10 @@ def install_for_workflow(models_dir: Path, api_prompt: dict) -> list[str]:
                                   f"{name} would replace it (move it away, or run with real weights)")
     written = []
     for _node, _input, name, folder in files:
+        family_file = tiny_families.install_standin(models_dir, folder, name)  # SD3.5, Flux, ControlNet, taesd3 ...
+        if family_file is not None:
+            written += [family_file] if family_file else []
+            continue
         if folder == "vae" and name in TAESD_NAMES:
             if name not in ("taesd", "taesdxl"):
                 raise NotImplementedError(f"no tiny stand-in for the '{name}' VAE (only taesd and taesdxl)")
@@ -390,7 +405,9 @@ def tiny_overrides(api_prompt: dict, size: int = 128, steps: int = 4) -> dict[st
     The tiny open_clip file is not the architecture the workflow names; images are scaled
     to ``size`` and samplers run ``steps`` steps so a CPU finishes in seconds.
     """
-    changes: dict[str, dict] = {}
+    from . import tiny_families
+
+    changes: dict[str, dict] = tiny_families.family_overrides(api_prompt)  # text encoders that cannot shrink
     for node_id, node in api_prompt.items():
         cls, inputs = node.get("class_type"), node.get("inputs", {})
         new: dict = {}
@@ -403,5 +420,5 @@ def tiny_overrides(api_prompt: dict, size: int = 128, steps: int = 4) -> dict[st
         if isinstance(inputs.get("loss_resolution"), int) and inputs["loss_resolution"] > size:
             new["loss_resolution"] = size
         if new:
-            changes[str(node_id)] = new
+            changes[str(node_id)] = {**changes.get(str(node_id), {}), **new}
     return changes

@@ -16,7 +16,9 @@ Other modules that mirror ComfyUI internals, and so need a look on a ComfyUI upg
 ``sampler/model_features.py`` (capture of the UNet's blocks and self-attention through
 ``transformer_options`` patches, ``calc_cond_batch``), ``sampler/inversion.py`` (a KSAMPLER
 run through ``CFGGuider``, the inverse of ``noise_scaling``) and ``sampler/recurrence.py``
-(the k-diffusion sampler-function calling convention). Everything else sees plain tensors.
+(the k-diffusion sampler-function calling convention), and ``sampler/families.py`` (reads the
+latent format and VAE attributes of ComfyUI's objects to name model families). Everything else
+sees plain tensors.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ import comfy.samplers
 import comfy.utils
 import torch
 
+from . import families
+from .autograd_compat import clone_saved_activations, is_inplace_error
 from .engine import OOM_ADVICE, GuidanceEngine, StepReport
 from .guidance import percent_of_sigma, renoise_flow, renoise_ve, step_fraction
 from .recurrence import recurrent_sampler_function
@@ -170,14 +174,9 @@ def decoder_for(vae) -> tuple[DecoderCopy, comfy.model_patcher.ModelPatcher]:
 
 
 def check_vae_matches(model, vae) -> None:
-    """Clear error when the VAE's latent channels differ from the model's."""
-    model_ch = getattr(model.model.latent_format, "latent_channels", None)
-    vae_ch = getattr(vae, "latent_channels", None)
-    if model_ch is not None and vae_ch is not None and model_ch != vae_ch:
-        raise ValueError(
-            f"vae: its latents have {vae_ch} channels but the model's have {model_ch}. Connect the VAE "
-            f"that belongs to this model family (e.g. taesd/SD VAE for SD1.5, taesdxl/SDXL VAE for SDXL)."
-        )
+    """Refuse, before sampling, a model that is not an image model or a VAE of another family (both named)."""
+    families.check_model(model)
+    families.check_vae_matches(model, vae)
 
 
 # ---------------------------------------------------------------- progress text and step events
@@ -242,6 +241,11 @@ def _model_features():
     from . import model_features
 
     return model_features
+
+
+# Models whose forward updates activations in place (found by a first failed backward): xt mode
+# runs them with saved copies (sampler.autograd_compat) from then on, in every later run too.
+_SAVED_COPIES_NEEDED: weakref.WeakSet = weakref.WeakSet()
 
 
 class GuidanceHooks:
@@ -392,7 +396,24 @@ class GuidanceHooks:
                 *(m for key in ("positive", "negative") for m in control_modules(conds.get(key)))]
         with self._guarded(nets, x.device):
             ts = timestep.detach().clone()  # inference tensors cannot be saved for backward
-            return self.engine.guide_xt(x, lambda xg: executor(xg, ts, model_options, seed), sigma, frac, probe)
+
+            def guide() -> torch.Tensor:
+                return self.engine.guide_xt(x, lambda xg: executor(xg, ts, model_options, seed), sigma, frac, probe)
+
+            base_model = guider.model_patcher.model
+            if base_model in _SAVED_COPIES_NEEDED:
+                with clone_saved_activations():
+                    return guide()
+            try:
+                return guide()
+            except RuntimeError as e:  # e.g. Flux adds residuals in place: retry with saved copies
+                if not is_inplace_error(e):
+                    raise
+                _SAVED_COPIES_NEEDED.add(base_model)
+                log.info("[Style Guidance] xt mode: %s updates activations in place; autograd keeps copies "
+                         "of them for this model from now on", type(base_model).__name__)
+                with clone_saved_activations():
+                    return guide()
 
 
 # ---------------------------------------------------------------- installing guidance

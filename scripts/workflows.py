@@ -44,6 +44,13 @@ SD_VAE = "vae-ft-mse-840000-ema-pruned.safetensors"
 VGG_FILE = "vgg19-dcbee923.pth"
 OPEN_CLIP_FILE = "open_clip_vit_b_32_laion2b_s34b_b79k.safetensors"
 LORA_FILE = "add_detail.safetensors"
+# Other families (the names ComfyUI's examples and the model pages use).
+SD35_CKPT = "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors"
+FLUX_UNET = "flux1-dev.safetensors"
+FLUX_VAE = "ae.safetensors"
+CLIP_L = "clip_l.safetensors"
+T5XXL = "t5xxl_fp16.safetensors"
+SD15_CANNY = "control_v11p_sd15_canny_fp16.safetensors"
 CONTENT_IMAGE = "style_guidance_content.jpg"
 STYLE_IMAGE = "style_guidance_style.jpg"
 
@@ -54,6 +61,19 @@ MODELS_NOTE = f"""
 - `models/open_clip/{OPEN_CLIP_FILE}`: open_clip ViT-B-32 laion2b_s34b_b79k
   (hf.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K, `open_clip_model.safetensors`, renamed)
 {{extra}}
+**Images**: copy `workflows/images/*.jpg` of this pack into ComfyUI's `input/` folder, or
+pick your own in the two Load Image nodes (content: what to keep; style: how it should look).
+
+The headless runner does all of this for you:
+`python -m headless <this file> --content a.png --style b.png --output out/`
+"""
+
+FAMILY_MODELS_NOTE = f"""
+**Model files** (put them where ComfyUI looks):
+{{models}}- `models/vgg/{VGG_FILE}`: torchvision's VGG19 (download.pytorch.org/models/{VGG_FILE})
+- `models/open_clip/{OPEN_CLIP_FILE}`: open_clip ViT-B-32 laion2b_s34b_b79k
+  (hf.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K, `open_clip_model.safetensors`, renamed)
+
 **Images**: copy `workflows/images/*.jpg` of this pack into ComfyUI's `input/` folder, or
 pick your own in the two Load Image nodes (content: what to keep; style: how it should look).
 
@@ -169,6 +189,92 @@ def style_transfer_sdxl(g: UIGraph) -> None:
         "(madebyollin/taesdxl)\n", "taesdxl", 1024, "sdxl",
         steps=25, cfg=6.0, sampler_name="dpmpp_2m", scheduler="karras", denoise=0.65, mode="x0", scale=0.3,
         start_percent=0.0, end_percent=0.7, loss_resolution=384)
+
+
+def style_transfer_sd35(g: UIGraph) -> None:
+    _style_transfer(
+        g, "# Style transfer, SD3.5 (medium) at 1024 px\n"
+        "SD3.5 is a flow-matching transformer (MMDiT) with 16-channel latents. Guidance decodes with TAESD3 "
+        "(the 16-channel tiny decoder of SD3's latents) in *x0* mode during the first 70% of the steps and "
+        "scores the losses at 384 px; the checkpoint's own VAE encodes the content and decodes the result.\n\n"
+        "**SD3.5 defaults**: decoder `taesd3` (another family's decoder is refused by name), loss_resolution "
+        "384, window 0-0.7, scale 0.3, cfg 4.5, euler + sgm_uniform, denoise 0.75 (flow models keep more of the "
+        "content at the same denoise than SD1.5). *recurrence* 2 inside 0.2-0.5 strengthens the style at "
+        "about 1.3x the guided cost. Memory: see docs/families.md.\n",
+        SD35_CKPT, "- the checkpoint is SD3.5 medium with CLIP-G, CLIP-L and T5-XXL fp8 inside "
+        "(Comfy-Org/stable-diffusion-3.5-fp8)\n"
+        "- `models/vae_approx/taesd3_encoder.safetensors` and `taesd3_decoder.safetensors` (madebyollin/taesd3)\n",
+        "taesd3", 1024, "sd35",
+        steps=28, cfg=4.5, sampler_name="euler", scheduler="sgm_uniform", denoise=0.75, mode="x0", scale=0.3,
+        start_percent=0.0, end_percent=0.7, loss_resolution=384)
+
+
+def style_transfer_flux(g: UIGraph) -> None:
+    g.note("# Style transfer, Flux.1 dev at 1024 px\n"
+           "Flux dev is guidance-distilled: the sampler runs at *cfg* 1 (no negative pass) and the prompt's "
+           "strength comes from *FluxGuidance* (3.5). Guidance decodes with TAEF1 (Flux's 16-channel tiny "
+           "decoder) in *x0* mode during the first 70% of the steps, with the losses scored at 384 px; the "
+           "Flux VAE (ae) encodes the content and decodes the result.\n\n"
+           "**Flux defaults**: decoder `taef1` (taesd3 has the same 16 channels but another scaling: it is "
+           "refused by name), loss_resolution 384, window 0-0.7, scale 0.3, cfg 1, FluxGuidance 3.5, euler + "
+           "simple, denoise 0.75. *xt* mode works (the backward goes through Flux's in-place blocks with saved "
+           "copies) but needs the memory of a Flux backward pass; *recurrence* 2 in 0.2-0.5 strengthens the "
+           "style. Memory: see docs/families.md.\n"
+           + FAMILY_MODELS_NOTE.format(models=(
+               f"- `models/diffusion_models/{FLUX_UNET}` (black-forest-labs/FLUX.1-dev)\n"
+               f"- `models/text_encoders/{CLIP_L}` and `models/text_encoders/{T5XXL}` "
+               "(comfyanonymous/flux_text_encoders)\n"
+               f"- `models/vae/{FLUX_VAE}`: the Flux VAE (black-forest-labs/FLUX.1-dev)\n"
+               "- `models/vae_approx/taef1_encoder.safetensors` and `taef1_decoder.safetensors` (madebyollin/taef1)\n"))
+           + LOSS_TIPS, 0, height=620)
+    n = {}
+    n["model"] = g.add("UNETLoader", 0, unet_name=FLUX_UNET, weight_dtype="default")[0]
+    n["clip"] = g.add("DualCLIPLoader", 0, clip_name1=CLIP_L, clip_name2=T5XXL, type="flux", device="default")[0]
+    n["content"] = g.add("LoadImage", 0, title="Content image", image=CONTENT_IMAGE)
+    n["style"] = g.add("LoadImage", 0, title="Style image", image=STYLE_IMAGE)
+    n["vgg"] = g.add("StyleGuidanceVGGLoader", 0, vgg_name=VGG_FILE)
+    n["oclip"] = g.add("StyleGuidanceOpenCLIPLoader", 0, arch="ViT-B-32", clip_name=OPEN_CLIP_FILE)
+    ae = g.add("VAELoader", 1, title="Flux VAE", vae_name=FLUX_VAE)[0]
+    taef1 = g.add("VAELoader", 1, title="Guidance decoder (TAEF1)", vae_name="taef1")[0]
+    pos = g.add("CLIPTextEncode", 1, title="Positive prompt", text=PROMPT, clip=n["clip"])[0]
+    pos = g.add("FluxGuidance", 1, conditioning=pos, guidance=3.5)[0]
+    neg = g.add("CLIPTextEncode", 1, title="Negative prompt (unused at cfg 1)", text="", clip=n["clip"])[0]
+    _scaled_content(g, n, 1024)
+    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=ae)[0]
+    losses = _all_losses(g, n)
+    out = g.add("StyleGuidanceSampler", 3, model=n["model"], positive=pos, negative=neg, latent_image=latent,
+                vae=taef1, losses=losses, seed=42, steps=20, cfg=1.0, sampler_name="euler", scheduler="simple",
+                denoise=0.75, mode="x0", scale=0.3, start_percent=0.0, end_percent=0.7, loss_resolution=384)[0]
+    _finish(g, out, ae, losses, "flux")
+
+
+def style_transfer_controlnet(g: UIGraph) -> None:
+    g.note("# Style transfer, SD1.5 with a canny ControlNet keeping the layout\n"
+           "The content image's edges (core *Canny* node) drive a ControlNet on both conditionings, so the "
+           "sampler can re-draw more of the picture (*denoise* 0.85) while the layout stays. Guidance decodes "
+           "with TAESD in *x0* mode during the first 70% of the steps. LoRA, FreeU and the other model patches "
+           "compose with it; so does *Apply Style Guidance* with the stock KSampler.\n\n"
+           "**What to change for the layout**: ControlNet *strength* (0.8) and its *end_percent*; Canny's "
+           "thresholds (lower: more edges kept).\n"
+           + MODELS_NOTE.format(ckpt=SD15_CKPT, extra=(
+               f"- `models/controlnet/{SD15_CANNY}` (comfyanonymous/ControlNet-v1-1_fp16_safetensors)\n"
+               "- `models/vae_approx/taesd_encoder.safetensors` and `taesd_decoder.safetensors` (madebyollin/taesd)\n"))
+           + LOSS_TIPS, 0, height=600)
+    n = _loaders(g, SD15_CKPT, PROMPT)
+    taesd = g.add("VAELoader", 1, title="Guidance decoder (TAESD)", vae_name="taesd")[0]
+    _scaled_content(g, n, 512)
+    edges = g.add("Canny", 1, title="Edges of the content (the layout)", image=n["scaled"][0], low_threshold=0.4,
+                  high_threshold=0.8)[0]
+    g.add("PreviewImage", 1, title="Canny edges", images=edges)
+    cnet = g.add("ControlNetLoader", 1, control_net_name=SD15_CANNY)[0]
+    cn = g.add("ControlNetApplyAdvanced", 2, positive=n["pos"][0], negative=n["neg"][0], control_net=cnet, image=edges,
+               strength=0.8, start_percent=0.0, end_percent=1.0, vae=n["ckpt"][2])
+    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=n["ckpt"][2])[0]
+    losses = _all_losses(g, n)
+    out = g.add("StyleGuidanceSampler", 3, model=n["model"], positive=cn[0], negative=cn[1], latent_image=latent,
+                vae=taesd, losses=losses, seed=42, steps=25, cfg=7.0, sampler_name="euler", scheduler="normal",
+                denoise=0.85, mode="x0", scale=0.3, start_percent=0.0, end_percent=0.7, loss_resolution=384)[0]
+    _finish(g, out, n["ckpt"][2], losses, "controlnet")
 
 
 def stock_ksampler_patch(g: UIGraph) -> None:
@@ -297,6 +403,9 @@ DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
     "style_transfer_sd15": style_transfer_sd15,
     "style_transfer_fast": style_transfer_fast,
     "style_transfer_sdxl": style_transfer_sdxl,
+    "style_transfer_sd35": style_transfer_sd35,
+    "style_transfer_flux": style_transfer_flux,
+    "style_transfer_controlnet": style_transfer_controlnet,
     "stock_ksampler_patch": stock_ksampler_patch,
     "ablation_grid": ablation_grid,
 }

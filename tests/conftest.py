@@ -66,6 +66,14 @@ def tiny_models(comfy_base) -> dict:
 
 
 @pytest.fixture(scope="session")
+def families(comfy_base, tiny_models) -> dict:
+    """Stand-ins of SD2.x v-pred, SDXL, SD3.5, Flux (+ decoders, SD1.5 ControlNet and LoRA), built on first use."""
+    from headless import tiny_families
+
+    return {**tiny_models, **tiny_families.build_families(comfy_base / "models")}
+
+
+@pytest.fixture(scope="session")
 def comfy(comfy_base):
     """In-process ComfyUI executor (PromptExecutor) over the test base."""
     from headless.comfy_host import InProcessComfy

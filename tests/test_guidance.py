@@ -227,7 +227,7 @@ def test_vae_of_another_family_is_named_in_the_error(comfy, tiny_models):
     g, _ = _sampler_pair(tiny_models, scale=SCALE)
     g["vae3"] = {"class_type": "VAELoader", "inputs": {"vae_name": "taesd3"}}
     g["guided"]["inputs"]["vae"] = G.link("vae3")
-    with pytest.raises(PromptFailed, match=r"vae: its latents have 16 channels but the model's have 4"):
+    with pytest.raises(PromptFailed, match=r"vae: taesd3 \(SD3 latents, 16 channels\) does not match the model, SD15 \(SD1.x/SD2.x latents, 4 channels\)"):
         comfy.run(g)
 
 

@@ -14,7 +14,8 @@ from headless.comfy_host import REPO_ROOT
 from headless.workflow import UIGraph, WorkflowError, defs_in_process, ui_to_api
 
 WORKFLOWS = REPO_ROOT / "workflows"
-EXPECTED = {"style_transfer_sd15", "style_transfer_fast", "style_transfer_sdxl", "stock_ksampler_patch", "ablation_grid"}
+EXPECTED = {"style_transfer_sd15", "style_transfer_fast", "style_transfer_sdxl", "style_transfer_sd35",
+            "style_transfer_flux", "style_transfer_controlnet", "stock_ksampler_patch", "ablation_grid"}
 
 
 def _script():
@@ -87,8 +88,9 @@ def test_each_workflow_validates_and_runs(name, comfy, comfy_base):
     result = comfy.run(prompt)
     images = [img for ui in result.outputs.values() for img in ui.get("images", [])]
     assert images, f"{name} saved no image"
-    for img in images:
-        assert (comfy_base / "output" / img["subfolder"] / img["filename"]).is_file()
+    for img in images:  # saved results in output/, previews (e.g. the canny map) in temp/
+        assert (comfy_base / img.get("type", "output") / img["subfolder"] / img["filename"]).is_file()
+    assert any(img.get("type", "output") == "output" for img in images), f"{name} saved no result"
     measures = [nid for nid, node in prompt.items() if node["class_type"] == "StyleGuidanceMeasure"]
     assert measures
     for nid in measures:
