@@ -159,4 +159,5 @@ def add_plain_and_guided(g: dict, node: str, opts: dict, samp: dict, model: str 
 
 def scores(comfy, name: str) -> dict[str, float]:
     """The twin networks' (and pixel MSE's) scores of the decoded ``plain``/``guided`` result."""
-    return json.loads(comfy.output(f"{name}_score", 1))
+    report = json.loads(comfy.output(f"{name}_score", 1))
+    return {"total": report["total"], **{t["name"]: t["value"] for t in report["terms"]}}

@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-CACHE_VERSION = "tiny_families_v2"
+CACHE_VERSION = "tiny_families_v3"
 SD2_VPRED_NORM_STD = 0.15  # ComfyUI calls an SD2 UNet v-prediction above 0.09
 
 
@@ -202,6 +202,13 @@ def sd3_mmdit(seed: int = 50) -> torch.nn.Module:
         num_patches=64 * 64, pos_embed_max_size=64, pos_embed_scaling_factor=None, qk_norm="rms",
         x_block_self_attn_layers=[], operations=comfy.ops.manual_cast, dtype=torch.float32)
     _fill(net, seed)
+    # pos_embed is a buffer made with torch.empty (real files carry it): left as is it holds whatever
+    # memory it got, NaN at times. SD3's own table: 2D sin-cos over the 64x64 patch grid.
+    from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
+
+    table = get_2d_sincos_pos_embed(net.hidden_size, 64)
+    with torch.no_grad():
+        net.pos_embed.copy_(torch.from_numpy(table).float().reshape(net.pos_embed.shape))
     g = torch.Generator().manual_seed(seed + 2)
     x, ctx, y = _sample(g, 1, 16, 8, 8), _sample(g, 1, 77, 4096), _sample(g, 1, 2048)
     _calibrate_output(net.final_layer.linear, lambda: net(x, torch.tensor([500.0]), context=ctx, y=y))
@@ -238,7 +245,10 @@ def _save_streaming(net: torch.nn.Module, path: Path, prefix: str, extra: dict |
     sd = net.state_dict()
     out: dict[str, torch.Tensor] = {}
     for k in list(sd):
-        out[prefix + k] = sd.pop(k).detach().to(torch.float16).contiguous()
+        t = sd.pop(k).detach()
+        if t.is_floating_point() and not torch.isfinite(t).all():  # e.g. a buffer nobody initialised
+            raise RuntimeError(f"stand-in {path.name}: {k} is not finite")
+        out[prefix + k] = t.to(torch.float16).contiguous()
     out.update(extra or {})
     save_file(out, str(path))
 

