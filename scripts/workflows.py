@@ -84,7 +84,10 @@ The headless runner does all of this for you:
 LOSS_TIPS = """
 **What to change**
 - *scale* on the sampler: how hard guidance pushes (a fraction of each denoising step; 0 = plain sampling).
-- the *weight* on each loss node: the balance between content (MSE, VGG, ZeCon) and style (CLIP, Gram).
+- the *weight* on each loss node: its share of the guidance direction (weight / sum of the weights; each
+  term's gradient is normalised on its own, so the shares hold whatever the loss's units). Shipped:
+  MSE 1, VGG 1, ZeCon 1 (content 3/7), CLIP 1.5, Gram 1.5 (style 3/7). The *Loss terms* box shows each
+  term's value, weight and measured share after a run.
 - *denoise*: how much of the content image is re-drawn (lower keeps more content).
 """
 
@@ -115,7 +118,7 @@ def _scaled_content(g: UIGraph, n: dict, size: int) -> None:
 
 def _all_losses(g: UIGraph, n: dict, column: int = 2, weights: dict | None = None) -> tuple:
     """The five losses chained: content MSE, VGG content, ZeCon, CLIP style, Gram style."""
-    w = {"mse": 1.0, "vgg": 1.0, "zecon": 0.5, "clip": 1.5, "gram": 1.0, **(weights or {})}
+    w = {**SHIPPED_WEIGHTS, **(weights or {})}
     chain = g.add("StyleGuidanceContentMSE", column, content=n["scaled"][0], weight=w["mse"])[0]
     chain = g.add("StyleGuidanceVGGContent", column, content=n["scaled"][0], vgg=n["vgg"][0], weight=w["vgg"], losses=chain)[0]
     chain = g.add("StyleGuidanceZeCon", column, content=n["scaled"][0], vgg=n["vgg"][0], weight=w["zecon"], losses=chain)[0]
@@ -132,6 +135,9 @@ def _finish(g: UIGraph, latent: tuple, vae: tuple, losses: tuple, prefix: str, c
 
 
 PROMPT = "an oil painting, rich colours, visible brush strokes"
+# Every workflow's weights: shares of the guidance direction, content 3/7 (MSE, VGG, ZeCon) and
+# style 3/7 (CLIP, Gram), the style half split evenly between CLIP's semantics and Gram's colour/texture.
+SHIPPED_WEIGHTS = {"mse": 1.0, "vgg": 1.0, "zecon": 1.0, "clip": 1.5, "gram": 1.5}
 
 
 def _style_transfer(g: UIGraph, intro: str, ckpt: str, extra_models: str, decoder: str, size: int,
@@ -290,7 +296,7 @@ def stock_ksampler_patch(g: UIGraph) -> None:
     latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=n["ckpt"][2])[0]
     chain = g.add("StyleGuidanceVGGContent", 2, content=n["scaled"][0], vgg=n["vgg"][0], weight=1.0)[0]
     chain = g.add("StyleGuidanceCLIPStyle", 2, style=n["style"][0], open_clip=n["oclip"][0], weight=1.5, losses=chain)[0]
-    losses = g.add("StyleGuidanceGramStyle", 2, style=n["style"][0], vgg=n["vgg"][0], weight=1.0, losses=chain)[0]
+    losses = g.add("StyleGuidanceGramStyle", 2, style=n["style"][0], vgg=n["vgg"][0], weight=1.5, losses=chain)[0]
     model = g.add("StyleGuidanceApply", 3, model=n["model"], vae=n["ckpt"][2], losses=losses, mode="x0", scale=0.3,
                   start_percent=0.0, end_percent=0.8, loss_resolution=384)[0]
     out = g.add("KSampler", 3, model=model, positive=n["pos"][0], negative=n["neg"][0], latent_image=latent,
@@ -313,9 +319,9 @@ def ablation_grid(g: UIGraph) -> None:
     singles = [
         g.add("StyleGuidanceContentMSE", 2, content=n["scaled"][0], weight=1.0)[0],
         g.add("StyleGuidanceVGGContent", 2, content=n["scaled"][0], vgg=n["vgg"][0], weight=1.0)[0],
-        g.add("StyleGuidanceZeCon", 2, content=n["scaled"][0], vgg=n["vgg"][0], weight=0.5)[0],
+        g.add("StyleGuidanceZeCon", 2, content=n["scaled"][0], vgg=n["vgg"][0], weight=1.0)[0],
         g.add("StyleGuidanceCLIPStyle", 2, style=n["style"][0], open_clip=n["oclip"][0], weight=1.5)[0],
-        g.add("StyleGuidanceGramStyle", 2, style=n["style"][0], vgg=n["vgg"][0], weight=1.0)[0],
+        g.add("StyleGuidanceGramStyle", 2, style=n["style"][0], vgg=n["vgg"][0], weight=1.5)[0],
     ]
     everything = singles[0]
     for other in singles[1:]:
@@ -360,7 +366,8 @@ pick your own in the two Load Image nodes (content: what to keep; style: how it 
 
 **What to change**
 - *scale* on the guider: how hard guidance pushes (0 = plain sampling from the inversion).
-- the *weight* on each loss node: content (ZeCon) against style (Attention Distillation).
+- the *weight* on each loss node: its share of the guidance direction (here 1 and 1: half content, half
+  style). The *Loss terms* box shows each term's value, weight and measured share after a run.
 - *denoise* on Invert Latent: how much is re-drawn (with an inversion start, high values still keep the layout).
 """
 
@@ -389,14 +396,9 @@ def style_transfer_model_features(g: UIGraph) -> None:
                 latent_image=latent)[0]
     image = g.add("VAEDecode", 4, samples=out, vae=ckpt[2])[0]
     g.add("SaveImage", 4, images=image, filename_prefix="style_guidance/model_features")
-
-
-# Workflows waiting for the engine to evaluate model-feature (latent) terms: built into
-# workflows/pending/ (not served, not in the shipped set) until they move into DEFINITIONS.
-PENDING_DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
-    "style_transfer_model_features": style_transfer_model_features,
-}
-PENDING = WORKFLOWS / "pending"
+    scores = g.add("StyleGuidanceMeasure", 4, title="Loss terms of the result", image=image, losses=losses, seed=0,
+                   model=ckpt[0], positive=pos[0], latent=out)
+    g.add("PreviewAny", 4, title="Loss values", source=scores[0])
 
 
 DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
@@ -408,6 +410,7 @@ DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
     "style_transfer_controlnet": style_transfer_controlnet,
     "stock_ksampler_patch": stock_ksampler_patch,
     "ablation_grid": ablation_grid,
+    "style_transfer_model_features": style_transfer_model_features,
 }
 
 

@@ -15,7 +15,8 @@ from headless.workflow import UIGraph, WorkflowError, defs_in_process, ui_to_api
 
 WORKFLOWS = REPO_ROOT / "workflows"
 EXPECTED = {"style_transfer_sd15", "style_transfer_fast", "style_transfer_sdxl", "style_transfer_sd35",
-            "style_transfer_flux", "style_transfer_controlnet", "stock_ksampler_patch", "ablation_grid"}
+            "style_transfer_flux", "style_transfer_controlnet", "stock_ksampler_patch", "ablation_grid",
+            "style_transfer_model_features"}
 
 
 def _script():
@@ -93,9 +94,16 @@ def test_each_workflow_validates_and_runs(name, comfy, comfy_base):
     assert any(img.get("type", "output") == "output" for img in images), f"{name} saved no result"
     measures = [nid for nid, node in prompt.items() if node["class_type"] == "StyleGuidanceMeasure"]
     assert measures
+    kinds = {n["class_type"] for n in prompt.values()}
     for nid in measures:
-        values = json.loads(comfy.output(nid, 1))
-        assert all(math.isfinite(v) for v in values.values()), values
+        report = json.loads(comfy.output(nid, 1))
+        assert math.isfinite(report["total"]), report
+        assert report["terms"] and all(math.isfinite(t["value"]) for t in report["terms"]), report
+        # every term with a weight got a share of the direction, and the shares add up to one
+        assert abs(sum(t["share"] or 0.0 for t in report["terms"]) - 1.0) < 1e-3, report
+    if "StyleGuidanceAttentionDistillation" in kinds:  # measured on the model's own features
+        names = {t["name"] for nid in measures for t in json.loads(comfy.output(nid, 1))["terms"]}
+        assert {"zecon_model", "attention_distillation"} <= names, names
     if name == "ablation_grid":
         save = next(v for v in prompt.values() if v["class_type"] == "SaveImage")
         batch = comfy.output(save["inputs"]["images"][0])
