@@ -51,6 +51,29 @@ def process_state(server: ComfyServer, collect: bool = False, tag: str = "") -> 
     return json.loads(entry["outputs"]["state"]["text"][0])
 
 
+def flag_changes(before: dict, after: dict) -> list[str]:
+    """What differs between two ``model_flags`` results, for the models loaded in both.
+
+    ComfyUI's server unloads models whose cached outputs a later prompt dropped only at its next
+    garbage-collection pass (every 10 s), so which models are loaded when a state prompt runs
+    depends on timing. A model loaded in one state only is checked against what guidance must
+    leave behind: ComfyUI's own weights still inference tensors, the pack's decoder copy with no
+    parameter requiring grad.
+    """
+    problems = []
+    for cls in sorted(set(before) | set(after)):
+        if cls in before and cls in after:
+            if before[cls] != after[cls]:
+                problems.append(f"{cls}: {before[cls]} before, {after[cls]} after")
+            continue
+        for params, requires_grad, not_inference in before.get(cls, []) + after.get(cls, []):
+            if cls == "DecoderCopy" and requires_grad:
+                problems.append(f"DecoderCopy: {requires_grad} of {params} parameters require grad")
+            if cls != "DecoderCopy" and not_inference:
+                problems.append(f"{cls}: {not_inference} of {params} weights are no longer inference tensors")
+    return problems
+
+
 def model_flags(state: dict) -> dict[str, list[tuple[int, int, int]]]:
     """Per loaded model class: sorted (parameters, requires_grad, not_inference) of each instance."""
     out: dict[str, list[tuple[int, int, int]]] = {}
