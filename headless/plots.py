@@ -54,8 +54,11 @@ def plot_steps(events: list[dict], title: str) -> bytes | None:
     """PNG bytes of the plot (None without matplotlib or without events)."""
     if not events or not matplotlib_available():
         return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:  # the optional 'plots' extra
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
 
     data = series(events)
     fig = Figure(figsize=(8, 6), dpi=100, layout="constrained")

@@ -342,6 +342,7 @@ class SGTestProcessState:
             params = list(module.parameters())
             models.append({
                 "class": type(module).__name__, "parameters": len(params),
+                "comfy": type(module).__module__.startswith("comfy"),  # ComfyUI's own, or the pack's copy/network
                 "requires_grad": sum(bool(p.requires_grad) for p in params),
                 "not_inference": sum(not p.is_inference() for p in params),
             })

@@ -52,31 +52,34 @@ def process_state(server: ComfyServer, collect: bool = False, tag: str = "") -> 
 
 
 def flag_changes(before: dict, after: dict) -> list[str]:
-    """What differs between two ``model_flags`` results, for the models loaded in both.
+    """What guidance left wrong between two ``model_flags`` results (empty: nothing).
 
     ComfyUI's server unloads models whose cached outputs a later prompt dropped only at its next
-    garbage-collection pass (every 10 s), so which models are loaded when a state prompt runs
-    depends on timing. A model loaded in one state only is checked against what guidance must
-    leave behind: ComfyUI's own weights still inference tensors, the pack's decoder copy with no
-    parameter requiring grad.
+    garbage-collection pass (every 10 s), so which models are loaded, and how many instances of
+    a class, when a state prompt runs depends on timing. So: a class loaded in both states must
+    show the same kinds of instances; and every instance must be what guidance leaves behind:
+    ComfyUI's own weights still inference tensors, the pack's copies and loss networks (ordinary
+    tensors, made once) with no parameter requiring grad.
     """
     problems = []
-    for cls in sorted(set(before) | set(after)):
-        if cls in before and cls in after:
-            if before[cls] != after[cls]:
-                problems.append(f"{cls}: {before[cls]} before, {after[cls]} after")
-            continue
-        for params, requires_grad, not_inference in before.get(cls, []) + after.get(cls, []):
-            if cls == "DecoderCopy" and requires_grad:
-                problems.append(f"DecoderCopy: {requires_grad} of {params} parameters require grad")
-            if cls != "DecoderCopy" and not_inference:
-                problems.append(f"{cls}: {not_inference} of {params} weights are no longer inference tensors")
+    for cls in sorted(set(before) & set(after)):
+        if set(before[cls]) != set(after[cls]):
+            problems.append(f"{cls}: {before[cls]} before, {after[cls]} after")
+    for state in (before, after):
+        for cls, rows in state.items():
+            for params, requires_grad, not_inference in set(rows):
+                if cls.startswith("comfy:") and not_inference:
+                    problems.append(f"{cls}: {not_inference} of {params} weights are no longer inference tensors")
+                if not cls.startswith("comfy:") and requires_grad:
+                    problems.append(f"{cls}: {requires_grad} of {params} parameters require grad")
     return problems
 
 
 def model_flags(state: dict) -> dict[str, list[tuple[int, int, int]]]:
-    """Per loaded model class: sorted (parameters, requires_grad, not_inference) of each instance."""
+    """Per loaded model class ("comfy:<class>" for ComfyUI's own, "pack:<class>" for the pack's copies and
+    loss networks): sorted (parameters, requires_grad, not_inference) of each instance."""
     out: dict[str, list[tuple[int, int, int]]] = {}
     for m in state["models"]:
-        out.setdefault(m["class"], []).append((m["parameters"], m["requires_grad"], m["not_inference"]))
+        key = ("comfy:" if m.get("comfy") else "pack:") + m["class"]
+        out.setdefault(key, []).append((m["parameters"], m["requires_grad"], m["not_inference"]))
     return {k: sorted(v) for k, v in out.items()}
