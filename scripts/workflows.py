@@ -86,7 +86,7 @@ LOSS_TIPS = """
 - *scale* on the sampler: how hard guidance pushes (a fraction of each denoising step; 0 = plain sampling).
 - the *weight* on each loss node: its share of the guidance direction (weight / sum of the weights; each
   term's gradient is normalised on its own, so the shares hold whatever the loss's units). Shipped:
-  MSE 1, VGG 1, ZeCon 1 (content 3/7), CLIP 1.5, Gram 1.5 (style 3/7). The *Loss terms* box shows each
+  MSE 1, VGG 1, ZeCon 1 (content: half), CLIP 1.5, Gram 1.5 (style: half). The *Loss terms* box shows each
   term's value, weight and measured share after a run.
 - *denoise*: how much of the content image is re-drawn (lower keeps more content).
 """
@@ -135,8 +135,8 @@ def _finish(g: UIGraph, latent: tuple, vae: tuple, losses: tuple, prefix: str, c
 
 
 PROMPT = "an oil painting, rich colours, visible brush strokes"
-# Every workflow's weights: shares of the guidance direction, content 3/7 (MSE, VGG, ZeCon) and
-# style 3/7 (CLIP, Gram), the style half split evenly between CLIP's semantics and Gram's colour/texture.
+# Every workflow's weights: shares of the guidance direction (weight / 6), content half (MSE, VGG,
+# ZeCon, 1/6 each) and style half (CLIP, Gram, 1/4 each: semantics and colour/texture evenly).
 SHIPPED_WEIGHTS = {"mse": 1.0, "vgg": 1.0, "zecon": 1.0, "clip": 1.5, "gram": 1.5}
 
 

@@ -59,6 +59,7 @@ def test_each_chain_lowers_its_own_scores_and_a_flipped_update_raises_them(comfy
         assert flipped > plain, f"{chain}/{mode}: {term} flipped/plain {flipped / plain:.3f}"
     # Clearly, not by a hair: a term alone, or the terms of a chain on average (they share the step).
     mean = sum(ratios.values()) / len(ratios)
+    print(f"\n{chain}/{mode} guided/plain twin scores: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
     assert mean < MAX_OWN_RATIO, f"{chain}/{mode}: guided/plain {ratios}"
 
 
@@ -87,6 +88,7 @@ def test_removing_any_term_moves_the_result_away_from_its_objective(comfy, tiny_
         i = G.SCORE_INDEX[term]
         rises[term] = comfy.output(f"without_{term}_m", i) / comfy.output("all_m", i)
     shown = ", ".join(f"{k} x{v:.3f}" for k, v in rises.items())
+    print(f"\nremove one term (shipped weights), own twin score without / with: {shown}")
     assert all(v > 1.0 for v in rises.values()), f"score without the term / with it: {shown}"
     assert rises["gram"] >= MIN_GRAM_RISE, f"score without the term / with it: {shown}"
 
