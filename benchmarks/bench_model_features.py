@@ -85,19 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------- the model, in memory
 def _fill_(module, seed: int, gain: float = 0.5) -> None:
-    """Seeded random weights (ComfyUI's ops skip init): randn * gain / sqrt(fan_in), norms 1, biases 0."""
-    import torch
+    """Seeded random weights at this benchmark's gain (ComfyUI's ops skip init)."""
+    from headless.tiny_models import seeded_fill_
 
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.ndim >= 2:
-                value = torch.randn(p.shape, generator=gen) * (gain / max(1, p[0].numel()) ** 0.5)
-            elif name.endswith(("weight", "scale")):
-                value = torch.ones(p.shape)
-            else:
-                value = torch.zeros(p.shape)
-            p.copy_(value.to(p.dtype))
+    seeded_fill_(module, seed, gain)
 
 
 def build_model(family: str, cuda: bool):

@@ -44,6 +44,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from .tiny_models import seeded_fill_ as _fill
+
 CACHE_VERSION = "tiny_families_v3"
 SD2_VPRED_NORM_STD = 0.15  # ComfyUI calls an SD2 UNet v-prediction above 0.09
 
@@ -97,19 +99,6 @@ LORA_FILE = "sg_tiny_sd15_lora.safetensors"
 
 # ---------------------------------------------------------------------------------------------
 # Seeded weights
-
-
-def _fill(module: torch.nn.Module, seed: int, gain: float = 1.0) -> None:
-    """Seeded init (ComfyUI's ops skip it): fan-in scaled normals, norm scales 1, biases 0."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.ndim >= 2:
-                p.normal_(0.0, gain / p[0].numel() ** 0.5, generator=gen)
-            elif name.endswith("weight") or name.endswith("scale"):
-                p.fill_(1.0)
-            else:
-                p.zero_()
 
 
 def _rms(t: torch.Tensor) -> float:

@@ -29,8 +29,9 @@ TINY_VGG_TWIN = "vgg19-twin.safetensors"
 TINY_OPENCLIP_TWIN = "sg_tiny_openclip_twin.safetensors"
 
 
-def _fill_(module: torch.nn.Module, seed: int, gain: float = 1.0) -> None:
-    """Seeded init: ComfyUI's ops skip weight init, so every tensor is filled here."""
+def seeded_fill_(module: torch.nn.Module, seed: int, gain: float = 1.0) -> None:
+    """Seeded init: ComfyUI's ops skip weight init, so every tensor is filled here (fan-in scaled normals,
+    norm scales 1, biases 0). Shared by every stand-in builder and the benchmarks."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
@@ -59,7 +60,7 @@ def tiny_sd15_unet(seed: int = 0) -> torch.nn.Module:
         use_linear_in_transformer=False, legacy=False,
         operations=comfy.ops.manual_cast, dtype=torch.float32,
     )
-    _fill_(unet, seed, gain=0.5)
+    seeded_fill_(unet, seed, gain=0.5)
     return unet
 
 
@@ -111,8 +112,8 @@ def build_taesd_pair(folder: Path, name: str, channels: int, seed: int = 1) -> N
     from comfy.taesd.taesd import Decoder, Encoder
 
     enc, dec = Encoder(channels), Decoder(channels)
-    _fill_(enc, seed)
-    _fill_(dec, seed + 1)
+    seeded_fill_(enc, seed)
+    seeded_fill_(dec, seed + 1)
     for part, module in (("encoder", enc), ("decoder", dec)):
         target = folder / f"{name}_{part}.safetensors"
         tmp = folder / f".{target.name}.{os.getpid()}.partial"
@@ -133,7 +134,7 @@ def tiny_kl_vae_state_dict(seed: int = 2) -> dict[str, torch.Tensor]:
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
     vae = AutoencoderKL(ddconfig=tiny_kl_ddconfig(), embed_dim=4)
-    _fill_(vae, seed)
+    seeded_fill_(vae, seed)
     return {k: v.detach().float().contiguous() for k, v in vae.state_dict().items()}
 
 
@@ -209,8 +210,8 @@ def _taesd_vae_state_dict(seed: int) -> dict[str, torch.Tensor]:
     from comfy.taesd.taesd import Decoder, Encoder
 
     enc, dec = Encoder(4), Decoder(4)
-    _fill_(enc, seed)
-    _fill_(dec, seed + 1)
+    seeded_fill_(enc, seed)
+    seeded_fill_(dec, seed + 1)
     sd = {**_half_sd(enc, "taesd_encoder."), **_half_sd(dec, "taesd_decoder.")}
     sd["vae_scale"] = torch.tensor(0.18215)
     sd["vae_shift"] = torch.tensor(0.0)

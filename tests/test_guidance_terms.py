@@ -14,7 +14,6 @@ import pytest
 import torch
 from headless import graphs as G
 
-from headless.comfy_host import PromptFailed
 
 SCALE = 3.0
 # Each term alone at scale 3 (x0 and xt measured): own twin score 0.39-0.90 of plain; with the
