@@ -1,6 +1,6 @@
 """A picture of a guided run: every loss term's value and its share of the guidance, step by step.
 
-Needs matplotlib (the optional ``plots`` extra: ``pip install matplotlib``); without it
+Needs matplotlib (the pack's optional ``plots`` extra in pyproject.toml); without it
 :func:`plot_steps` returns None and the runner writes the events as JSON only.
 """
 

@@ -36,7 +36,6 @@ Requires ComfyUI to be importable (after :func:`headless.comfy_host.configure_co
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from .tiny_models import place
 from .tiny_models import seeded_fill_ as _fill
 
 CACHE_VERSION = "tiny_families_v3"
@@ -434,17 +434,6 @@ def cached(name: str, build: Callable[[Path], None]) -> Path:
         build(tmp)
         os.replace(tmp, path)
     return path
-
-
-def place(source: Path, target: Path) -> None:
-    """Put ``source`` at ``target`` atomically: a symlink for big files, a copy for small ones."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    if source.stat().st_size >= (1 << 20):
-        os.symlink(source, tmp)
-    else:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
 
 
 def _diffusion_cached(key: str, complete: bool = False) -> Path:

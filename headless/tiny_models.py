@@ -323,8 +323,9 @@ def _cached(folder: str) -> Path:
     return path
 
 
-def _place(source: Path, target: Path) -> None:
-    """Put ``source`` at ``target`` atomically: a symlink for big files, else a copy."""
+def place(source: Path, target: Path) -> None:
+    """Put ``source`` at ``target`` atomically: a symlink for big files, a copy for small ones."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
     if source.stat().st_size >= (1 << 20):
         os.symlink(source, tmp)
@@ -387,8 +388,8 @@ def install_for_workflow(models_dir: Path, api_prompt: dict) -> list[str]:
         source = _cached("vgg_pth" if torch_format else folder)
         sidecar = Path(str(source) + ".json")
         if sidecar.is_file() and not Path(str(target) + ".json").exists():  # first: weights never without config
-            _place(sidecar, Path(str(target) + ".json"))
-        _place(source, target)
+            place(sidecar, Path(str(target) + ".json"))
+        place(source, target)
         written.append(str(target))
     return written
 

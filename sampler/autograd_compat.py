@@ -11,9 +11,15 @@ adapter turns it on only for a model that needs it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import logging
+import weakref
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
+
+T = TypeVar("T")
+log = logging.getLogger("style_guidance")
 
 INPLACE_ERROR = "modified by an inplace operation"
 
@@ -37,3 +43,28 @@ def clone_saved_activations() -> Iterator[None]:
 def is_inplace_error(error: BaseException) -> bool:
     """True for autograd's complaint about a saved tensor changed in place."""
     return isinstance(error, RuntimeError) and INPLACE_ERROR in str(error)
+
+
+# Models whose forward updates activations in place (found by a first failed backward): they run
+# with saved copies from then on, in every later run too.
+_NEEDS_COPIES: weakref.WeakSet = weakref.WeakSet()
+
+
+def backward_through(model: object, run: Callable[[], T]) -> T:
+    """``run()`` (a forward and backward through ``model``), with saved copies when ``model`` needs them.
+
+    The first in-place failure marks the model and runs it again with copies; other errors pass.
+    """
+    if model in _NEEDS_COPIES:
+        with clone_saved_activations():
+            return run()
+    try:
+        return run()
+    except RuntimeError as e:  # e.g. Flux adds residuals in place
+        if not is_inplace_error(e):
+            raise
+        _NEEDS_COPIES.add(model)
+        log.info("[Style Guidance] xt mode: %s updates activations in place; autograd keeps copies of them for "
+                 "this model from now on", type(model).__name__)
+        with clone_saved_activations():
+            return run()

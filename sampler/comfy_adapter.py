@@ -40,7 +40,7 @@ import comfy.utils
 import torch
 
 from . import families
-from .autograd_compat import clone_saved_activations, is_inplace_error
+from .autograd_compat import backward_through
 from .engine import OOM_ADVICE, GuidanceEngine, StepReport
 from .guidance import percent_of_sigma, renoise_flow, renoise_ve, step_fraction
 from .recurrence import recurrent_sampler_function
@@ -243,11 +243,6 @@ def _model_features():
     return model_features
 
 
-# Models whose forward updates activations in place (found by a first failed backward): xt mode
-# runs them with saved copies (sampler.autograd_compat) from then on, in every later run too.
-_SAVED_COPIES_NEEDED: weakref.WeakSet = weakref.WeakSet()
-
-
 class GuidanceHooks:
     """The sampling hooks of one guided model clone, and the state of its current run."""
 
@@ -400,20 +395,7 @@ class GuidanceHooks:
             def guide() -> torch.Tensor:
                 return self.engine.guide_xt(x, lambda xg: executor(xg, ts, model_options, seed), sigma, frac, probe)
 
-            base_model = guider.model_patcher.model
-            if base_model in _SAVED_COPIES_NEEDED:
-                with clone_saved_activations():
-                    return guide()
-            try:
-                return guide()
-            except RuntimeError as e:  # e.g. Flux adds residuals in place: retry with saved copies
-                if not is_inplace_error(e):
-                    raise
-                _SAVED_COPIES_NEEDED.add(base_model)
-                log.info("[Style Guidance] xt mode: %s updates activations in place; autograd keeps copies "
-                         "of them for this model from now on", type(base_model).__name__)
-                with clone_saved_activations():
-                    return guide()
+            return backward_through(guider.model_patcher.model, guide)
 
 
 # ---------------------------------------------------------------- installing guidance

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # appended: ComfyUI's own top-level `nodes` must win
 
+# Other families: the names ComfyUI's examples and the model pages use, under which tiny mode puts its stand-ins.
+from headless.tiny_families import CLIP_L, FLUX_UNET, FLUX_VAE, SD15_CANNY, SD35_CKPT, T5XXL  # noqa: E402
 from headless.workflow import NodeDef, UIGraph, ui_to_api  # noqa: E402
 
 WORKFLOWS = ROOT / "workflows"
@@ -44,13 +46,6 @@ SD_VAE = "vae-ft-mse-840000-ema-pruned.safetensors"
 VGG_FILE = "vgg19-dcbee923.pth"
 OPEN_CLIP_FILE = "open_clip_vit_b_32_laion2b_s34b_b79k.safetensors"
 LORA_FILE = "add_detail.safetensors"
-# Other families (the names ComfyUI's examples and the model pages use).
-SD35_CKPT = "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors"
-FLUX_UNET = "flux1-dev.safetensors"
-FLUX_VAE = "ae.safetensors"
-CLIP_L = "clip_l.safetensors"
-T5XXL = "t5xxl_fp16.safetensors"
-SD15_CANNY = "control_v11p_sd15_canny_fp16.safetensors"
 CONTENT_IMAGE = "style_guidance_content.jpg"
 STYLE_IMAGE = "style_guidance_style.jpg"
 
