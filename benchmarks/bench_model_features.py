@@ -277,7 +277,7 @@ def _pack_modules():
         if name.endswith(PACK_DIRNAME) and hasattr(mod, "STYLE_GUIDANCE_VERSION"):
             import importlib
 
-            return SimpleNamespace(mf=importlib.import_module(f"{name}.sampler.model_features"),
+            return SimpleNamespace(mf=importlib.import_module(f"{name}.sampler.model_probe"),
                                    lm=importlib.import_module(f"{name}.losses.model_features"))
     raise RuntimeError("the style_guidance pack was not loaded by ComfyUI")
 

@@ -527,7 +527,7 @@ def count_flops(objs: dict, inst: Instrument, fam: str, size: int, batch: int, c
     import torch
 
     install_guidance = _pack_attr("install_guidance")
-    ordinary_weights = _pack_attr("ordinary_weights")
+    ordinary_weights = _pack_attr("ordinary_weights", "autograd_compat")
     settings_cls = _pack_attr("GuidanceSettings")
     model = objs["model"].model
     unet = model.diffusion_model
@@ -579,7 +579,7 @@ def count_flops(objs: dict, inst: Instrument, fam: str, size: int, batch: int, c
         hooks.prepare(clone)
         engine.begin(0)
         # Latent terms: the pack's probe for use outside sampling (same model passes as in a run).
-        probe = partial(_pack_attr("measure_probe", "model_features"), objs["model"], objs["positive"], 0, sigma) \
+        probe = partial(_pack_attr("measure_probe", "model_probe"), objs["model"], objs["positive"], 0, sigma) \
             if losses.latent_terms else None
         x0 = torch.randn(batch, 4, h, w, device=dev, dtype=torch.float32) * 0.5
 

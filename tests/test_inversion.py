@@ -22,7 +22,7 @@ STEPS_FIGURES: dict = {}
 def pk(pack):
     name = pack.__name__
     return SimpleNamespace(inv=importlib.import_module(f"{name}.sampler.inversion"),
-                           mf=importlib.import_module(f"{name}.sampler.model_features"),
+                           mf=importlib.import_module(f"{name}.sampler.model_probe"),
                            lm=importlib.import_module(f"{name}.losses.model_features"),
                            base=importlib.import_module(f"{name}.losses.base"),
                            guidance=importlib.import_module(f"{name}.sampler.guidance"))

@@ -27,7 +27,7 @@ def pk(pack):
     """The pack's own modules, as ComfyUI's loader imported them (the same classes the nodes use)."""
     name = pack.__name__
     return SimpleNamespace(
-        mf=importlib.import_module(f"{name}.sampler.model_features"),
+        mf=importlib.import_module(f"{name}.sampler.model_probe"),
         lm=importlib.import_module(f"{name}.losses.model_features"),
         base=importlib.import_module(f"{name}.losses.base"),
         guidance=importlib.import_module(f"{name}.sampler.guidance"),
