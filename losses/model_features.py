@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import LatentGuidanceLoss, ModelProbe, derive_seed, pair, pair_index, resize_constant
+from .inputs import derive_seed, pair, pair_index, resize_constant
+from .terms import LatentGuidanceLoss, ModelProbe
 from .content import patch_nce
 
 __all__ = [

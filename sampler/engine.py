@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..losses.base import ModelProbe
+from ..losses.terms import ModelProbe
 from .balance import Balance, balanced_direction, combine_groups, shares
 from .guidance import guided_prediction, in_window, resize_for_loss
 from .settings import GuidanceSettings

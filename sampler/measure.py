@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..losses import CombinedLoss
-from ..losses.base import ModelProbe
+from ..losses.terms import ModelProbe
 from .balance import Balance, balanced_direction, shares
 from .guidance import resize_for_loss
 

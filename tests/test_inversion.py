@@ -24,7 +24,7 @@ def pk(pack):
     return SimpleNamespace(inv=importlib.import_module(f"{name}.sampler.inversion"),
                            mf=importlib.import_module(f"{name}.sampler.model_probe"),
                            lm=importlib.import_module(f"{name}.losses.model_features"),
-                           base=importlib.import_module(f"{name}.losses.base"),
+                           base=importlib.import_module(f"{name}.losses.chain"),
                            guidance=importlib.import_module(f"{name}.sampler.guidance"))
 
 

@@ -29,7 +29,7 @@ def pk(pack):
     return SimpleNamespace(
         mf=importlib.import_module(f"{name}.sampler.model_probe"),
         lm=importlib.import_module(f"{name}.losses.model_features"),
-        base=importlib.import_module(f"{name}.losses.base"),
+        base=importlib.import_module(f"{name}.losses.chain"),
         guidance=importlib.import_module(f"{name}.sampler.guidance"),
         losses=importlib.import_module(f"{name}.losses"),
     )
