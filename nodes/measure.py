@@ -7,6 +7,7 @@ import json
 import torch
 
 from ..losses import CombinedLoss
+from ..protocol import MEASURE_UI_KEY
 from ..sampler.measure import measure
 from ._api import io
 from ._common import CATEGORY, GuidanceLossType, building, reference
@@ -73,7 +74,7 @@ class StyleGuidanceMeasure(io.ComfyNode):
                 by_kind[t.kind] += t.value
         text = result.text()
         payload = json.dumps(result.as_dict(), allow_nan=False)
-        ui = {"text": [text], "style_guidance": [payload]}
+        ui = {"text": [text], MEASURE_UI_KEY: [payload]}
         return io.NodeOutput(text, payload, result.total, *[by_kind[k] for k in KINDS], ui=ui)
 
 

@@ -43,6 +43,7 @@ import comfy.samplers
 import comfy.utils
 import torch
 
+from ..protocol import STEP_EVENT
 from . import families, model_probe
 from .autograd_compat import autograd_enabled, backward_through, make_ordinary_, ordinary_copy, ordinary_weights
 from .engine import OOM_ADVICE, GuidanceEngine, StepReport
@@ -53,7 +54,6 @@ from .settings import GuidanceSettings
 
 log = logging.getLogger("style_guidance")
 KEY = "style_guidance"
-STEP_EVENT = "style_guidance.step"
 
 
 # ---------------------------------------------------------------- model management

@@ -14,10 +14,9 @@ import torch
 
 from ..losses import CombinedLoss
 from ..losses.terms import ModelProbe
+from ..protocol import MEASURE_VERSION
 from .balance import Balance, balanced_direction, shares
 from .guidance import resize_for_loss
-
-MEASURE_VERSION = 2
 
 
 @dataclass
