@@ -176,7 +176,7 @@ def _names(text: str) -> list[str]:
 
 def _loss_chain(g: dict, chain: str) -> str:
     """Add a configuration's loss nodes to ``g``; return the id of the last one."""
-    from headless import graphs as G
+    from headless.testbed import graphs as G
 
     if chain == "image":
         g["vgg"] = {"class_type": "StyleGuidanceVGGLoader", "inputs": {"vgg_name": RM.VGG}}
@@ -201,7 +201,7 @@ def _loss_chain(g: dict, chain: str) -> str:
 
 def build_prompt(fam: str, name: str, size: int, batch: int, steps: int, seed: int, a: argparse.Namespace) -> dict:
     """One configuration's prompt: shared inputs, the sampler node, a TAESD decode and a preview."""
-    from headless import graphs as G
+    from headless.testbed import graphs as G
 
     spec = CONFIGS[name][1]
     taesd = "taesd" if fam == "sd15" else "taesdxl"

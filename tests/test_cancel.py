@@ -19,8 +19,8 @@ import pytest
 import torch
 from server_checks import cached_nodes, flag_changes, guided_graph, model_flags, process_state, run_ok, saved_latent
 
-from headless import graphs as G
 from headless.protocol import STEP_EVENT as STEP
+from headless.testbed import graphs as G
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from headless import graphs as G
 from stand_in_denoiser import smooth_denoiser
+
+from headless.testbed import graphs as G
 
 STEPS_FIGURES: dict = {}
 

@@ -14,8 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from headless import graphs as G
 from stand_in_denoiser import smooth_denoiser
+
+from headless.testbed import graphs as G
 
 SEED = 5
 STEPS = 5
