@@ -1,7 +1,7 @@
 """Helpers shared by the in-ComfyUI benchmarks (bench_guidance.py, bench_realsize.py).
 
 A temporary ComfyUI base with this pack loaded by ComfyUI's own custom-node loader (and the
-stand-in nodes of ``headless/standin_nodes.py``), an in-process executor with an LRU output
+stand-in nodes of ``headless/testbed/standin_nodes.py``), an in-process executor with an LRU output
 cache, memory high-water marks, and the machine/version facts every result file records.
 """
 
@@ -35,8 +35,8 @@ def setup_comfy(base: Path, gpu: bool, build_models: Callable[[Path], object], w
     ``build_models(models_dir)`` runs after ComfyUI is importable and before the nodes load;
     its return value is passed back. ``gpu`` lets ComfyUI use CUDA when there is one.
     """
-    from headless import comfy_host as hc
     from headless.locate import ComfyUINotFound, locate_comfyui
+    from headless.testbed import base as hc
 
     try:
         comfy_root = locate_comfyui()
@@ -52,14 +52,14 @@ def setup_comfy(base: Path, gpu: bool, build_models: Callable[[Path], object], w
 
 
 def make_executor():
-    """The in-process ComfyUI of ``headless.comfy_host``, with an LRU output cache instead of the classic one.
+    """The in-process ComfyUI of ``headless.testbed``, with an LRU output cache instead of the classic one.
 
     The classic cache drops every output the current prompt does not use, so running the
     configurations in turn would reload models and rebuild loss networks each time. With an
     LRU cache large enough for all of them, the timed runs can be interleaved (one repeat of
     every configuration, then the next), which spreads slow drifts in machine load evenly.
     """
-    from headless.comfy_host import InProcessComfy
+    from headless.testbed.inprocess import InProcessComfy
 
     return InProcessComfy(lru_size=10_000)
 
@@ -197,7 +197,7 @@ def comfy_version(comfy_root: Path) -> str | None:
 
 
 def pack_info() -> dict:
-    from headless.comfy_host import PACK_DIRNAME
+    from headless.testbed.base import PACK_DIRNAME
 
     info: dict = {}
     for name, mod in list(sys.modules.items()):

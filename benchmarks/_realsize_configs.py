@@ -18,7 +18,7 @@ FAST_WORKFLOW = REPO_ROOT / "workflows" / "api" / "style_transfer_fast.json"
 # Sampler inputs that are guidance settings (GuidanceSettings' fields; scale comes from --scale).
 _SETTINGS = ("mode", "start_percent", "end_percent", "recurrence", "recurrence_start_percent",
              "recurrence_end_percent", "grad_clip", "loss_resolution")
-# Loss node class -> the key headless.graphs.add_all_losses uses for it.
+# Loss node class -> the key headless.testbed.graphs.add_all_losses uses for it.
 LOSS_NODES = {"StyleGuidanceContentMSE": "mse", "StyleGuidanceVGGContent": "vgg", "StyleGuidanceZeCon": "zecon",
               "StyleGuidanceCLIPStyle": "clip", "StyleGuidanceGramStyle": "gram"}
 

@@ -14,7 +14,7 @@ saved as fp16 safetensors under a cache folder, so later runs only link the file
     open_clip/sgbench_vit_b_32.safetensors open_clip ViT-B-32 vision tower (88M), arch name "ViT-B-32"
 
 No text encoders: the benchmark feeds random conditioning of the right shape.
-Requires ComfyUI to be importable (after ``headless.comfy_host.configure_comfy``).
+Requires ComfyUI to be importable (after ``headless.testbed.base.configure_comfy``).
 """
 
 from __future__ import annotations

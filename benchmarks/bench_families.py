@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/bench_families.py --families sd3,flux --size 128 --no-write
 
 Each family runs in its own process (so its peak memory is its own): ComfyUI in-process with
-this pack, the family's stand-in loaded by ComfyUI's own loader (headless.tiny_families;
-SD1.5 is headless.tiny_models' UNet), its TAESD-family decoder, and the tests' cheap loss chain
+this pack, the family's stand-in loaded by ComfyUI's own loader (headless.testbed.standins;
+SD1.5 is headless.testbed.standins' UNet), its TAESD-family decoder, and the tests' cheap loss chain
 (pixel MSE + Gram on VGG19 + CLIP on the tiny open_clip). Per family and configuration (plain
 KSampler, guided x0, guided xt): seconds per sampling step (after a warm-up run that loads the
 models) and the process's peak resident memory. Stand-in sizes are what ComfyUI's detection
@@ -50,8 +50,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _prompt(key: str, models: dict, config: str, size: int, steps: int, seed: int) -> dict:
-    from headless import family_graphs as F
-    from headless.graphs import link
+    from headless.testbed import family_graphs as F
+    from headless.testbed.graphs import link
 
     g = F.family_graph(key, models, size=size)
     samp = F.sampling(key, steps=steps, seed=seed)
@@ -76,10 +76,10 @@ def child(a: argparse.Namespace) -> dict:
     key = a.child
 
     def build(models_dir: Path) -> dict:
-        from headless import tiny_families, tiny_models
+        from headless.testbed.standins import testset
 
-        names = tiny_models.build_all(models_dir)
-        names.update(tiny_families.build_families(models_dir, keys=() if key == "sd15" else (key,)))
+        names = testset.build_all(models_dir)
+        names.update(testset.build_families(models_dir, keys=() if key == "sd15" else (key,)))
         return names
 
     base = Path(tempfile.mkdtemp(prefix="sg_bench_families_"))

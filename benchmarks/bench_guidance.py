@@ -1,6 +1,6 @@
 """Time the Style Guidance sampler against the core KSampler inside a real ComfyUI.
 
-One process, one run. A temporary ComfyUI base is laid out by ``headless.comfy_host``
+One process, one run. A temporary ComfyUI base is laid out by ``headless.testbed``
 (the pack loaded by ComfyUI's own custom-node loader, the ``SGTest*`` stand-in nodes, tiny
 seeded random models, nothing downloaded), then each configuration below is run as an API
 prompt through ComfyUI's own validator and executor (``InProcessComfy``):
@@ -106,7 +106,7 @@ def setup_comfy(base: Path, gpu: bool) -> tuple[Path, dict]:
     """Temp ComfyUI base with the pack and tiny models; ComfyUI imported and nodes loaded."""
 
     def tiny_models(models_dir: Path) -> dict:
-        from headless import tiny_models as models
+        from headless.testbed.standins import testset as models
 
         return models.build_all(models_dir)
 
@@ -115,7 +115,7 @@ def setup_comfy(base: Path, gpu: bool) -> tuple[Path, dict]:
 
 def build_prompt(tiny: dict, name: str, a: argparse.Namespace, seed: int) -> dict:
     """One configuration's prompt: shared inputs, the sampler node, TAESD decode, preview."""
-    from headless import graphs as G
+    from headless.testbed import graphs as G
 
     spec = CONFIGS[name][1]
     g = G.base_graph(tiny, vae=(spec or {}).get("vae", "taesd"), size=a.size)
@@ -206,7 +206,7 @@ Measured {result['timestamp']} with `{result['command']}`.
 ({m['torch_threads']} thread{'s' if m['torch_threads'] != 1 else ''}), ComfyUI {m['comfyui']}, \
 pack {result['pack'].get('style_guidance_version', '?')} \
 (git {result['pack'].get('git', '?')}).
-- Workload: tiny random SD1.5-detectable UNet (~14M params, headless/tiny_models.py), {a['size']}x{a['size']} px, \
+- Workload: tiny random SD1.5-detectable UNet (~14M params, headless/testbed/standins/), {a['size']}x{a['size']} px, \
 {a['steps']} steps, cfg {a['cfg']}, {a['sampler']}/normal, denoise {a['denoise']}, batch 1; guided configurations \
 use all five losses (content MSE, VGG content, ZeCon, CLIP style, Gram style) at scale {a['scale']}.
 - Each figure is the wall time of one in-process ComfyUI prompt run in which only the sampler node (new seed), \

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: import the repo's losses/
 
-from headless.tiny_models import random_vgg19_features  # noqa: E402
+from headless.testbed.standins.loss_nets import random_vgg19_features  # noqa: E402
 from losses import (  # noqa: E402
     CLIPStyleLoss,
     CombinedLoss,

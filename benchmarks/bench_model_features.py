@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------- the model, in memory
 def _fill_(module, seed: int, gain: float = 0.5) -> None:
     """Seeded random weights at this benchmark's gain (ComfyUI's ops skip init)."""
-    from headless.tiny_models import seeded_fill_
+    from headless.testbed.standins.common import seeded_fill_
 
     seeded_fill_(module, seed, gain)
 
@@ -271,13 +271,13 @@ def markdown(result: dict) -> str:
 def _pack_modules():
     from types import SimpleNamespace
 
-    from headless.comfy_host import PACK_DIRNAME
+    from headless.testbed.base import PACK_DIRNAME
 
     for name, mod in list(sys.modules.items()):
         if name.endswith(PACK_DIRNAME) and hasattr(mod, "STYLE_GUIDANCE_VERSION"):
             import importlib
 
-            return SimpleNamespace(mf=importlib.import_module(f"{name}.sampler.model_features"),
+            return SimpleNamespace(mf=importlib.import_module(f"{name}.sampler.model_probe"),
                                    lm=importlib.import_module(f"{name}.losses.model_features"))
     raise RuntimeError("the style_guidance pack was not loaded by ComfyUI")
 

@@ -2,7 +2,7 @@
 decoder copies of VAEs ComfyUI has dropped are released.
 
 1. ``--prompts`` (100) mixed guided prompts (x0/xt, five loss chains, 64-128 px, batch 1-3, loss
-   resolutions, some with recurrence; ``headless.graphs.queue_prompt``) are queued at once. The
+   resolutions, some with recurrence; ``headless.testbed.graphs.queue_prompt``) are queued at once. The
    server's RSS is read from /proc when each prompt's ``execution_success`` arrives on the
    websocket; the growth per prompt after ``--warmup`` prompts is the slope of a least-squares
    line (target: under 1 MiB per prompt).
@@ -42,8 +42,8 @@ def slope(ys: list[float]) -> float:
 
 
 def state(server) -> dict:
-    from headless import graphs as G
-    from headless.comfy_host import history_error
+    from headless.testbed import graphs as G
+    from headless.testbed.server import history_error
 
     entry = server.wait(server.submit(G.state_prompt()), timeout=120, poll=0.05)
     if entry["status"]["status_str"] != "success":
@@ -52,7 +52,7 @@ def state(server) -> dict:
 
 
 def run_queue(server, models: dict, n: int, steps: int) -> dict:
-    from headless import graphs as G
+    from headless.testbed import graphs as G
 
     with server.events() as ev:
         start = time.perf_counter()
@@ -73,7 +73,7 @@ def run_queue(server, models: dict, n: int, steps: int) -> dict:
 
 
 def run_vaes(server, models: dict, k: int, models_dir: Path) -> list[dict]:
-    from headless import graphs as G
+    from headless.testbed import graphs as G
 
     src = models_dir / "vae" / models["kl_vae"]
     rows = []
@@ -107,14 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         print(report(result))
         return 0
 
-    from headless import tiny_models as tm
-    from headless.comfy_host import ComfyServer
+    from headless.testbed.server import ComfyServer
+    from headless.testbed.standins import loss_nets, names, testset
 
     base = Path(tempfile.mkdtemp(prefix="sg_bench_queue_"))
     try:
-        comfy_root, models = setup_comfy(base, gpu=False, build_models=lambda d: (tm.build_all(d), {
-            "ckpt": tm.TINY_CKPT, "kl_vae": tm.TINY_KL_VAE, "vgg": tm.TINY_VGG, "open_clip": tm.TINY_OPENCLIP,
-            "open_clip_arch": tm.TINY_OPENCLIP_ARCH})[1], who="bench_queue")
+        comfy_root, models = setup_comfy(base, gpu=False, build_models=lambda d: (testset.build_all(d), {
+            "ckpt": names.TINY_CKPT, "kl_vae": names.TINY_KL_VAE, "vgg": loss_nets.TINY_VGG,
+            "open_clip": loss_nets.TINY_OPENCLIP, "open_clip_arch": loss_nets.TINY_OPENCLIP_ARCH})[1], who="bench_queue")
         server = ComfyServer(comfy_root, base, base / "server.log", extra_env={"OMP_NUM_THREADS": str(args.threads)})
         try:
             server.wait_ready()
@@ -174,7 +174,7 @@ def report(r: dict) -> str:
         f"{r['machine'].get('cpu_affinity')} CPUs usable, torch {r['machine'].get('torch', '')}; server torch threads "
         f"{r['server_threads']}; ComfyUI {r['comfyui']}; pack {r['pack'].get('style_guidance_version', '')} "
         f"(git {r['pack'].get('git', '')}). Load average (1 min) {r['load_before']:.1f} before, {r['load_after']:.1f} after.",
-        "- Workload: `headless.graphs.queue_prompt(i)`: tiny SD1.5-detectable UNet, x0 and xt alternating, one of five "
+        "- Workload: `headless.testbed.graphs.queue_prompt(i)`: tiny SD1.5-detectable UNet, x0 and xt alternating, one of five "
         "loss chains (mse; mse+gram; vgg+gram; zecon+clip; all five), 64/96/128 px, batch 1-3, loss_resolution "
         f"0/32/64, recurrence 2 in one prompt of five, {r['steps']} steps; all queued at once.",
         "- RSS: the server process's VmRSS when each prompt's `execution_success` arrives; growth per prompt = "

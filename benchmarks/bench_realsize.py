@@ -176,7 +176,7 @@ def _names(text: str) -> list[str]:
 
 def _loss_chain(g: dict, chain: str) -> str:
     """Add a configuration's loss nodes to ``g``; return the id of the last one."""
-    from headless import graphs as G
+    from headless.testbed import graphs as G
 
     if chain == "image":
         g["vgg"] = {"class_type": "StyleGuidanceVGGLoader", "inputs": {"vgg_name": RM.VGG}}
@@ -201,7 +201,7 @@ def _loss_chain(g: dict, chain: str) -> str:
 
 def build_prompt(fam: str, name: str, size: int, batch: int, steps: int, seed: int, a: argparse.Namespace) -> dict:
     """One configuration's prompt: shared inputs, the sampler node, a TAESD decode and a preview."""
-    from headless import graphs as G
+    from headless.testbed import graphs as G
 
     spec = CONFIGS[name][1]
     taesd = "taesd" if fam == "sd15" else "taesdxl"
@@ -527,7 +527,7 @@ def count_flops(objs: dict, inst: Instrument, fam: str, size: int, batch: int, c
     import torch
 
     install_guidance = _pack_attr("install_guidance")
-    ordinary_weights = _pack_attr("ordinary_weights")
+    ordinary_weights = _pack_attr("ordinary_weights", "autograd_compat")
     settings_cls = _pack_attr("GuidanceSettings")
     model = objs["model"].model
     unet = model.diffusion_model
@@ -579,7 +579,7 @@ def count_flops(objs: dict, inst: Instrument, fam: str, size: int, batch: int, c
         hooks.prepare(clone)
         engine.begin(0)
         # Latent terms: the pack's probe for use outside sampling (same model passes as in a run).
-        probe = partial(_pack_attr("measure_probe", "model_features"), objs["model"], objs["positive"], 0, sigma) \
+        probe = partial(_pack_attr("measure_probe", "model_probe"), objs["model"], objs["positive"], 0, sigma) \
             if losses.latent_terms else None
         x0 = torch.randn(batch, 4, h, w, device=dev, dtype=torch.float32) * 0.5
 

@@ -13,13 +13,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import comfy_host as hc
 from . import prompts as P
 from .backend import EXIT_NO_COMFY, PairFailed, SetupError, describe_node_errors, one_line
 from .inputs import image_bytes, input_name
 from .model_check import missing_message, missing_models, offered, tiny_banner
 from .results import read_outputs, step_events
 from .run import Run
+from .testbed import base as hc
+from .testbed import inprocess as hx
 from .workflow import NodeDef
 
 IMAGE_SUBFOLDER = "style_guidance_runner"
@@ -34,8 +35,8 @@ class InProcess:
         self.opts = run.opts
         self.base: Path | None = None
         self.comfy_root: Path | None = None
-        self.comfy: hc.InProcessComfy | None = None
-        self.log = hc.ComfyLog(verbose=self.opts.verbose)
+        self.comfy: hx.InProcessComfy | None = None
+        self.log = hx.ComfyLog(verbose=self.opts.verbose)
         self._key: int | None = None
 
     def start(self) -> dict[str, NodeDef]:
@@ -54,8 +55,8 @@ class InProcess:
         with self.log.capture_prints():
             hc.configure_comfy(self.comfy_root, self.base, cpu=not self.opts.gpu)
             hc.init_nodes()
-        hc.set_progress_hook(self._step, self.run.stop.is_set)
-        self.comfy = hc.InProcessComfy()
+        hx.set_progress_hook(self._step, self.run.stop.is_set)
+        self.comfy = hx.InProcessComfy()
         return defs_in_process()
 
     def models_dir(self) -> Path:
@@ -66,7 +67,7 @@ class InProcess:
         return DEFAULT_MODELS_DIR
 
     def _missing(self) -> list:
-        from .tiny_models import TAESD_NAMES
+        from .testbed.standins.names import TAESD_NAMES
 
         def present(cls: str, inp: str, name: str, folder: str) -> bool:
             if folder == "vae" and name in TAESD_NAMES:
@@ -80,7 +81,7 @@ class InProcess:
 
     def setup_models(self) -> bool:
         """Register the models folder, check every file; returns True for tiny mode."""
-        from . import tiny_models as tm
+        from .testbed.standins.names import model_files
 
         wf, opts = self.run.wf, self.opts
         real = self.models_dir()
@@ -92,7 +93,7 @@ class InProcess:
                     hc.load_extra_model_paths(yaml_path)
                 except Exception as e:  # noqa: BLE001 - a broken yaml only loses its extra folders
                     self.run.progress.log(f"warning: could not read {yaml_path}: {e}")
-        files = tm.model_files(wf.api)
+        files = model_files(wf.api)
         missing = self._missing()
         auto = not (opts.real or opts.comfyui or opts.models) and files and len(missing) == len(files)
         if not (opts.tiny or auto):
@@ -104,9 +105,12 @@ class InProcess:
             return False
         self.run.tiny_note = tiny_banner(missing, forced=opts.tiny)
         self.run.progress.log(self.run.tiny_note)
-        tiny_dir = tm.cache_dir().parent / "runner_tiny_models"
+        from .testbed.standins.common import cache_dir
+        from .testbed.standins.install import install_for_workflow
+
+        tiny_dir = cache_dir().parent / "runner_tiny_models"
         try:
-            tm.install_for_workflow(tiny_dir, wf.api)
+            install_for_workflow(tiny_dir, wf.api)
         except (NotImplementedError, ValueError, FileExistsError) as e:
             raise SetupError(f"tiny mode impossible for this workflow: {e}") from e
         hc.map_models_root(tiny_dir)
@@ -120,7 +124,7 @@ class InProcess:
             self.run.progress.step(self._key, value, total, node_id)
 
     def interrupt(self) -> None:
-        hc.interrupt()
+        hx.interrupt()
 
     def run_all(self) -> None:
         run = self.run
@@ -156,16 +160,16 @@ class InProcess:
                 seconds = time.perf_counter() - start
                 run.finish_ok(pair, images, measures, step_events(result.messages), seconds)
                 run.progress.finish(pair.index, "ok", f"{seconds:.1f} s")
-            except hc.PromptInterrupted:
+            except hx.PromptInterrupted:
                 pair.seconds = time.perf_counter() - start
                 run.finish_failed(pair, "interrupted before it finished", status="interrupted")
                 run.progress.finish(pair.index, "INTERRUPTED")
                 return
             except Exception as e:  # noqa: BLE001 - whatever went wrong, it fails this pair, not the run
                 pair.seconds = time.perf_counter() - start
-                if isinstance(e, hc.PromptFailed) and e.error is not None:
+                if isinstance(e, hx.PromptFailed) and e.error is not None:
                     message = f"validation failed: {describe_node_errors(e.error, e.node_errors)}"
-                elif isinstance(e, (hc.PromptFailed, PairFailed, OSError, ValueError)):
+                elif isinstance(e, (hx.PromptFailed, PairFailed, OSError, ValueError)):
                     message = one_line(str(e))
                 else:
                     message = one_line(f"{type(e).__name__}: {e}")

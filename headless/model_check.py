@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .prompts import title
-from .tiny_models import TAESD_NAMES, model_files
+from .testbed.standins.names import TAESD_NAMES, model_files
 
 
 @dataclass

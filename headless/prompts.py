@@ -112,7 +112,7 @@ def convert(wf: Workflow, defs: dict[str, NodeDef]) -> None:
 
 def check_model_names(wf: Workflow) -> None:
     """Refuse model file names that would reach outside their models folder (absolute, '..')."""
-    from .tiny_models import model_files, unsafe_model_name
+    from .testbed.standins.names import model_files, unsafe_model_name
 
     bad = [(nid, inp, name) for nid, inp, name, _folder in model_files(wf.api) if unsafe_model_name(name)]
     if bad:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .protocol import MEASURE_UI_KEY, STEP_EVENT
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-STEP_EVENT = "style_guidance.step"
-MEASURE_UI_KEY = "style_guidance"  # the Measure node's structured ui payload, where it sends one
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ class Run:
 
     def prepare(self, tiny: bool, taps: bool = False) -> None:
         """Fix what every pair shares: the tiny shrink, --seed, --scale; ``taps`` adds Measure taps."""
-        from . import tiny_models as tm
+        from .testbed.standins import install as tm
 
         api = self.wf.api
         self.tiny = tiny

@@ -107,7 +107,7 @@ def widget_count(d: NodeDef) -> int:
 
 def defs_in_process() -> dict[str, NodeDef]:
     """Definitions of every node ComfyUI has loaded in this process (call after init_nodes)."""
-    from .comfy_host import node_classes
+    from .testbed.base import node_classes
 
     defs = {}
     for name, cls in node_classes().items():

@@ -6,13 +6,8 @@ i pairs with reference i % R and mask entry i % M (R=1 broadcasts, R=B is per-sa
 :class:`CombinedLoss` chains weighted terms and runs each shared feature extractor once.
 """
 
-from .base import (
-    CombinedLoss,
-    FeatureExtractor,
-    GuidanceLoss,
-    LatentGuidanceLoss,
-    LossResult,
-    ModelProbe,
+from .chain import CombinedLoss, LossResult
+from .inputs import (
     as_image_batch,
     as_mask_batch,
     comfy_image_to_nchw,
@@ -20,6 +15,7 @@ from .base import (
     derive_seed,
     pair_index,
 )
+from .terms import FeatureExtractor, GuidanceLoss, LatentGuidanceLoss, ModelProbe
 from .clip import (
     CLIP_MEAN,
     CLIP_STD,

@@ -14,17 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import (
-    FeatureExtractor,
-    GuidanceLoss,
-    _check_generated,
-    _register_reference,
-    as_image_batch,
-    check_fit,
-    fit_reference,
-    pair,
-    resize_constant,
-)
+from .inputs import as_image_batch, check_fit, check_generated, fit_reference, pair, resize_constant
+from .terms import FeatureExtractor, GuidanceLoss, register_reference
 from .vgg import ZECON_LAYER_PRESETS
 
 __all__ = ["ContentMSELoss", "VGGContentLoss", "ZeConLoss", "ZECON_DEFAULT_LAYERS", "masked_mean", "patch_nce"]
@@ -91,7 +82,7 @@ class _ContentTerm(GuidanceLoss):
     ) -> None:
         super().__init__(weight=weight, extractor=extractor, mask=mask, seed=seed, **window)
         self.fit = check_fit(fit)
-        _register_reference(self, "content", cap_reference(as_image_batch(content, "content image")))
+        register_reference(self, "content", cap_reference(as_image_batch(content, "content image")))
 
     def content_at(self, size: tuple[int, int]) -> Tensor:
         """The content batch (R,3,h,w) fitted to ``size`` (cached per size)."""
@@ -118,7 +109,7 @@ class ContentMSELoss(_ContentTerm):
 
     def forward_features(self, images: Tensor, feats: dict[str, Tensor]) -> Tensor:
         """Per-sample (masked) mean squared pixel error (B,)."""
-        _check_generated(images)
+        check_generated(images)
         b, _, h, w = images.shape
         target = pair(self.content_at((h, w)).to(images.device), b)
         err = (images.float() - target).square()

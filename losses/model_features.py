@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import LatentGuidanceLoss, ModelProbe, derive_seed, pair, pair_index, resize_constant
+from .inputs import derive_seed, pair, pair_index, resize_constant
+from .terms import LatentGuidanceLoss, ModelProbe
 from .content import patch_nce
 
 __all__ = [
@@ -71,7 +72,7 @@ class AttentionCapture(NamedTuple):
 
 @runtime_checkable
 class FeatureProbe(ModelProbe, Protocol):
-    """The probe methods the terms of this module need (see sampler/model_features.py).
+    """The probe methods the terms of this module need (see sampler/model_probe.py).
 
     Passes run the model as ComfyUI loaded and patched it; they record an autograd graph when grad
     is enabled and the input requires grad, so the gradient reaches x0 through the features only.

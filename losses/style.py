@@ -13,18 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import (
-    FeatureExtractor,
-    GuidanceLoss,
-    _check_generated,
-    _register_reference,
-    as_image_batch,
-    derive_seed,
-    pair,
-    resize_constant,
-)
 from .clip import CLIPImageEncoder
 from .content import masked_mean
+from .inputs import as_image_batch, check_generated, derive_seed, pair, resize_constant
+from .terms import FeatureExtractor, GuidanceLoss, register_reference
 from .vgg import GRAM_STYLE_LAYERS
 
 __all__ = ["GramStyleLoss", "CLIPStyleLoss", "RangeLoss", "gram_matrix", "gatys_layer_loss", "CLIP_DISTANCES", "CLIP_TARGETS"]
@@ -219,7 +211,7 @@ class CLIPStyleLoss(GuidanceLoss):
         with torch.inference_mode(False), torch.no_grad():
             dev = next((p.device for p in encoder.parameters()), style.device)
             ref = self._style_target(style.clone().to(dev))
-        _register_reference(self, "style_target", ref)
+        register_reference(self, "style_target", ref)
 
     # -- the style side, once ----------------------------------------------------------------
     def _style_crops(self, style: Tensor) -> Tensor:
@@ -300,7 +292,7 @@ class CLIPStyleLoss(GuidanceLoss):
 
     def forward_features(self, images: Tensor, feats: dict[str, Tensor]) -> Tensor:
         """Per-sample CLIP style loss averaged over cutouts (B,)."""
-        _check_generated(images)
+        check_generated(images)
         b, _, h, w = images.shape
         m = self.mask_at((h, w), b, images.device)
         x = images if m is None else images * m + 0.5 * (1.0 - m)

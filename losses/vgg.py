@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from .base import FeatureExtractor
+from .terms import FeatureExtractor
 
 __all__ = [
     "VGG19Features",

@@ -18,7 +18,7 @@ from ..losses import (
     VGGContentLoss,
     ZeConLoss,
 )
-from ..losses.base import FIT_MODES
+from ..losses.inputs import FIT_MODES
 from ._api import io
 from ._common import (
     CATEGORY,

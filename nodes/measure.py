@@ -7,6 +7,7 @@ import json
 import torch
 
 from ..losses import CombinedLoss
+from ..protocol import MEASURE_UI_KEY
 from ..sampler.measure import measure
 from ._api import io
 from ._common import CATEGORY, GuidanceLossType, building, reference
@@ -56,12 +57,12 @@ class StyleGuidanceMeasure(io.ComfyNode):
         make_probe = None
         samples = None
         if losses.latent_terms and model is not None and positive is not None and latent is not None:
-            from ..sampler import model_features
+            from ..sampler import model_probe
 
             samples = latent["samples"]
             # Attention Distillation compares at a noise level: mid-schedule, as the model defines it.
             sigma = float(model.get_model_object("model_sampling").percent_to_sigma(0.5))
-            make_probe = lambda: model_features.measure_probe(model, positive, seed, sigma)  # noqa: E731
+            make_probe = lambda: model_probe.measure_probe(model, positive, seed, sigma)  # noqa: E731
         with building():
             images = reference(image, "image")
             device = _device_of(losses)
@@ -73,7 +74,7 @@ class StyleGuidanceMeasure(io.ComfyNode):
                 by_kind[t.kind] += t.value
         text = result.text()
         payload = json.dumps(result.as_dict(), allow_nan=False)
-        ui = {"text": [text], "style_guidance": [payload]}
+        ui = {"text": [text], MEASURE_UI_KEY: [payload]}
         return io.NodeOutput(text, payload, result.total, *[by_kind[k] for k in KINDS], ui=ui)
 
 

@@ -2,7 +2,7 @@
 
 No extra weight files: ZeCon reads the UNet's encoder, Attention Distillation its self-attention,
 and the inversion runs the model itself. The maths lives in losses/model_features.py and
-sampler/inversion.py; the probes in sampler/model_features.py.
+sampler/inversion.py; the probes in sampler/model_probe.py.
 """
 
 from __future__ import annotations

@@ -1,1 +1,4 @@
-"""The guidance engine. Only ``comfy_adapter`` knows ComfyUI's sampling internals."""
+"""The guidance engine. ComfyUI's sampling internals are touched only by the modules that
+``comfy_adapter``'s docstring lists (the adapter, ``model_probe``, ``inversion``, ``recurrence``,
+``clip_vision``, ``families``); the engine, guidance maths, settings and autograd plumbing see
+plain tensors and modules."""

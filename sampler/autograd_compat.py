@@ -1,4 +1,14 @@
-"""Backward through models that update activations in place.
+"""The pack's autograd plumbing, in one place: everything that lets a gradient run where ComfyUI
+runs without one.
+
+- :func:`autograd_enabled`: leave ComfyUI's inference mode and no_grad for a guided computation;
+- :func:`ordinary_copy` / :func:`make_ordinary_`: the pack's private copies of networks (decoder
+  copy, CLIP vision tower, loss networks) hold ordinary tensors, never inference tensors;
+- :func:`ordinary_weights`: for one guided forward, ComfyUI's shared model holds ordinary copies of
+  its weights, and gets its own back right after;
+- :func:`backward_through`: the in-place retry described below.
+
+Backward through models that update activations in place.
 
 ComfyUI's Flux blocks add their residuals in place (``img += ...``, ``txt += ...``, ``x += ...`` in
 ``comfy/ldm/flux/layers.py``) after a LayerNorm has saved ``img`` for backward, so a backward pass
@@ -11,10 +21,11 @@ adapter turns it on only for a model that needs it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import weakref
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import torch
 
@@ -68,3 +79,97 @@ def backward_through(model: object, run: Callable[[], T]) -> T:
                  "this model from now on", type(model).__name__)
         with clone_saved_activations():
             return run()
+
+
+@contextlib.contextmanager
+def autograd_enabled() -> Iterator[None]:
+    """Leave ComfyUI's inference mode and no_grad for the guidance computation only."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def ordinary_copy(module: torch.nn.Module, dtype: torch.dtype | None = None,
+                  leave_out: Iterable[torch.nn.Module] = ()) -> torch.nn.Module:
+    """A deep copy of ``module`` whose tensors are fresh ordinary tensors (floating ones in ``dtype``).
+
+    For the pack's private copies of ComfyUI networks (the decoder copy, the CLIP vision tower):
+    ComfyUI creates weights inside ``torch.inference_mode`` and autograd cannot save those for
+    backward. ``leave_out``: submodules replaced by ``nn.Identity`` in the copy (never copied).
+    Parameters come out with ``requires_grad=False``; tied weights stay tied.
+    """
+    # Pre-seeding deepcopy's memo converts each tensor exactly once (no intermediate copy at the
+    # original dtype), which matters for multi-GB towers. Outside inference mode the new tensors
+    # are ordinary ones, so autograd can save them for backward.
+    memo: dict[int, Any] = {id(m): torch.nn.Identity() for m in leave_out}
+    with torch.inference_mode(False), torch.no_grad():
+        for tensor in _tensors_outside(module, memo):
+            if id(tensor) in memo:
+                continue  # tied weights stay tied
+            target = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+            fresh = tensor.detach().to(dtype=target, copy=True)
+            memo[id(tensor)] = (torch.nn.Parameter(fresh, requires_grad=False)
+                                if isinstance(tensor, torch.nn.Parameter) else fresh)
+        return copy.deepcopy(module, memo)
+
+
+def _tensors_outside(module: torch.nn.Module, left_out: dict[int, Any]) -> Iterator[torch.Tensor]:
+    """Every parameter and buffer of ``module`` held by a submodule outside the ``left_out`` ones."""
+    stack, seen = [module], set()
+    while stack:
+        mod = stack.pop()
+        if id(mod) in seen or id(mod) in left_out:
+            continue
+        seen.add(id(mod))
+        yield from (t for t in (*mod._parameters.values(), *mod._buffers.values()) if t is not None)
+        stack.extend(m for m in reversed(list(mod._modules.values())) if m is not None)
+
+
+def make_ordinary_(module: torch.nn.Module) -> torch.nn.Module:
+    """Replace, in place, inference-mode parameters/buffers of a module the PACK owns by ordinary copies.
+
+    For networks the pack built and keeps (loss networks, the decoder copy) that ComfyUI later
+    moved inside ``torch.inference_mode``; ComfyUI's own models are never touched this way (see
+    :func:`ordinary_weights`). Must run outside inference mode. Cheap when there is nothing to replace.
+    """
+    for mod in module.modules():
+        for name, p in list(mod._parameters.items()):
+            if p is not None and p.is_inference():
+                mod._parameters[name] = torch.nn.Parameter(p.detach().clone(), requires_grad=False)
+        for name, b in list(mod._buffers.items()):
+            if b is not None and b.is_inference():
+                mod._buffers[name] = b.clone()
+    return module
+
+
+@contextlib.contextmanager
+def ordinary_weights(modules: Iterable[torch.nn.Module], device: torch.device | None = None) -> Iterator[None]:
+    """Ordinary copies in place of ComfyUI's inference-mode weights, for one guided forward.
+
+    Prompts run under ``torch.inference_mode`` and weights ComfyUI created there cannot be
+    saved for backward. For the duration of the block, every such parameter/buffer (on
+    ``device``; offloaded ones are copied by ComfyUI's own casting at use) is swapped for a
+    copy with ``requires_grad=False``; the originals go back right after, so the shared model
+    ends every evaluation holding exactly the tensors it held before. Tensors that are already
+    ordinary (an enclosing block swapped them) are left alone, so nesting is cheap.
+    """
+    saved: list[tuple[dict, str, torch.Tensor]] = []
+    seen: set[int] = set()
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            for root in modules:
+                for mod in root.modules():
+                    if id(mod) in seen:
+                        continue
+                    seen.add(id(mod))
+                    for store in (mod._parameters, mod._buffers):
+                        for name, t in list(store.items()):
+                            if t is None or not t.is_inference() or (device is not None and t.device != device):
+                                continue
+                            saved.append((store, name, t))
+                            fresh = t.detach().clone()
+                            store[name] = (torch.nn.Parameter(fresh, requires_grad=False)
+                                           if isinstance(t, torch.nn.Parameter) else fresh)
+        yield
+    finally:
+        for store, name, t in reversed(saved):
+            store[name] = t

@@ -9,7 +9,6 @@ on the embedding can be back-propagated to the input pixels.
 
 from __future__ import annotations
 
-import copy
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .autograd_compat import ordinary_copy
 
 if TYPE_CHECKING:  # the loss package is imported lazily so this module stays cheap to import
     from ..losses.clip import CLIPImageEncoder
@@ -43,22 +44,6 @@ def _unsupported(model: Any, why: str) -> ValueError:
     )
 
 
-def _private_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """Deep copy of ``module`` whose floating tensors are fresh ordinary tensors in ``dtype``."""
-    # Pre-seeding deepcopy's memo converts each tensor exactly once (no intermediate copy at
-    # the original dtype), which matters for multi-GB towers. Outside inference mode the new
-    # tensors are ordinary ones, so autograd can save them for backward.
-    memo: dict[int, Any] = {}
-    with torch.inference_mode(False), torch.no_grad():
-        for _name, tensor in [*module.named_parameters(), *module.named_buffers()]:
-            if id(tensor) in memo:
-                continue  # tied weights stay tied
-            target = dtype if tensor.is_floating_point() else tensor.dtype
-            fresh = tensor.detach().to(dtype=target, copy=True)
-            memo[id(tensor)] = nn.Parameter(fresh, requires_grad=False) if isinstance(tensor, nn.Parameter) else fresh
-        return copy.deepcopy(module, memo)
-
-
 class ComfyClipVisionEncoder(nn.Module):
     """Frozen, out-of-place re-implementation of ComfyUI's CLIP/SigLIP vision forward pass."""
 
@@ -72,10 +57,10 @@ class ComfyClipVisionEncoder(nn.Module):
         # bit-identical weights, and a uniform dtype tells the CLIPImageEncoder wrapper which
         # dtype to feed. Only the parts encode_image's embedding needs are copied (no LLaVA projector).
         with torch.inference_mode(False):
-            self.vision = _private_copy(vision, dtype)
+            self.vision = ordinary_copy(vision, dtype)
             proj = getattr(model, "visual_projection", None)
             # A projection-less config leaves ComfyUI's identity lambda here: nothing to copy.
-            self.projection: nn.Module | None = _private_copy(proj, dtype) if isinstance(proj, nn.Module) else None
+            self.projection: nn.Module | None = ordinary_copy(proj, dtype) if isinstance(proj, nn.Module) else None
         self.siglip: bool = bool(getattr(vision, "output_layernorm", False))
         embeddings = self.vision.embeddings
         patch = embeddings.patch_embedding

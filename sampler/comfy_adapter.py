@@ -1,4 +1,4 @@
-"""The one module that touches ComfyUI's sampling internals.
+"""The guidance hooks on ComfyUI's sampler: the main module that touches its sampling internals.
 
 Guidance is installed on a ``model.clone()`` with ComfyUI's own extension points, so it
 composes with every other patch (LoRA, ControlNet, FreeU, PAG, IP-Adapter ...):
@@ -9,22 +9,26 @@ composes with every other patch (LoRA, ControlNet, FreeU, PAG, IP-Adapter ...):
   memory manager loads and offloads them with the diffusion model;
 - when a gradient must pass through the diffusion model (xt mode, terms on its own
   features), its inference-mode weights are swapped for ordinary copies for that one
-  forward and put back right after; the shared model is never left modified.
+  forward and put back right after (``autograd_compat.ordinary_weights``); the shared
+  model is never left modified.
 
-Other modules that mirror ComfyUI internals, and so need a look on a ComfyUI upgrade:
-``sampler/clip_vision.py`` (an out-of-place copy of ComfyUI's CLIP/SigLIP vision forward),
-``sampler/model_features.py`` (capture of the UNet's blocks and self-attention through
-``transformer_options`` patches, ``calc_cond_batch``), ``sampler/inversion.py`` (a KSAMPLER
-run through ``CFGGuider``, the inverse of ``noise_scaling``) and ``sampler/recurrence.py``
-(the k-diffusion sampler-function calling convention), and ``sampler/families.py`` (reads the
-latent format and VAE attributes of ComfyUI's objects to name model families). Everything else
-sees plain tensors.
+The modules that touch ComfyUI's sampling internals, and so need a look on a ComfyUI upgrade
+(everything else in ``sampler/`` sees plain tensors or plain modules):
+- this one (patcher wrappers and post-CFG functions, ``CFGGuider``/``KSAMPLER``, model management);
+- ``sampler/model_probe.py`` (runs the diffusion model through ``calc_cond_batch`` and reads its
+  blocks and self-attention through ``transformer_options`` patches; ControlNet chains in conds);
+- ``sampler/inversion.py`` (a KSAMPLER run through ``CFGGuider``, the inverse of ``noise_scaling``);
+- ``sampler/recurrence.py`` (the k-diffusion sampler-function calling convention);
+- ``sampler/clip_vision.py`` (an out-of-place copy of ComfyUI's CLIP/SigLIP vision forward);
+- ``sampler/families.py`` (reads the latent format and VAE attributes of ComfyUI's objects to
+  name model families).
+``sampler/autograd_compat.py`` holds the autograd plumbing (grad on, ordinary copies, the
+in-place retry) and knows only torch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import traceback
 import weakref
@@ -39,91 +43,20 @@ import comfy.samplers
 import comfy.utils
 import torch
 
-from . import families
-from .autograd_compat import backward_through
+from ..protocol import STEP_EVENT
+from . import families, model_probe
+from .autograd_compat import autograd_enabled, backward_through, make_ordinary_, ordinary_copy, ordinary_weights
 from .engine import OOM_ADVICE, GuidanceEngine, StepReport
 from .guidance import percent_of_sigma, renoise_flow, renoise_ve, step_fraction
+from .model_probe import control_modules
 from .recurrence import recurrent_sampler_function
 from .settings import GuidanceSettings
 
 log = logging.getLogger("style_guidance")
 KEY = "style_guidance"
-STEP_EVENT = "style_guidance.step"
 
 
-# ---------------------------------------------------------------- autograd plumbing
-@contextlib.contextmanager
-def autograd_enabled() -> Iterator[None]:
-    """Leave ComfyUI's inference mode and no_grad for the guidance computation only."""
-    with torch.inference_mode(False), torch.enable_grad():
-        yield
-
-
-def autograd_safe_(module: torch.nn.Module) -> torch.nn.Module:
-    """Replace inference-mode parameters/buffers of a module WE own with ordinary copies.
-
-    ComfyUI creates (and moves) weights inside ``torch.inference_mode``; such tensors can
-    never be saved for backward. Only for the pack's private copies (decoder copy, loss
-    networks): ComfyUI's own models are never touched (see :func:`model_autograd`).
-    Must run outside inference mode. Cheap when there is nothing to replace.
-    """
-    for mod in module.modules():
-        for name, p in list(mod._parameters.items()):
-            if p is not None and p.is_inference():
-                mod._parameters[name] = torch.nn.Parameter(p.detach().clone(), requires_grad=False)
-        for name, b in list(mod._buffers.items()):
-            if b is not None and b.is_inference():
-                mod._buffers[name] = b.clone()
-    return module
-
-
-@contextlib.contextmanager
-def ordinary_weights(modules, device: torch.device | None = None) -> Iterator[None]:
-    """Ordinary copies in place of ComfyUI's inference-mode weights, for one guided forward.
-
-    Prompts run under ``torch.inference_mode`` and weights ComfyUI created there cannot be
-    saved for backward. For the duration of the block, every such parameter/buffer (on
-    ``device``; offloaded ones are copied by ComfyUI's own casting at use) is swapped for a
-    copy with ``requires_grad=False``; the originals go back right after, so the shared model
-    ends every evaluation holding exactly the tensors it held before. Tensors that are already
-    ordinary (an enclosing block swapped them) are left alone, so nesting is cheap.
-    """
-    saved: list[tuple[dict, str, torch.Tensor]] = []
-    seen: set[int] = set()
-    try:
-        with torch.inference_mode(False), torch.no_grad():
-            for root in modules:
-                for mod in root.modules():
-                    if id(mod) in seen:
-                        continue
-                    seen.add(id(mod))
-                    for store in (mod._parameters, mod._buffers):
-                        for name, t in list(store.items()):
-                            if t is None or not t.is_inference() or (device is not None and t.device != device):
-                                continue
-                            saved.append((store, name, t))
-                            fresh = t.detach().clone()
-                            store[name] = (torch.nn.Parameter(fresh, requires_grad=False)
-                                           if isinstance(t, torch.nn.Parameter) else fresh)
-        yield
-    finally:
-        for store, name, t in reversed(saved):
-            store[name] = t
-
-
-def control_modules(conds) -> Iterator[torch.nn.Module]:
-    """The networks of every ControlNet/T2I adapter chained in processed conds (they see the model input)."""
-    seen: set[int] = set()
-    for c in conds or []:
-        control = c.get("control") if isinstance(c, dict) else None
-        while control is not None and id(control) not in seen:
-            seen.add(id(control))
-            for value in vars(control).values():
-                if isinstance(value, torch.nn.Module):
-                    yield value
-            control = getattr(control, "previous_controlnet", None)
-
-
+# ---------------------------------------------------------------- model management
 def wrap_in_patcher(module: torch.nn.Module) -> comfy.model_patcher.ModelPatcher:
     """Hand an extra network to ComfyUI's model management (load/offload with the UNet)."""
     module.eval().requires_grad_(False)
@@ -146,10 +79,8 @@ class DecoderCopy(torch.nn.Module):
         super().__init__()
         encoders = [getattr(first_stage_model, n) for n in ("encoder", "taesd_encoder")
                     if isinstance(getattr(first_stage_model, n, None), torch.nn.Module)]
-        with torch.inference_mode(False):
-            # The encoder is never used for guidance: leave it out of the copy.
-            memo = {id(e): torch.nn.Identity() for e in encoders}
-            self.model = autograd_safe_(copy.deepcopy(first_stage_model, memo)).eval().requires_grad_(False)
+        # The encoder is never used for guidance: leave it out of the copy.
+        self.model = ordinary_copy(first_stage_model, leave_out=encoders).eval().requires_grad_(False)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         dtype = next(self.model.parameters()).dtype
@@ -236,13 +167,6 @@ def _loss_patchers(losses) -> list[comfy.model_patcher.ModelPatcher]:
     return out
 
 
-def _model_features():
-    """The model-feature module (probes for latent terms), imported only when a chain needs it."""
-    from . import model_features
-
-    return model_features
-
-
 class GuidanceHooks:
     """The sampling hooks of one guided model clone, and the state of its current run."""
 
@@ -303,7 +227,7 @@ class GuidanceHooks:
         nets = [n for n in (self.decoder, *_loss_models(self.losses)) if n is not None]
         with torch.inference_mode(False):
             for net in nets:
-                autograd_safe_(net)
+                make_ordinary_(net)
             self.losses.to(device)
         if device.type == "cuda":
             self.engine.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -355,8 +279,7 @@ class GuidanceHooks:
         """A zero-argument probe factory for latent terms (None when the chain has none)."""
         if not self.losses.latent_terms:
             return None
-        mf = _model_features()
-        return lambda: mf.make_probe(mf.ProbeContext(seed=self.seed, **ctx))
+        return lambda: model_probe.make_probe(model_probe.ProbeContext(seed=self.seed, **ctx))
 
     # -- the two guidance hooks ---------------------------------------------------
     def post_cfg(self, args: dict) -> torch.Tensor:
@@ -420,7 +343,7 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
         decoder, decoder_patcher = decoder_for(vae)
         additional = [decoder_patcher, *_loss_patchers(losses)]
     if losses.latent_terms:
-        _model_features().check_supported(model, [t for _, t in losses.latent_terms])
+        model_probe.check_supported(model, [t for _, t in losses.latent_terms])
     latent_format = model.model.latent_format
 
     def decode(x0: torch.Tensor) -> torch.Tensor:
@@ -486,7 +409,6 @@ def scheduler_names() -> list[str]:
 
 
 __all__ = [
-    "GuidanceHooks", "autograd_enabled", "autograd_safe_", "check_vae_matches", "control_modules", "decoder_for",
-    "install_guidance", "ordinary_weights",
+    "GuidanceHooks", "check_vae_matches", "decoder_for", "install_guidance",
     "make_guider", "noise_for", "sample_like_ksampler", "sampler_names", "scheduler_names", "wrap_in_patcher",
 ]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..losses.base import ModelProbe
+from ..losses.terms import ModelProbe
 from .balance import Balance, balanced_direction, combine_groups, shares
 from .guidance import guided_prediction, in_window, resize_for_loss
 from .settings import GuidanceSettings
@@ -51,7 +51,7 @@ class StepReport:
     unguided_samples: int = 0
 
     def as_event(self, step: int) -> dict:
-        """The JSON payload of a ``style_guidance.step`` event."""
+        """The JSON payload of a step event (``protocol.STEP_EVENT``; the sampler adds node, prompt, evaluation)."""
         return {
             "step": step, "fraction": self.fraction, "sigma": self.sigma, "total": self.total,
             "terms": {k: {"value": self.values[k], "weight": self.weights[k], "share": self.shares.get(k, 0.0)}

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import torch
 
 from ..losses import CombinedLoss
-from ..losses.base import ModelProbe
+from ..losses.terms import ModelProbe
+from ..protocol import MEASURE_VERSION
 from .balance import Balance, balanced_direction, shares
 from .guidance import resize_for_loss
-
-MEASURE_VERSION = 2
 
 
 @dataclass

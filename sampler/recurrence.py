@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..losses.base import derive_seed
+from ..losses.inputs import derive_seed
 from .guidance import in_window
 
 Renoise = Callable[[torch.Tensor, float, float, torch.Tensor], torch.Tensor]

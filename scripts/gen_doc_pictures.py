@@ -18,7 +18,7 @@ the guidance direction (right axis) over the fraction of the sampling steps done
 without a plotting library, so the script runs wherever the pack does.
 
 ``--run`` makes the runs the committed pictures come from, on the random-weight stand-in models
-(``headless.tiny_models``), 128 px, 20 steps: ``style_transfer_fast`` as shipped (its steps,
+(``headless.testbed.standins``), 128 px, 20 steps: ``style_transfer_fast`` as shipped (its steps,
 drawn by the runner's own plot as in ``<name>.steps.png``, become
 ``docs/steps_style_transfer_fast.png`` for the README) and the same chain with every other loss node added (Range, the model-feature ZeCon and
 Attention Distillation), whose ``.steps.json`` gives every loss node its plot. Stand-ins show the
@@ -233,8 +233,9 @@ def every_loss_node(api: dict) -> dict:
 def make_runs(work: Path) -> dict[str, Path]:
     """Run both stand-in prompts through the headless runner; {run name: its .steps.json}."""
     sys.path.insert(0, str(ROOT))
-    from headless import comfy_host, tiny_models as tm
     from headless.locate import locate_comfyui
+    from headless.testbed import base as comfy_host
+    from headless.testbed.standins import install as tm
 
     # Building the TAESD stand-ins needs ComfyUI's modules (CPU settings, a private base folder).
     comfy_host.configure_comfy(locate_comfyui(), work / "comfy_base")

@@ -143,8 +143,8 @@ def _json(tree: object) -> str:
 
 def live_mappings() -> dict:
     """ComfyUI's node classes with this pack loaded through its own loader (in this process)."""
-    from headless import comfy_host as hc
     from headless.locate import locate_comfyui
+    from headless.testbed import base as hc
 
     base = hc.make_base(Path(tempfile.mkdtemp(prefix="sg_locales_")), standin_nodes=False)
     hc.configure_comfy(locate_comfyui(), base)

@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # appended: ComfyUI's own top-level `nodes` must win
 
 # Other families: the names ComfyUI's examples and the model pages use, under which tiny mode puts its stand-ins.
-from headless.tiny_families import CLIP_L, FLUX_UNET, FLUX_VAE, SD15_CANNY, SD35_CKPT, T5XXL  # noqa: E402
+from headless.testbed.standins.names import CLIP_L, FLUX_UNET, FLUX_VAE, SD15_CANNY, SD35_CKPT, T5XXL  # noqa: E402
 from headless.workflow import NodeDef, UIGraph, ui_to_api  # noqa: E402
 
 WORKFLOWS = ROOT / "workflows"
@@ -471,8 +471,8 @@ def stale_twins(defs: dict[str, NodeDef]) -> list[str]:
 
 def load_defs() -> dict[str, NodeDef]:
     """Node definitions from a real ComfyUI with this pack loaded (in this process)."""
-    from headless import comfy_host as hc
     from headless.locate import locate_comfyui
+    from headless.testbed import base as hc
     from headless.workflow import defs_in_process
 
     base = hc.make_base(Path(tempfile.mkdtemp(prefix="sg_workflows_")), standin_nodes=False)

@@ -28,7 +28,7 @@ def comfy_root() -> Path:
 @pytest.fixture(scope="session")
 def comfy_base(comfy_root, tmp_path_factory) -> Path:
     """A ComfyUI base folder with the pack, the test nodes and tiny models; ComfyUI imported."""
-    from headless import comfy_host as hc
+    from headless.testbed import base as hc
 
     base = hc.make_base(tmp_path_factory.mktemp("comfy_base"))
     _import_and_build(comfy_root, base)
@@ -39,16 +39,16 @@ def _import_and_build(comfy_root: Path, base: Path) -> None:
     import json
     import shutil
 
-    from headless import comfy_host as hc
-    from headless import tiny_models as models
+    from headless.testbed import base as hc
+    from headless.testbed.standins import install, testset
 
     # Settings first (model_management reads them at import), then the model files that
     # need comfy's modules, then the custom nodes, as ComfyUI does at start-up.
     hc.configure_comfy(comfy_root, base)
-    models.build_all(base / "models")
+    testset.build_all(base / "models")
     # Stand-ins under the shipped workflows' own model names, and their sample images.
     for twin in sorted((hc.REPO_ROOT / "workflows" / "api").glob("*.json")):
-        models.install_for_workflow(base / "models", json.loads(twin.read_text()))
+        install.install_for_workflow(base / "models", json.loads(twin.read_text()))
     for image in (hc.REPO_ROOT / "workflows" / "images").iterdir():
         shutil.copy(image, base / "input" / image.name)
     hc.init_nodes()
@@ -56,10 +56,11 @@ def _import_and_build(comfy_root: Path, base: Path) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_models(comfy_base) -> dict:
-    from headless import tiny_models as models
+    from headless.testbed.standins import loss_nets as models
+    from headless.testbed.standins import names
 
     return {
-        "ckpt": models.TINY_CKPT, "kl_vae": models.TINY_KL_VAE, "vgg": models.TINY_VGG,
+        "ckpt": names.TINY_CKPT, "kl_vae": names.TINY_KL_VAE, "vgg": models.TINY_VGG,
         "open_clip": models.TINY_OPENCLIP, "open_clip_arch": models.TINY_OPENCLIP_ARCH,
         "vgg_twin": models.TINY_VGG_TWIN, "open_clip_twin": models.TINY_OPENCLIP_TWIN,
     }
@@ -68,15 +69,15 @@ def tiny_models(comfy_base) -> dict:
 @pytest.fixture(scope="session")
 def families(comfy_base, tiny_models) -> dict:
     """Stand-ins of SD2.x v-pred, SDXL, SD3.5, Flux (+ decoders, SD1.5 ControlNet and LoRA), built on first use."""
-    from headless import tiny_families
+    from headless.testbed.standins import testset
 
-    return {**tiny_models, **tiny_families.build_families(comfy_base / "models")}
+    return {**tiny_models, **testset.build_families(comfy_base / "models")}
 
 
 @pytest.fixture(scope="session")
 def comfy(comfy_base):
     """In-process ComfyUI executor (PromptExecutor) over the test base."""
-    from headless.comfy_host import InProcessComfy
+    from headless.testbed.inprocess import InProcessComfy
 
     return InProcessComfy()
 
@@ -84,7 +85,7 @@ def comfy(comfy_base):
 @pytest.fixture(scope="session")
 def comfy_server(comfy_root, comfy_base):
     """A real ComfyUI server process on a free loopback port; stopped at session end."""
-    from headless.comfy_host import ComfyServer
+    from headless.testbed.server import ComfyServer
 
     ARTIFACTS.mkdir(exist_ok=True)
     server = ComfyServer(comfy_root, comfy_base, ARTIFACTS / "comfyui-server.log")
@@ -100,7 +101,7 @@ def pack(comfy_base):
     """The pack's package object as ComfyUI's loader imported it."""
     import sys as _sys
 
-    from headless.comfy_host import PACK_DIRNAME
+    from headless.testbed.base import PACK_DIRNAME
 
     for name, mod in list(_sys.modules.items()):
         if name.endswith(PACK_DIRNAME) and getattr(mod, "__file__", None) and hasattr(mod, "STYLE_GUIDANCE_VERSION"):

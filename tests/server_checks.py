@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
-from headless import graphs as G
-from headless.comfy_host import ComfyServer, PromptFailed, history_error, history_messages
+from headless.testbed import graphs as G
+from headless.testbed.inprocess import PromptFailed
+from headless.testbed.server import ComfyServer, history_error, history_messages
 
 
 def guided_graph(models: dict, opts: dict, samp: dict, prefix: str, terms: tuple[str, ...] = ("mse", "gram"),

@@ -49,7 +49,7 @@ def test_pack_loads_when_the_versioned_api_is_missing(comfy_root, comfy_base):
 import sys
 from pathlib import Path
 sys.path.append({str(ROOT)!r})
-from headless import comfy_host as hc
+from headless.testbed import base as hc
 hc.configure_comfy(Path({str(comfy_root)!r}), Path({str(comfy_base)!r}))
 import nodes  # ComfyUI's own start-up imports the versioned API for itself first
 sys.modules["comfy_api.v0_0_2"] = None  # from here on `import comfy_api.v0_0_2` raises ImportError

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from headless.testbed.standins.loss_nets import ensure_tiny_open_clip_registered, random_vgg19_features
 from losses import (
     CLIPStyleLoss,
     CombinedLoss,
@@ -22,7 +23,6 @@ from losses import (
     ZeConLoss,
     load_open_clip_encoder,
 )
-from headless.tiny_models import ensure_tiny_open_clip_registered, random_vgg19_features
 from sampler.balance import balanced_direction, shares
 
 # The weights every shipped workflow used before balancing (MSE, VGG, PatchNCE, CLIP, Gram).

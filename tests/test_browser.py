@@ -12,7 +12,7 @@ For every editor-format file in ``workflows/``, opened in the editor the way a u
   inputs; ``_meta`` ignored), and so does the repo's converter applied to the editor's own save.
 
 Then ``style_transfer_fast`` is queued for real with the editor's Run button, on tiny stand-in
-models (``headless.tiny_models``), and must save an image that the editor also receives.
+models (``headless.testbed.standins``), and must save an image that the editor also receives.
 
 Every node of the pack is shown in a small graph (``browser.doc_graphs``), and its help pages
 (English and Traditional Chinese) and their picture must be served where the editor fetches
@@ -41,7 +41,7 @@ from browser import doc_graphs
 from browser import workflows as wf
 from browser.chromium import CHROMIUM, LAUNCH_ARGS, missing_reason
 
-from headless.comfy_host import PACK_DIRNAME
+from headless.testbed.base import PACK_DIRNAME
 
 pytestmark = pytest.mark.browser
 

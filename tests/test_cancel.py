@@ -19,11 +19,11 @@ import pytest
 import torch
 from server_checks import cached_nodes, flag_changes, guided_graph, model_flags, process_state, run_ok, saved_latent
 
-from headless import graphs as G
+from headless.protocol import STEP_EVENT as STEP
+from headless.testbed import graphs as G
 
 pytestmark = pytest.mark.slow
 
-STEP = "style_guidance.step"
 CLEAN_STEPS = 4
 LONG_STEPS = 24  # long enough that the interrupt lands mid-run
 CASES = {

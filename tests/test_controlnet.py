@@ -1,6 +1,6 @@
 """ControlNet (core loader and apply node) and LoRA with guidance, on the tiny SD1.5 UNet.
 
-The stand-in ControlNet and LoRA come from headless.tiny_families; ComfyUI's ControlNetLoader,
+The stand-in ControlNet and LoRA come from headless.testbed.standins; ComfyUI's ControlNetLoader,
 ControlNetApplyAdvanced, Canny and LoraLoaderModelOnly load and apply them. Results are scored
 by the twin networks and pixel MSE (never the guiding VGG/open_clip).
 """
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from headless import family_graphs as F
-from headless import graphs as G
-from headless.graphs import link
+
+from headless.testbed import family_graphs as F
+from headless.testbed import graphs as G
+from headless.testbed.graphs import link
 
 MAX_RATIO = 0.9
 # The tiny SD1.5 UNet follows guidance less than the family stand-ins: at scale 1 the twin-scored

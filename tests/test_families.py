@@ -1,6 +1,6 @@
 """SD2.x v-prediction, SDXL, SD3.5 and Flux.1 dev: detected by ComfyUI, behaving, and guided.
 
-Stand-ins come from headless.tiny_families and are loaded by ComfyUI's own loaders
+Stand-ins come from headless.testbed.standins and are loaded by ComfyUI's own loaders
 (CheckpointLoaderSimple; UNETLoader for Flux). Guided results are scored by the twin
 VGG/open_clip networks (never the guiding ones) and pixel MSE.
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from headless import family_graphs as F
-from headless.graphs import link
 
-from headless.comfy_host import PromptFailed
-from headless.tiny_families import FAMILIES
+from headless.testbed import family_graphs as F
+from headless.testbed.graphs import link
+from headless.testbed.inprocess import PromptFailed
+from headless.testbed.standins.families import FAMILIES
 
 KEYS = ("sd2v", "sdxl", "sd3", "flux")
 FLOW_KEYS = ("sd3", "flux")

@@ -1,8 +1,8 @@
 """The SD3.5, Flux and ControlNet workflows through the headless runner, on tiny stand-ins.
 
 Each run is a subprocess (the runner sets ComfyUI up globally). Tiny mode writes stand-ins under
-the workflow's own file names (headless.tiny_models.install_for_workflow, which asks
-headless.tiny_families for these families) and applies the tiny overrides, e.g. Flux's
+the workflow's own file names (headless.testbed.standins.install.install_for_workflow, which asks
+headless.testbed.standins for these families) and applies the tiny overrides, e.g. Flux's
 DualCLIPLoader on CLIP-L alone (ComfyUI cannot build a small T5-XXL).
 """
 

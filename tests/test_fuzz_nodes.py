@@ -25,8 +25,8 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from headless import graphs as G
-from headless.comfy_host import PromptFailed
+from headless.testbed import graphs as G
+from headless.testbed.inprocess import PromptFailed
 
 pytestmark = pytest.mark.slow
 

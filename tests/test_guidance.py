@@ -7,8 +7,8 @@ import logging
 import pytest
 import torch
 
-from headless import graphs as G
-from headless.comfy_host import PromptFailed
+from headless.testbed import graphs as G
+from headless.testbed.inprocess import PromptFailed
 
 # Guided results are scored with TWIN networks (same architectures, other seeds) and the
 # pixel MSE, term by term. With all five terms sharing the step, guidance must lower the

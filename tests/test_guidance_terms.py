@@ -12,8 +12,8 @@ import logging
 
 import pytest
 import torch
-from headless import graphs as G
 
+from headless.testbed import graphs as G
 
 SCALE = 3.0
 # Each term alone at scale 3 (x0 and xt measured): own twin score 0.39-0.90 of plain; with the

@@ -12,8 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from headless import graphs as G
 from stand_in_denoiser import smooth_denoiser
+
+from headless.testbed import graphs as G
 
 STEPS_FIGURES: dict = {}
 
@@ -22,9 +23,9 @@ STEPS_FIGURES: dict = {}
 def pk(pack):
     name = pack.__name__
     return SimpleNamespace(inv=importlib.import_module(f"{name}.sampler.inversion"),
-                           mf=importlib.import_module(f"{name}.sampler.model_features"),
+                           mf=importlib.import_module(f"{name}.sampler.model_probe"),
                            lm=importlib.import_module(f"{name}.losses.model_features"),
-                           base=importlib.import_module(f"{name}.losses.base"),
+                           base=importlib.import_module(f"{name}.losses.chain"),
                            guidance=importlib.import_module(f"{name}.sampler.guidance"))
 
 

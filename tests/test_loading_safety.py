@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from headless.comfy_host import REPO_ROOT, PromptFailed
+from headless.testbed.base import REPO_ROOT
+from headless.testbed.inprocess import PromptFailed
 
 SKIP_DIRS = {"tests", "test-artifacts", "node_modules", "__pycache__"}
 CANARY = Path(__file__).resolve().parents[1] / "test-artifacts" / "pickle-canary"

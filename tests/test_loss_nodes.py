@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from headless import graphs as G
-from headless.comfy_host import PromptFailed
+from headless.testbed import graphs as G
+from headless.testbed.inprocess import PromptFailed
 
 
 def _measure(g: dict, node: str, image: str, losses: str) -> None:

@@ -14,8 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from headless import graphs as G
 from stand_in_denoiser import smooth_denoiser
+
+from headless.testbed import graphs as G
 
 SEED = 5
 STEPS = 5
@@ -27,9 +28,9 @@ def pk(pack):
     """The pack's own modules, as ComfyUI's loader imported them (the same classes the nodes use)."""
     name = pack.__name__
     return SimpleNamespace(
-        mf=importlib.import_module(f"{name}.sampler.model_features"),
+        mf=importlib.import_module(f"{name}.sampler.model_probe"),
         lm=importlib.import_module(f"{name}.losses.model_features"),
-        base=importlib.import_module(f"{name}.losses.base"),
+        base=importlib.import_module(f"{name}.losses.chain"),
         guidance=importlib.import_module(f"{name}.sampler.guidance"),
         losses=importlib.import_module(f"{name}.losses"),
     )

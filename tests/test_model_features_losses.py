@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losses.base import CombinedLoss
+from losses.chain import CombinedLoss
 from losses.model_features import (
     AD_LAYER_PRESETS,
     AttentionCapture,

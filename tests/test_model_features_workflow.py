@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from headless.comfy_host import REPO_ROOT
+from headless.testbed.base import REPO_ROOT
 
 NAME = "style_transfer_model_features"
 WORKFLOWS = REPO_ROOT / "workflows"
@@ -19,7 +19,7 @@ def _api() -> dict:
 
 
 def test_needs_only_the_checkpoint():
-    from headless.tiny_models import model_files
+    from headless.testbed.standins.names import model_files
 
     files = model_files(_api())
     assert [(folder, name) for _n, _i, name, folder in files] == [("checkpoints", "v1-5-pruned-emaonly.safetensors")]

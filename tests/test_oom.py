@@ -18,8 +18,9 @@ import pytest
 import torch
 from server_checks import flag_changes, guided_graph, model_flags, process_state, run_ok, saved_latent
 
-from headless import graphs as G
-from headless.comfy_host import PromptFailed, history_error
+from headless.testbed import graphs as G
+from headless.testbed.inprocess import PromptFailed
+from headless.testbed.server import history_error
 
 ADVICE = ("loss_resolution", "taesd", "x0", "window", "released")
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 from server_checks import process_state
 
-from headless import graphs as G
+from headless.testbed import graphs as G
 
 pytestmark = pytest.mark.slow
 

@@ -260,11 +260,11 @@ BUILD_SCRIPT = r"""
 import json, os, sys, time
 from pathlib import Path
 sys.path.append({repo!r})
-from headless import comfy_host as hc
+from headless.testbed import base as hc
 from headless.locate import locate_comfyui
 base = Path(sys.argv[1]); hc.make_base(base, standin_nodes=False)
 hc.configure_comfy(locate_comfyui(), base)
-from headless import tiny_models as tm
+from headless.testbed.standins import install as tm
 ready = Path(sys.argv[3]); (ready / str(os.getpid())).touch()
 while len(list(ready.iterdir())) < 2:  # both processes build at the same moment
     time.sleep(0.05)
@@ -285,7 +285,7 @@ def test_two_processes_build_the_stand_ins_at_once(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from headless.tiny_models import tiny_open_clip_config
+    from headless.testbed.standins.loss_nets import tiny_open_clip_config
 
     models, ready = tmp_path / "models", tmp_path / "ready"
     ready.mkdir()
@@ -313,7 +313,7 @@ def test_two_processes_build_the_stand_ins_at_once(tmp_path):
 
 
 def test_stand_ins_never_leave_the_models_folder_or_replace_a_config(tmp_path, monkeypatch):
-    from headless import tiny_models as tm
+    from headless.testbed.standins import install as tm
 
     monkeypatch.setenv("STYLE_GUIDANCE_CACHE", str(tmp_path / "cache"))
     models = tmp_path / "models"
@@ -339,7 +339,7 @@ def test_stand_ins_never_leave_the_models_folder_or_replace_a_config(tmp_path, m
 
 @pytest.mark.slow
 def test_server_mode_retries_on_live_server(tmp_path, comfy_server):
-    from headless.comfy_host import free_port
+    from headless.testbed.server import free_port
 
     contents = tmp_path / "contents"
     contents.mkdir()

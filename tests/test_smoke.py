@@ -54,7 +54,7 @@ def test_smoke_graph_on_server(comfy_server, comfy_base, tiny_models):
 
 def test_every_node_has_a_help_page_and_description(comfy_base):
     import nodes
-    from headless.comfy_host import REPO_ROOT
+    from headless.testbed.base import REPO_ROOT
 
     ours = {k: v for k, v in nodes.NODE_CLASS_MAPPINGS.items() if k.startswith("StyleGuidance")}
     assert len(ours) >= 12
@@ -84,7 +84,7 @@ def test_missing_open_clip_loses_only_its_node(comfy_root, comfy_base, tmp_path)
     script = BLOCK_OPEN_CLIP + f'''
 sys.path.append({str(Path(__file__).resolve().parents[1])!r})
 from pathlib import Path
-from headless import comfy_host as hc
+from headless.testbed import base as hc
 hc.configure_comfy(Path({str(comfy_root)!r}), Path({str(comfy_base)!r}))
 hc.init_nodes()
 import nodes

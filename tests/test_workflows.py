@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from headless.comfy_host import REPO_ROOT
+from headless.testbed.base import REPO_ROOT
 from headless.workflow import UIGraph, WorkflowError, defs_in_process, ui_to_api
 
 WORKFLOWS = REPO_ROOT / "workflows"
@@ -59,7 +59,7 @@ def test_editor_files_are_what_the_definitions_build(defs):
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_workflow_explains_itself(name):
     """A note node that names every model file the workflow expects, and titled image inputs."""
-    from headless.tiny_models import model_files
+    from headless.testbed.standins.names import model_files
 
     ui = _ui(name)
     notes = [n for n in ui["nodes"] if n["type"] in ("Note", "MarkdownNote")]
@@ -81,7 +81,7 @@ def test_each_workflow_explains_itself(name):
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_workflow_validates_and_runs(name, comfy, comfy_base):
     """The twin passes ComfyUI's validator and executes on the stand-ins, measuring all five terms."""
-    from headless.tiny_models import tiny_overrides
+    from headless.testbed.standins.install import tiny_overrides
 
     prompt = _api(name)
     for node_id, changes in tiny_overrides(prompt).items():

@@ -50,10 +50,10 @@ def stage_images(input_dir: Path) -> list[str]:
 
 
 def _tiny_models():
-    """The stand-in model writer (``headless.tiny_models``), imported from the repository root."""
+    """The stand-in model writer (``headless.testbed.standins.install``), imported from the repository root."""
     if str(REPO_ROOT) not in sys.path:
         sys.path.append(str(REPO_ROOT))  # appended: ComfyUI's own top-level modules must win
-    from headless import tiny_models
+    from headless.testbed.standins import install as tiny_models
 
     return tiny_models
 

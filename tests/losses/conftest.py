@@ -9,7 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from headless.tiny_models import TINY_OPENCLIP_ARCH, ensure_tiny_open_clip_registered, random_vgg19_features
+from headless.testbed.standins.loss_nets import (
+    TINY_OPENCLIP_ARCH,
+    ensure_tiny_open_clip_registered,
+    random_vgg19_features,
+)
 from losses import CLIPImageEncoder, VGG19Features, load_open_clip_encoder
 
 

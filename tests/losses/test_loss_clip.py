@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from headless.tiny_models import TINY_OPENCLIP_ARCH as TINY_OPEN_CLIP_NAME
-from headless.tiny_models import ensure_tiny_open_clip_registered, tiny_open_clip_config
+from headless.testbed.standins.loss_nets import TINY_OPENCLIP_ARCH as TINY_OPEN_CLIP_NAME
+from headless.testbed.standins.loss_nets import ensure_tiny_open_clip_registered, tiny_open_clip_config
 from losses import (
     CLIP_MEAN,
     CLIP_STD,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from headless.tiny_models import random_vgg19_features
+from headless.testbed.standins.loss_nets import random_vgg19_features
 from losses import (
     CLIPStyleLoss,
     CombinedLoss,

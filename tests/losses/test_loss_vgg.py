@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 from torchvision.models import vgg as tv_vgg
 
-from headless.tiny_models import random_vgg19_features
+from headless.testbed.standins.loss_nets import random_vgg19_features
 from losses import GRAM_STYLE_LAYERS, VGG_CONTENT_LAYER_PRESETS, VGG19Features, load_vgg19_features
 
 

@@ -1,10 +1,10 @@
 """Stand-in ComfyUI nodes (``SGTest*``) for the tests and the benchmarks; not part of the node pack.
 
-:func:`headless.comfy_host.make_base` copies this file into a base's ``custom_nodes`` (the pack's
+:func:`headless.testbed.base.make_base` copies this file into a base's ``custom_nodes`` (the pack's
 own loader never imports it). The nodes stand in for what the tiny models lack: a text encoder
 (random but seeded conditioning), a small full-architecture VAE, and generated pictures. The
 file is self-contained (ComfyUI loads it as a module of its own, without this repository on
-``sys.path``), hence the VAE layout below repeats ``tiny_models.tiny_kl_ddconfig``.
+``sys.path``), hence the VAE layout below repeats ``standins.decoders.kl_ddconfig(4)``.
 """
 
 import hashlib

@@ -1,4 +1,4 @@
-"""API-format prompts for the model families beyond SD1.5 (stand-ins from headless.tiny_families).
+"""API-format prompts for the model families beyond SD1.5 (stand-ins from headless.testbed.standins).
 
 Every family's graph has the same node ids, so tests read them alike: ``model`` (the loader),
 ``vae`` (the guidance/encode decoder), ``content``/``style``, ``enc`` (encoded content),
@@ -13,7 +13,8 @@ import json
 from typing import Any
 
 from .graphs import link
-from headless.tiny_families import FAMILIES, Family
+from .standins.families import FAMILIES
+from .standins.family import Family
 
 SIZE = 64
 STEPS = 4
@@ -34,7 +35,7 @@ def model_node(fam: Family) -> dict:
 def vae_node(fam: Family, vae: str) -> dict:
     """``taesd``: the family's TAESD through VAELoader; ``kl``: the narrow KL VAE of its latents.
 
-    SD2.x shares SD1.5's latents and so its 'taesd' pair; the tests' SD1.5 pair (headless.tiny_models)
+    SD2.x shares SD1.5's latents and so its 'taesd' pair; the tests' SD1.5 pair (standins.testset)
     is not calibrated and saturates, so SD2.x decodes with a calibrated TAESD of the same latent format,
     packed as a full VAE file (VAELoader by file name).
     """

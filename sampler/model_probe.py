@@ -44,6 +44,7 @@ import comfy.samplers
 import torch
 
 from ..losses.model_features import AttentionCapture, AttentionKey, ModelLayout
+from .autograd_compat import ordinary_weights
 
 log = logging.getLogger("style_guidance")
 
@@ -52,6 +53,7 @@ __all__ = [
     "ProbeContext",
     "UnsupportedModel",
     "check_supported",
+    "control_modules",
     "make_probe",
     "measure_probe",
     "model_layout",
@@ -93,6 +95,19 @@ class ProbeContext:
     sigma: torch.Tensor | float
     x_t: torch.Tensor | None
     seed: int
+
+
+def control_modules(conds) -> Iterator[torch.nn.Module]:
+    """The networks of every ControlNet/T2I adapter chained in processed conds (they see the model input)."""
+    seen: set[int] = set()
+    for c in conds or []:
+        control = c.get("control") if isinstance(c, dict) else None
+        while control is not None and id(control) not in seen:
+            seen.add(id(control))
+            for value in vars(control).values():
+                if isinstance(value, torch.nn.Module):
+                    yield value
+            control = getattr(control, "previous_controlnet", None)
 
 
 # ---------------------------------------------------------------- the model's layout
@@ -247,8 +262,6 @@ class ComfyModelProbe:
     def _run(self, x: torch.Tensor, sigma: float, opts: dict, reference: bool) -> None:
         """One model call on ``x`` at ``sigma`` with ``opts``; stops where the probe's patch says."""
         grad = torch.is_grad_enabled()  # inference_mode(False) would switch grad mode back on: keep the caller's
-        from .comfy_adapter import control_modules, ordinary_weights  # lazy: comfy_adapter imports this module
-
         with torch.inference_mode(False), torch.set_grad_enabled(grad), self._conds(x, sigma, reference) as conds:
             if reference:
                 _check_reference_size(conds, x)

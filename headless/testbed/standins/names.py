@@ -1,0 +1,81 @@
+"""The model file names: which files a prompt names, the real file names shipped workflows use, and
+which stand-in takes each one's place. Plain data and string functions (no torch, no ComfyUI):
+``scripts/workflows.py``, the runner and the tests read them from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# (class_type, input name) -> ComfyUI model folder, for the loaders a shipped workflow may use.
+MODEL_INPUTS: dict[tuple[str, str], str] = {
+    ("CheckpointLoaderSimple", "ckpt_name"): "checkpoints",
+    ("CheckpointLoader", "ckpt_name"): "checkpoints",
+    ("ImageOnlyCheckpointLoader", "ckpt_name"): "checkpoints",
+    ("VAELoader", "vae_name"): "vae",
+    ("LoraLoader", "lora_name"): "loras",
+    ("LoraLoaderModelOnly", "lora_name"): "loras",
+    ("ControlNetLoader", "control_net_name"): "controlnet",
+    ("DiffControlNetLoader", "control_net_name"): "controlnet",
+    ("UNETLoader", "unet_name"): "diffusion_models",
+    ("CLIPLoader", "clip_name"): "text_encoders",
+    ("DualCLIPLoader", "clip_name1"): "text_encoders",
+    ("DualCLIPLoader", "clip_name2"): "text_encoders",
+    ("TripleCLIPLoader", "clip_name1"): "text_encoders",
+    ("TripleCLIPLoader", "clip_name2"): "text_encoders",
+    ("TripleCLIPLoader", "clip_name3"): "text_encoders",
+    ("CLIPVisionLoader", "clip_name"): "clip_vision",
+    ("UpscaleModelLoader", "model_name"): "upscale_models",
+    ("StyleGuidanceVGGLoader", "vgg_name"): "vgg",
+    ("StyleGuidanceOpenCLIPLoader", "clip_name"): "open_clip",
+}
+# VAELoader names that are not files in models/vae but TAESD pairs in models/vae_approx.
+TAESD_NAMES = ("taesd", "taesdxl", "taesd3", "taef1", "pixel_space")
+
+# The tests' own model files (built by testset.build_all).
+TINY_CKPT = "sg_tiny_sd15.safetensors"
+TINY_KL_VAE = "sg_tiny_kl_vae.safetensors"
+
+# Real file names (as ComfyUI's examples and the model pages call them) that have their own stand-in.
+SD35_CKPT = "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors"
+FLUX_UNET = "flux1-dev.safetensors"
+FLUX_VAE = "ae.safetensors"
+CLIP_L = "clip_l.safetensors"
+T5XXL = "t5xxl_fp16.safetensors"
+SD15_CANNY = "control_v11p_sd15_canny_fp16.safetensors"
+
+# (folder, real file name) -> the stand-in written under that name (a key of install.STANDINS).
+STANDIN_FOR: dict[tuple[str, str], str] = {
+    ("checkpoints", SD35_CKPT): "sd3_complete",
+    ("diffusion_models", FLUX_UNET): "flux",
+    ("vae", FLUX_VAE): "flux_vae",
+    ("text_encoders", CLIP_L): "clip_l",
+    ("text_encoders", T5XXL): "t5xxl_placeholder",
+    ("controlnet", SD15_CANNY): "sd15_controlnet",
+}
+# Any other file name in these folders -> this stand-in (a VGG named like torchvision's .pth: "vgg19_pth").
+STANDIN_FOR_FOLDER: dict[str, str] = {
+    "checkpoints": "sd15_complete",
+    "vae": "sd15_taesd_vae",
+    "loras": "empty_lora",
+    "vgg": "vgg19",
+    "open_clip": "open_clip",
+}
+
+
+def model_files(api_prompt: dict) -> list[tuple[str, str, str, str]]:
+    """Every model file a prompt names: (node id, input name, file name, folder)."""
+    found = []
+    for node_id, node in api_prompt.items():
+        for (cls, name), folder in MODEL_INPUTS.items():
+            value = node.get("inputs", {}).get(name)
+            if node.get("class_type") == cls and isinstance(value, str):
+                found.append((str(node_id), name, value, folder))
+    return found
+
+
+def unsafe_model_name(name: str) -> bool:
+    """Whether a model file name could point outside its folder (absolute, drive, '..', NUL)."""
+    parts = name.replace("\\", "/").split("/")
+    return (not name or "\0" in name or name.startswith(("/", "\\")) or Path(name).is_absolute()
+            or (len(name) > 1 and name[1] == ":") or ".." in parts)
