@@ -50,7 +50,8 @@ class Measurement:
     def text(self) -> str:
         lines = []
         for t in self.terms:
-            share = "no gradient" if t.share is None else f"{t.share:.0%} of the direction"
+            share = ("no gradient" if t.share is None or not math.isfinite(t.share)
+                     else f"{t.share:.0%} of the direction")
             value = "n/a" if t.value is None else f"{t.value:.6g}"
             line = f"{t.name}: {value} (weight {t.weight:g} = {t.weight_share:.0%}; {share})"
             lines.append(line + (f" - {t.note}" if t.note else ""))
