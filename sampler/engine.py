@@ -77,6 +77,22 @@ class GuidanceEngine:
         self.autocast_dtype: torch.dtype | None = None
         self.evaluations = 0
         self._warned: set[str] = set()
+        self._check_windows()
+
+    def _check_windows(self) -> None:
+        """Refuse a chain none of whose terms' windows meets the sampler's; name the terms that never act."""
+        s = self.settings
+        terms = [*self.losses.image_terms, *self.losses.latent_terms]
+        idle = [n for n, t in terms if max(t.start_percent, s.start_percent) >= min(t.end_percent, s.end_percent)]
+        if not idle:
+            return
+        where = ", ".join(f"{n} ({self.losses.terms[self.losses.names.index(n)].start_percent:.0%}-"
+                          f"{self.losses.terms[self.losses.names.index(n)].end_percent:.0%})" for n in idle)
+        window = f"the sampler's window {s.start_percent:.0%}-{s.end_percent:.0%}"
+        if len(idle) == len(terms):
+            raise ValueError(f"start_percent/end_percent: no loss term's own window meets {window}, so nothing would "
+                             f"be guided: {where}; widen the sampler's window or the terms' own start/end_percent")
+        log.warning("[Style Guidance] loss term(s) %s never act: their own windows lie outside %s", where, window)
 
     # -- run lifecycle -------------------------------------------------------------
     def begin(self, seed: int | None) -> None:

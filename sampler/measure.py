@@ -101,6 +101,9 @@ def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
         note = notes.get(name)
         if name in values and not live[name]:
             note = "zero gradient: this term does not steer here (e.g. a mask that covers nothing at this size)"
+        elif term.start_percent > 0.0 or term.end_percent < 1.0:
+            note = (f"acts only in steps {term.start_percent:.0%}-{term.end_percent:.0%} (its own window): with a "
+                    "sampler window outside that it never acts; the shares hold where the windows overlap")
         scores.append(TermScore(name, term.kind, values.get(name), term.weight,
                                 abs(term.weight) / weight_sum,
                                 float(share_t[name]) if name in share_t and live.get(name) else None, note))
