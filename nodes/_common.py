@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 from collections.abc import Callable, Iterator
@@ -182,18 +183,26 @@ def validated(*, combos: tuple[str, ...] | None = None, ints: tuple[str, ...] = 
         names = [*floats, *int_inputs, *combo_inputs]
         old = aliases or {}
 
+        def number_problem(name: str, v: Any) -> str | None:
+            spec = floats.get(name) or int_inputs.get(name)
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"{name} must be a finite number, got {v}"
+            lo, hi = spec.min, spec.max
+            if name == "weight" and lo == 0 and v < 0:  # signed weights are a future feature
+                return f"weight must be >= 0, got {v} (a term cannot push away yet; use 0 to switch it off)"
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                return f"{name} must lie in [{lo}, {hi}], got {v}"
+            return None
+
         def validate_inputs(klass, **values: Any) -> bool | str:
             for name in names:
                 v = values.get(name)
                 if v is None:
                     continue
-                spec = floats.get(name) or int_inputs.get(name)
-                if spec is not None:
-                    if isinstance(v, float) and not math.isfinite(v):
-                        return f"{name} must be a finite number, got {v}"
-                    lo, hi = spec.min, spec.max
-                    if (lo is not None and v < lo) or (hi is not None and v > hi):
-                        return f"{name} must lie in [{lo}, {hi}], got {v}"
+                if name in floats or name in int_inputs:
+                    problem = number_problem(name, v)
+                    if problem:
+                        return problem
                     continue
                 options = list(combo_inputs[name].options or [])
                 if v not in options and v not in old.get(name, {}):
@@ -210,6 +219,22 @@ def validated(*, combos: tuple[str, ...] | None = None, ints: tuple[str, ...] = 
         # ComfyUI reads the parameter names to decide which inputs to hand over (and not check itself).
         validate_inputs.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         cls.validate_inputs = classmethod(validate_inputs)
+        # A value arriving through a link (a Primitive node, another node's output) is not there at
+        # validation time, so ComfyUI never checks it: the same checks run again when the node executes.
+        execute = cls.__dict__["execute"].__func__
+        numbers = [*floats, *int_inputs]
+
+        @functools.wraps(execute)
+        def checked_execute(klass, *args: Any, **kwargs: Any) -> Any:
+            for name in numbers:
+                v = kwargs.get(name)
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    problem = number_problem(name, v)
+                    if problem:
+                        raise ValueError(f"{schema.display_name or schema.node_id}: {problem}")
+            return execute(klass, *args, **kwargs)
+
+        cls.execute = classmethod(checked_execute)
         return cls
 
     return decorate

@@ -196,7 +196,7 @@ class StyleGuidanceInvert(io.ComfyNode):
             start = samples
         out["samples"] = start.to(samples.dtype)
         return io.NodeOutput(InvertedNoise(result, seed), out, result.sigmas.clone(), result.total_steps,
-                             result.total_steps - steps)
+                             result.start_at_step)
 
 
 NODES = [StyleGuidanceModelZeCon, StyleGuidanceAttentionDistillation, StyleGuidanceInvert]

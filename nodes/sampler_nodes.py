@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..sampler import comfy_adapter as adapter
+from ..sampler.latent_checks import check_latent
 from ._api import io
 from ._common import CATEGORY, GuidanceLossType, check_settings, guidance_inputs, settings_from, validated
 
@@ -58,10 +59,17 @@ class StyleGuidanceSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, losses, seed, steps, cfg, sampler_name, scheduler,
                 denoise, noise=None, **options) -> io.NodeOutput:
+        check_latent(model, latent_image["samples"], "latent_image", "Guided KSampler")
+        sigmas = None
+        if getattr(noise, "inversion", None) is not None:  # from 'Invert Latent': its schedule and sampler checked
+            from ..sampler.inversion import sigmas_for_sampler
+
+            sigmas = sigmas_for_sampler(noise.inversion, model, steps, sampler_name, scheduler, denoise)
         patched, _ = adapter.install_guidance(model, vae, losses, settings_from(options))
         start = None if noise is None else adapter.noise_for(noise, latent_image)
         return io.NodeOutput(adapter.sample_like_ksampler(patched, seed, steps, cfg, sampler_name, scheduler,
-                                                          positive, negative, latent_image, denoise, noise=start))
+                                                          positive, negative, latent_image, denoise, noise=start,
+                                                          sigmas=sigmas))
 
 
 @_validated

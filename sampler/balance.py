@@ -7,10 +7,17 @@ reads (decoded pixels for image terms, the x0 latent for the model's own feature
 the weights combine them. A weight is then exactly a share of the guidance direction:
 term i contributes ``|w_i| / sum_j |w_j|`` of the combined direction's magnitude (over the
 terms whose gradient is not zero), whatever its units, the networks or the image size.
+
+Weights are combined by shares: each group divides its weights by its largest |w| (on the
+host, in float64) and groups are put on a common scale the same way, so multiplying every
+weight by one number changes nothing and no tensor ever holds a weight-sized value (a weight
+of 1e20 would otherwise overflow float32 when the direction's RMS squares it, and the step
+would silently vanish while the term still counted as "live").
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -26,17 +33,23 @@ class Balance:
     values: dict[str, torch.Tensor]  # detached per-sample values (B,)
     weights: dict[str, float]
     live: dict[str, torch.Tensor] = field(default_factory=dict)  # bool (B,): the term had a gradient
+    scale: float = 1.0  # the group's largest |w|: ``direction`` holds sum_i (w_i / scale) * unit(g_i)
 
     @property
     def zero(self) -> list[str]:
         """Terms whose gradient vanished (or was not finite) for every sample."""
         return [k for k, v in self.live.items() if not bool(v.any())]
 
-    def magnitude(self) -> torch.Tensor:
-        """Per-sample sum of |w_i| over the terms with a gradient (B,): the direction's budget."""
+    def magnitude(self, unit: float | None = None) -> torch.Tensor:
+        """Per-sample sum of |w_i| / ``unit`` over the terms with a gradient (B,): the direction's budget.
+
+        ``unit`` (default: the group's own scale) is a common scale for several groups (see
+        :func:`common_scale`); the ratios are taken on the host so huge weights never overflow.
+        """
+        unit = self.scale if unit is None else unit
         out = None
         for k, live in self.live.items():
-            part = live.float() * abs(self.weights[k])
+            part = live.float() * (abs(self.weights[k]) / unit)
             out = part if out is None else out + part
         return out if out is not None else torch.zeros(self.direction.shape[0], device=self.direction.device)
 
@@ -50,6 +63,11 @@ def balanced_direction(values: dict[str, torch.Tensor], weights: dict[str, float
     forward is reused through ``retain_graph``). The graph is freed afterwards.
     """
     names = list(values)
+    scale = max((abs(float(weights[n])) for n in names), default=1.0)
+    if not math.isfinite(scale):
+        bad = [n for n in names if not math.isfinite(float(weights[n]))]
+        raise ValueError(f"loss term(s) {', '.join(bad)}: the weight is not a finite number; use a weight >= 0")
+    scale = scale if scale > 0 else 1.0
     direction = torch.zeros(leaf.shape, dtype=torch.float32, device=leaf.device)
     live: dict[str, torch.Tensor] = {}
     for k, name in enumerate(names):
@@ -62,9 +80,14 @@ def balanced_direction(values: dict[str, torch.Tensor], weights: dict[str, float
             g = torch.zeros_like(direction)
         unit, ok = unit_rms(g)
         live[name] = ok
-        direction = direction + weights[name] * unit
+        direction = direction + (float(weights[name]) / scale) * unit  # shares: w_i / max|w| <= 1
     detached = {k: v.detach().float() for k, v in values.items()}
-    return Balance(direction, detached, {k: weights[k] for k in names}, live)
+    return Balance(direction, detached, {k: weights[k] for k in names}, live, scale)
+
+
+def common_scale(groups: list[Balance]) -> float:
+    """The largest weight of all the groups: the unit their budgets are compared in (host float)."""
+    return max((b.scale for b in groups), default=1.0)
 
 
 def shares(groups: list[Balance]) -> dict[str, torch.Tensor]:
@@ -76,8 +99,9 @@ def shares(groups: list[Balance]) -> dict[str, torch.Tensor]:
     Tensors, not floats: the caller reads them all back in one device-to-host copy.
     """
     total = None
+    unit = common_scale(groups)
     for b in groups:
-        m = b.magnitude()
+        m = b.magnitude(unit)
         total = m if total is None else total + m
     out: dict[str, torch.Tensor] = {}
     if total is None:
@@ -85,7 +109,7 @@ def shares(groups: list[Balance]) -> dict[str, torch.Tensor]:
     safe = total.clamp_min(1e-30)
     for b in groups:
         for k, live in b.live.items():
-            out[k] = (live.float() * abs(b.weights[k]) / safe).mean()
+            out[k] = (live.float() * (abs(b.weights[k]) / unit) / safe).mean()
     return out
 
 

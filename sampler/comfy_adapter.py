@@ -359,10 +359,12 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
 
 # ---------------------------------------------------------------- a KSampler twin
 def sample_like_ksampler(model, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
-                         positive, negative, latent: dict, denoise: float, noise: torch.Tensor | None = None) -> dict:
+                         positive, negative, latent: dict, denoise: float, noise: torch.Tensor | None = None,
+                         sigmas: torch.Tensor | None = None) -> dict:
     """Exactly what the core KSampler node does, on whatever (patched) model it is given.
 
-    ``noise``: a noise tensor to start from instead of the seed's (e.g. an inverted latent's).
+    ``noise``: a noise tensor to start from instead of the seed's (e.g. an inverted latent's);
+    ``sigmas``: a schedule to follow instead of the one steps/scheduler/denoise give (an inversion's).
     """
     import latent_preview
 
@@ -372,7 +374,7 @@ def sample_like_ksampler(model, seed: int, steps: int, cfg: float, sampler_name:
     callback = latent_preview.prepare_callback(model, steps)
     samples = comfy.sample.sample(
         model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-        denoise=denoise, noise_mask=latent.get("noise_mask"), callback=callback,
+        denoise=denoise, noise_mask=latent.get("noise_mask"), callback=callback, sigmas=sigmas,
         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
     )
     out = latent.copy()

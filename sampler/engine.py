@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..losses.terms import ModelProbe
-from .balance import Balance, balanced_direction, combine_groups, shares
+from .balance import Balance, balanced_direction, combine_groups, common_scale, shares
 from .guidance import guided_prediction, in_window, resize_for_loss
 from .settings import GuidanceSettings
 
@@ -77,6 +77,22 @@ class GuidanceEngine:
         self.autocast_dtype: torch.dtype | None = None
         self.evaluations = 0
         self._warned: set[str] = set()
+        self._check_windows()
+
+    def _check_windows(self) -> None:
+        """Refuse a chain none of whose terms' windows meets the sampler's; name the terms that never act."""
+        s = self.settings
+        terms = [*self.losses.image_terms, *self.losses.latent_terms]
+        idle = [n for n, t in terms if max(t.start_percent, s.start_percent) >= min(t.end_percent, s.end_percent)]
+        if not idle:
+            return
+        where = ", ".join(f"{n} ({self.losses.terms[self.losses.names.index(n)].start_percent:.0%}-"
+                          f"{self.losses.terms[self.losses.names.index(n)].end_percent:.0%})" for n in idle)
+        window = f"the sampler's window {s.start_percent:.0%}-{s.end_percent:.0%}"
+        if len(idle) == len(terms):
+            raise ValueError(f"start_percent/end_percent: no loss term's own window meets {window}, so nothing would "
+                             f"be guided: {where}; widen the sampler's window or the terms' own start/end_percent")
+        log.warning("[Style Guidance] loss term(s) %s never act: their own windows lie outside %s", where, window)
 
     # -- run lifecycle -------------------------------------------------------------
     def begin(self, seed: int | None) -> None:
@@ -123,18 +139,19 @@ class GuidanceEngine:
         """The balanced guidance direction w.r.t. the x0 latent ``x0`` (a leaf requiring grad)."""
         image, latent = self.terms_at(fraction)
         groups: list[Balance] = []
-        parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+        directions: list[torch.Tensor] = []
         if image:
             g, bal = self._image_group(x0, image)
             groups.append(bal)
-            parts.append((g, bal.magnitude()))
+            directions.append(g)
         if latent:
             if make_probe is None:
                 raise RuntimeError("latent loss terms need the diffusion model, but no model probe was given")
             bal = self._latent_group(x0, latent, make_probe())
             groups.append(bal)
-            parts.append((bal.direction, bal.magnitude()))
-        grad = combine_groups(parts)
+            directions.append(bal.direction)
+        unit = common_scale(groups)  # budgets as shares of the largest weight: no overflow, scale-free
+        grad = combine_groups([(d, b.magnitude(unit)) for d, b in zip(directions, groups, strict=True)])
         for name in [*image, *(n for n, _ in latent)]:
             self.losses.terms[self.losses.names.index(name)].evaluations += 1
         return grad, self._record(groups, fraction, sigma)
@@ -143,7 +160,8 @@ class GuidanceEngine:
         """Summarise the evaluation with a single device-to-host copy (each float() would sync)."""
         names = [k for b in groups for k in b.values]
         weights = {k: w for b in groups for k, w in b.weights.items()}
-        budget = sum((b.magnitude() for b in groups), start=torch.zeros((), device=groups[0].direction.device))
+        unit = common_scale(groups)
+        budget = sum((b.magnitude(unit) for b in groups), start=torch.zeros((), device=groups[0].direction.device))
         share_t = shares(groups)
         live_t = {k: live.any().float() for b in groups for k, live in b.live.items()}
         n = len(names)

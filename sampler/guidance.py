@@ -35,10 +35,15 @@ def unit_rms(grad: torch.Tensor, tiny: float = 1e-20) -> tuple[torch.Tensor, tor
     """
     g = grad.float()
     ok = finite_samples(g)
-    g = torch.where(ok.view(-1, *([1] * (g.ndim - 1))), g, torch.zeros_like(g))
+    shape = (-1, *([1] * (g.ndim - 1)))
+    g = torch.where(ok.view(shape), g, torch.zeros_like(g))
+    # Divide by the largest |value| first: squaring a gradient of 1e20 would overflow float32 to an
+    # infinite RMS, and the sample would come back as zeros while still counted as guided.
+    peak = g.flatten(1).abs().amax(dim=1).view(shape)
+    g = g / peak.clamp_min(tiny)
     r = rms(g)
-    live = ok & (r.flatten() > tiny)
-    unit = torch.where(live.view(-1, *([1] * (g.ndim - 1))), g / r.clamp_min(tiny), torch.zeros_like(g))
+    live = ok & (peak.flatten() > tiny) & (r.flatten() > 0)
+    unit = torch.where(live.view(shape), g / r.clamp_min(tiny), torch.zeros_like(g))
     return unit, live
 
 

@@ -33,14 +33,17 @@ import math
 from dataclasses import dataclass
 
 import comfy.model_management
+import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
 import comfy.utils
 import torch
 
+from .latent_checks import check_latent
+
 log = logging.getLogger("style_guidance")
 
-__all__ = ["Inversion", "InvertedNoise", "invert", "schedule"]
+__all__ = ["Inversion", "InvertedNoise", "invert", "schedule", "sigmas_for_sampler", "stochastic"]
 
 
 def schedule(model_patcher, scheduler: str, steps: int, denoise: float) -> torch.Tensor:
@@ -51,7 +54,57 @@ def schedule(model_patcher, scheduler: str, steps: int, denoise: float) -> torch
         raise ValueError(f"denoise must lie in (0, 1], got {denoise}: at 0 there is nothing to invert")
     total = steps if denoise > 0.9999 else int(steps / denoise)
     sigmas = comfy.samplers.calculate_sigmas(model_patcher.get_model_object("model_sampling"), scheduler, total).cpu()
-    return sigmas[-(steps + 1):].float()
+    # As KSampler.set_steps: at denoise 1 the whole schedule, which some schedulers (ddim_uniform) make
+    # longer than steps + 1; below 1 its last steps + 1 sigmas.
+    return (sigmas if denoise > 0.9999 else sigmas[-(steps + 1):]).float()
+
+
+def _full_length(model_patcher, scheduler: str, total: int) -> int:
+    """Length of the schedule KSamplerAdvanced computes for ``steps = total`` (its start_at_step counts in it)."""
+    return len(comfy.samplers.calculate_sigmas(model_patcher.get_model_object("model_sampling"), scheduler, total))
+
+
+# Samplers that add fresh noise at every step (ancestral, SDE, LCM, DDPM ...): starting them from the
+# inversion's noise does not lead back to the content.
+_STOCHASTIC = ("ancestral", "sde", "lcm", "ddpm", "seeds_", "sa_solver", "restart")
+
+
+def stochastic(sampler_name: str) -> bool:
+    """Whether a KSampler sampler name adds fresh noise while it samples."""
+    return any(part in sampler_name for part in _STOCHASTIC)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.numel() == b.numel() and torch.allclose(a.float().cpu(), b.float().cpu(), rtol=1e-4, atol=1e-6)
+
+
+def sigmas_for_sampler(inversion: Inversion, model_patcher, steps: int, sampler_name: str, scheduler: str,
+                       denoise: float, node: str = "Guided KSampler") -> torch.Tensor | None:
+    """The schedule a KSampler-like node must sample with to start at the inverted latent (None: its own).
+
+    KSampler drops the second-to-last sigma for some samplers (dpm_2, uni_pc ...), so with the same
+    steps, scheduler and denoise its schedule can start elsewhere than the inversion's: then the
+    inversion's schedule is followed (the noise is only valid at its first sigma) and the log says so.
+    Other settings than the inversion's are refused with both schedules named. A stochastic sampler
+    is warned about: its fresh noise leads away from the content.
+    """
+    if stochastic(sampler_name):
+        log.warning("[Style Guidance] %s: sampler '%s' adds fresh noise at every step, so starting it from "
+                    "'Invert Latent' noise does not lead back to the content (reconstruction is lost); use a "
+                    "deterministic sampler (euler, heun, dpmpp_2m, ddim ...)", node, sampler_name)
+    own = comfy.samplers.KSampler(model_patcher, steps=steps, device="cpu", sampler=sampler_name, scheduler=scheduler,
+                                  denoise=denoise, model_options=model_patcher.model_options).sigmas.float().cpu()
+    inv = inversion.sigmas
+    if _same(own, inv):
+        return None
+    if _same(schedule(model_patcher, scheduler, steps, denoise), inv):
+        log.warning("[Style Guidance] %s: sampler '%s' would start at sigma %.4g (%d steps) but the inverted noise "
+                    "belongs to sigma %.4g (%d steps): sampling follows the inversion's schedule", node, sampler_name,
+                    float(own[0]), own.numel() - 1, float(inv[0]), inv.numel() - 1)
+        return inv.clone()
+    raise ValueError(f"noise: the inversion ends at sigma {float(inv[0]):.4g} ({inv.numel() - 1} steps) but this "
+                     f"sampler's schedule starts at sigma {float(own[0]):.4g} ({own.numel() - 1} steps); give 'Invert "
+                     "Latent' the same model, steps, scheduler and denoise as the sampler")
 
 
 def _max_denoise(model_sampling, sigma0: float) -> bool:
@@ -74,7 +127,8 @@ class Inversion:
     sigmas: torch.Tensor  # the descending schedule it belongs to (CPU)
     model_sampling: object
     latent_format: object
-    total_steps: int  # KSamplerAdvanced: steps = total_steps, start_at_step = total_steps - len(sigmas) + 1
+    total_steps: int  # KSamplerAdvanced: steps = total_steps
+    start_at_step: int = 0  # KSamplerAdvanced: start_at_step (its schedule for total_steps starts here at sigmas[0])
 
     @property
     def sigma0(self) -> float:
@@ -128,6 +182,11 @@ def invert(model_patcher, positive, negative, latent: dict, steps: int, schedule
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")
     samples = latent["samples"]
+    if model_patcher.get_wrappers(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, "style_guidance"):
+        # Guided, the inversion would follow the losses instead of the model's own ODE (309 % off on the stand-in).
+        raise ValueError("model: it already carries Style Guidance ('Apply Guidance to Model'); connect Invert "
+                         "Latent to the model from BEFORE that node: the inversion must run the plain model")
+    check_latent(model_patcher, samples, "latent", "Invert Latent")
     if samples.dim() != 4:
         raise ValueError(f"latent: expected an image latent (B,C,h,w), got shape {tuple(samples.shape)}")
     sigmas = schedule(model_patcher, scheduler, steps, denoise)
@@ -163,8 +222,12 @@ def invert(model_patcher, positive, negative, latent: dict, steps: int, schedule
 
     guider.sample(torch.zeros_like(latent_image), latent_image, comfy.samplers.KSAMPLER(inversion), up,
                   disable_pbar=True, seed=seed)
+    if not bool(torch.isfinite(result["x_t"]).all()):
+        raise ValueError("latent: inverting it overflowed the model (its values are too large for it); connect the "
+                         "latent from VAE Encode of the content image")
     base = model_patcher.model
     total = steps if denoise > 0.9999 else int(steps / denoise)
     return Inversion(x_t=result["x_t"].detach().float().cpu(), sigmas=sigmas,
                      model_sampling=model_patcher.get_model_object("model_sampling"),
-                     latent_format=base.latent_format, total_steps=total)
+                     latent_format=base.latent_format, total_steps=total,
+                     start_at_step=_full_length(model_patcher, scheduler, total) - len(sigmas))

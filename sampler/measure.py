@@ -49,7 +49,8 @@ class Measurement:
     def text(self) -> str:
         lines = []
         for t in self.terms:
-            share = "no gradient" if t.share is None else f"{t.share:.0%} of the direction"
+            share = ("no gradient" if t.share is None or not math.isfinite(t.share)
+                     else f"{t.share:.0%} of the direction")
             value = "n/a" if t.value is None else f"{t.value:.6g}"
             line = f"{t.name}: {value} (weight {t.weight:g} = {t.weight_share:.0%}; {share})"
             lines.append(line + (f" - {t.note}" if t.note else ""))
@@ -99,6 +100,9 @@ def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
         note = notes.get(name)
         if name in values and not live[name]:
             note = "zero gradient: this term does not steer here (e.g. a mask that covers nothing at this size)"
+        elif term.start_percent > 0.0 or term.end_percent < 1.0:
+            note = (f"acts only in steps {term.start_percent:.0%}-{term.end_percent:.0%} (its own window): with a "
+                    "sampler window outside that it never acts; the shares hold where the windows overlap")
         scores.append(TermScore(name, term.kind, values.get(name), term.weight,
                                 abs(term.weight) / weight_sum,
                                 float(share_t[name]) if name in share_t and live.get(name) else None, note))

@@ -135,8 +135,9 @@ def test_reported_shares_follow_the_weights_and_skip_dead_terms() -> None:
     assert s["a"] == pytest.approx(0.75) and s["b"] == pytest.approx(0.25) and s["dead"] == 0.0
     assert bal.zero == ["dead"]
     # Each live term enters at unit RMS times its weight, whatever its units (1e6 vs 1e-6 here):
-    # the combined RMS lies between |3 - 1| and 3 + 1 per sample.
-    rms = bal.direction.flatten(1).pow(2).mean(1).sqrt()
+    # the combined RMS lies between |3 - 1| and 3 + 1 per sample (the direction holds it in units of
+    # the largest weight, bal.scale, so huge weights cannot overflow).
+    rms = bal.direction.flatten(1).pow(2).mean(1).sqrt() * bal.scale
     assert bool(((rms >= 2.0 - 1e-5) & (rms <= 4.0 + 1e-5)).all()), rms
 
 
