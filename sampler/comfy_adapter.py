@@ -13,6 +13,8 @@ composes with every other patch (LoRA, ControlNet, FreeU, PAG, IP-Adapter ...):
 
 Other modules that mirror ComfyUI internals, and so need a look on a ComfyUI upgrade:
 ``sampler/clip_vision.py`` (an out-of-place copy of ComfyUI's CLIP/SigLIP vision forward),
+``sampler/op_fallbacks.py`` (module-level bindings of ComfyUI's custom ops without backward, e.g.
+comfy_kitchen's RoPE, swapped for differentiable equivalents in grad-enabled passes),
 ``sampler/model_features.py`` (capture of the UNet's blocks and self-attention through
 ``transformer_options`` patches, ``calc_cond_batch``), ``sampler/inversion.py`` (a KSAMPLER
 run through ``CFGGuider``, the inverse of ``noise_scaling``) and ``sampler/recurrence.py``
@@ -372,7 +374,10 @@ class GuidanceHooks:
         probe = self._probe_maker(model=model_obj, positive=args.get("cond"), negative=args.get("uncond"),
                                   model_options=args["model_options"], sigma=sigma_t, x_t=args["input"])
         with self._guarded():
-            return self.engine.guide_x0(args["input"], denoised, sigma, frac, probe)
+            if probe is None:
+                return self.engine.guide_x0(args["input"], denoised, sigma, frac, probe)
+            # Model-feature terms take a gradient through the model: the same retries as xt mode.
+            return backward_through(model_obj, lambda: self.engine.guide_x0(args["input"], denoised, sigma, frac, probe))
 
     def predict_noise(self, executor, x, timestep, model_options=None, seed=None):
         """xt mode: re-run the prediction with autograd and take the gradient back to x_t."""
