@@ -20,10 +20,12 @@ The modules that touch ComfyUI's sampling internals, and so need a look on a Com
 - ``sampler/inversion.py`` (a KSAMPLER run through ``CFGGuider``, the inverse of ``noise_scaling``);
 - ``sampler/recurrence.py`` (the k-diffusion sampler-function calling convention);
 - ``sampler/clip_vision.py`` (an out-of-place copy of ComfyUI's CLIP/SigLIP vision forward);
+- ``sampler/op_fallbacks.py`` (module-level bindings of ComfyUI's custom ops without backward,
+  e.g. comfy_kitchen's RoPE, swapped for differentiable equivalents in grad-enabled passes);
 - ``sampler/families.py`` (reads the latent format and VAE attributes of ComfyUI's objects to
   name model families).
 ``sampler/autograd_compat.py`` holds the autograd plumbing (grad on, ordinary copies, the
-in-place retry) and knows only torch.
+in-place and custom-op retries; the ops themselves are named in ``op_fallbacks``).
 """
 
 from __future__ import annotations
@@ -295,7 +297,10 @@ class GuidanceHooks:
         probe = self._probe_maker(model=model_obj, positive=args.get("cond"), negative=args.get("uncond"),
                                   model_options=args["model_options"], sigma=sigma_t, x_t=args["input"])
         with self._guarded():
-            return self.engine.guide_x0(args["input"], denoised, sigma, frac, probe)
+            if probe is None:
+                return self.engine.guide_x0(args["input"], denoised, sigma, frac, probe)
+            # Model-feature terms take a gradient through the model: the same retries as xt mode.
+            return backward_through(model_obj, lambda: self.engine.guide_x0(args["input"], denoised, sigma, frac, probe))
 
     def predict_noise(self, executor, x, timestep, model_options=None, seed=None):
         """xt mode: re-run the prediction with autograd and take the gradient back to x_t."""

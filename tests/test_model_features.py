@@ -143,10 +143,9 @@ def test_presets_name_the_published_layers_on_real_architectures(pk, comfy_base)
 def test_unsupported_family_is_refused_naming_node_and_family(pk, comfy_base):
     import comfy.supported_models as sm
 
-    flux = sm.Flux({"image_model": "flux", "in_channels": 16, "patch_size": 2, "out_channels": 16, "vec_in_dim": 768,
-                    "context_in_dim": 4096, "hidden_size": 3072, "mlp_ratio": 4.0, "num_heads": 24, "depth": 1,
-                    "depth_single_blocks": 1, "axes_dim": [16, 56, 56], "theta": 10000, "qkv_bias": True,
-                    "guidance_embed": True})
+    from headless.testbed.standins.flux import FLUX_CONFIG, flux_params
+
+    flux = sm.Flux(flux_params({**FLUX_CONFIG, "depth_single_blocks": 1}))  # + what the installed Flux requires
     base = flux.get_model({}, device="meta")
     term = pk.lm.AttentionDistillationLoss(torch.zeros(1, 16, 8, 8))
     with pytest.raises(ValueError, match=r"Attention Distillation Style Loss \(Style Guidance\): the Flux model .* not supported"):

@@ -18,12 +18,35 @@ FLUX_CONFIG = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_d
                    axes_dim=[16, 56, 56], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True)
 
 
+def flux_params(config: dict | None = None) -> dict:
+    """``config`` (default FLUX_CONFIG) completed with what the installed ComfyUI's Flux requires beyond it.
+
+    Newer ComfyUI adds constructor fields (0.8.0: ``txt_ids_dims``); its own detection, run on
+    the key skeleton of such a model, says what they are for a Flux.1 file, so the stand-in is
+    built as ComfyUI itself would build a model from it.
+    """
+    import comfy.model_detection
+
+    c = dict(FLUX_CONFIG if config is None else config)
+    hidden, p = c["hidden_size"], c["patch_size"]
+    shapes = {"img_in.weight": (hidden, c["in_channels"] * p * p), "txt_in.weight": (hidden, c["context_in_dim"]),
+              "vector_in.in_layer.weight": (hidden, c["vec_in_dim"])}
+    if c["guidance_embed"]:
+        shapes["guidance_in.in_layer.weight"] = (hidden, 256)
+    shapes.update({f"double_blocks.{i}.img_attn.norm.key_norm.scale": (hidden // c["num_heads"],)
+                   for i in range(c["depth"])})
+    shapes.update({f"single_blocks.{i}.norm.key_norm.scale": (hidden // c["num_heads"],)
+                   for i in range(c["depth_single_blocks"])})
+    detected = comfy.model_detection.detect_unet_config({k: torch.empty(s, device="meta") for k, s in shapes.items()}, "")
+    return {**detected, **c}
+
+
 def flux_dit(seed: int = 60) -> torch.nn.Module:
     """The smallest Flux.1-dev ComfyUI detects: hidden 3072, one double block, guidance embedding."""
     import comfy.ops
     from comfy.ldm.flux.model import Flux
 
-    net = Flux(**FLUX_CONFIG, operations=comfy.ops.manual_cast, dtype=torch.float32)
+    net = Flux(**flux_params(), operations=comfy.ops.manual_cast, dtype=torch.float32)
     seeded_fill_(net, seed)
     g = torch.Generator().manual_seed(seed + 2)
     x, ctx, y = sample(g, 1, 16, 8, 8), sample(g, 1, 77, 4096), sample(g, 1, 768)
