@@ -7,15 +7,6 @@ i pairs with reference i % R and mask entry i % M (R=1 broadcasts, R=B is per-sa
 """
 
 from .chain import CombinedLoss, LossResult
-from .inputs import (
-    as_image_batch,
-    as_mask_batch,
-    comfy_image_to_nchw,
-    comfy_mask_to_bhw,
-    derive_seed,
-    pair_index,
-)
-from .terms import FeatureExtractor, GuidanceLoss, LatentGuidanceLoss, ModelProbe
 from .clip import (
     CLIP_MEAN,
     CLIP_STD,
@@ -24,16 +15,25 @@ from .clip import (
     register_open_clip_config,
 )
 from .content import ZECON_DEFAULT_LAYERS, ContentMSELoss, VGGContentLoss, ZeConLoss, patch_nce
+from .inputs import (
+    as_image_batch,
+    as_mask_batch,
+    comfy_image_to_nchw,
+    comfy_mask_to_bhw,
+    derive_seed,
+    pair_index,
+)
 from .style import CLIP_DISTANCES, CLIP_TARGETS, CLIPStyleLoss, GramStyleLoss, RangeLoss, gram_matrix
+from .terms import FeatureExtractor, GuidanceLoss, LatentGuidanceLoss, ModelProbe
 from .vgg import (
     DEFAULT_VGG_CONTENT_PRESET,
     DEFAULT_ZECON_PRESET,
     GRAM_STYLE_LAYERS,
-    ZECON_PRESET_ALIASES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     VGG_CONTENT_LAYER_PRESETS,
     ZECON_LAYER_PRESETS,
+    ZECON_PRESET_ALIASES,
     VGG19Features,
     load_vgg19_features,
 )

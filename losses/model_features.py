@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .content import patch_nce
 from .inputs import derive_seed, pair, pair_index, resize_constant
 from .terms import LatentGuidanceLoss, ModelProbe
-from .content import patch_nce
 
 __all__ = [
     "AD_LAYER_PRESETS",
