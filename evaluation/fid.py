@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 from scipy import linalg
@@ -31,7 +32,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if mu1.shape != mu2.shape or s1.shape != s2.shape:
         raise ValueError(f"feature statistics differ in size: {mu1.shape}/{s1.shape} vs {mu2.shape}/{s2.shape}")
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    with warnings.catch_warnings():  # "matrix is singular" is expected with fewer images than dimensions
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():
         log.warning("FID: singular covariance product; adding %g to the diagonals", eps)
         offset = np.eye(s1.shape[0]) * eps
