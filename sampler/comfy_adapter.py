@@ -341,6 +341,8 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
         why = "scale is 0" if not settings.enabled else "no loss with a non-zero weight is connected"
         log.info("[Style Guidance] %s: sampling without guidance", why)
         return model, None
+    # Every chain, latent terms alone included, meets the family check before anything else.
+    families.check_model(model)
     decoder = None
     additional = []
     if losses.image_terms:

@@ -285,3 +285,20 @@ def test_guided_ksampler_names_a_5d_latent_on_an_sd2_model(comfy, families):
     with pytest.raises(PromptFailed, match=r"Guided KSampler: latent_image has shape \(1, 16, 1, 8, 8\) \(5-D\) but "
                                            r"the model, SD20 .* takes 4-D image latents"):
         comfy.run(g)
+
+
+def test_a_chain_of_model_feature_terms_alone_meets_the_family_check(pack, comfy_base):
+    """Defect 9: a ZeCon-on-model-features chain on a video model is refused by family, not in conv2d."""
+    from test_families import _tiny_comfy_model
+
+    name = pack.__name__
+    adapter = importlib.import_module(f"{name}.sampler.comfy_adapter")
+    mf = importlib.import_module(f"{name}.losses.model_features")
+    chain = importlib.import_module(f"{name}.losses.chain")
+    settings = importlib.import_module(f"{name}.sampler.settings")
+    wan = _tiny_comfy_model("WAN21_T2V", {
+        "image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 16, "dim": 64,
+        "ffn_dim": 128, "freq_dim": 256, "text_dim": 4096, "out_dim": 16, "num_heads": 2, "num_layers": 1})
+    losses = chain.CombinedLoss([mf.ModelZeConLoss(torch.randn(1, 16, 8, 8), num_patches=8)])
+    with pytest.raises(ValueError, match=r"model: WAN21_T2V makes video-shaped"):
+        adapter.install_guidance(wan, None, losses, settings.GuidanceSettings())
