@@ -151,11 +151,33 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def server_url_problem(url: str) -> str | None:
+    """What is wrong with a --server URL (scheme, host, port), or None: checked before anything runs."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return f"the scheme must be http or https, not {parts.scheme or 'missing'}"
+    try:
+        port = parts.port  # raises on a port that is not a number or out of range
+    except ValueError:
+        return "the port must be a number from 1 to 65535"
+    if not parts.hostname:
+        return "it names no host"
+    if port == 0:
+        return "the port must be a number from 1 to 65535"
+    return None
+
+
 def parse_args(argv: list[str] | None) -> Options:
     ap = build_parser()
     ns = ap.parse_args(argv)
     if ns.server and (ns.comfyui or ns.models or ns.gpu):
         ap.error("--comfyui, --models and --gpu are for in-process runs; they do not combine with --server")
+    for url in ns.server:
+        problem = server_url_problem(url)
+        if problem:
+            ap.error(f"--server {url!r}: {problem}; give it as http://HOST:PORT (e.g. http://127.0.0.1:8188)")
     return Options(**vars(ns))
 
 

@@ -271,6 +271,19 @@ def test_bad_numbers_are_refused(args, why, capsys):
     assert e.value.code == EXIT_SETUP and why in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("url,why", [("http://127.0.0.1:abc", "port"), ("ftp://127.0.0.1:1", "scheme"),
+                                     ("127.0.0.1:8188", "scheme"), ("http://:8188", "host"),
+                                     ("http://127.0.0.1:0", "port"), ("http://127.0.0.1:70000", "port")])
+def test_bad_server_urls_are_refused_before_anything_runs(url, why, capsys):
+    """Issue 20, defect 8: a bad --server URL is a setup error (exit 2) naming what is wrong, not a traceback."""
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args(["--content", "a", "--style", "b", "--server", url])
+    err = capsys.readouterr().err
+    assert e.value.code == EXIT_SETUP and why in err and url in err, err
+    assert cli.server_url_problem("http://127.0.0.1:8188") is None
+    assert cli.server_url_problem("https://gpu1:8443/") is None
+
+
 def test_exit_codes_are_documented():
     text = cli.build_parser().format_help()
     readme = (REPO / "README.md").read_text()
