@@ -70,7 +70,7 @@ def plot_steps(events: list[dict], title: str) -> bytes | None:
             top.plot(*zip(*pts, strict=True), marker=".", label=label)
     top.set_yscale("log")
     top.set_ylabel("term value (unweighted, log)")
-    top.set_title(title)
+    top.set_title(title.replace("$", r"\$"))  # a file name is text, never mathtext ('cost$__$x')
     for label, pts in sorted(data["share"].items()):
         bottom.plot(*zip(*pts, strict=True), marker=".", label=label)
     bottom.set_ylabel("share of the guidance")

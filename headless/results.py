@@ -15,6 +15,7 @@ import os
 import struct
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,14 +231,28 @@ def step_events(messages: list) -> list[dict]:
     return [dict(d) for ev, d in messages if ev == STEP_EVENT and isinstance(d, dict)]
 
 
-def write_steps(json_path: Path, png_path: Path, events: list[dict], title: str) -> list[Path]:
-    """``<name>.steps.json`` (the events) and, where matplotlib is installed, ``<name>.steps.png``."""
+def write_steps(json_path: Path, png_path: Path, events: list[dict], title: str,
+                warn: Callable[[str], None] | None = None) -> list[Path]:
+    """``<name>.steps.json`` (the events) and, where matplotlib is installed, ``<name>.steps.png``.
+
+    A plot that cannot be drawn is a note (``warn``), not a failure: the events are the record.
+    Both files or neither: the JSON is removed again when the picture cannot be written.
+    """
     from .plots import plot_steps
 
+    try:
+        png = plot_steps(events, title)
+    except Exception as e:  # matplotlib's own errors on odd input; the JSON still holds everything
+        png = None
+        if warn is not None:
+            warn(f"note: {json_path.name}: no step plot ({type(e).__name__}: {e})")
     write_atomic(json_path, strict_json({"event": STEP_EVENT, "events": events}, indent=1).encode("utf-8"))
     written = [json_path]
-    png = plot_steps(events, title)
     if png is not None:
-        write_atomic(png_path, png)
+        try:
+            write_atomic(png_path, png)
+        except BaseException:
+            json_path.unlink(missing_ok=True)
+            raise
         written.append(png_path)
     return written

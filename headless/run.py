@@ -162,7 +162,8 @@ class Run:
                     done.append(path)
                 if steps:
                     done += write_steps(output_path(self.out_dir, f"{stem}.steps.json"),
-                                        output_path(self.out_dir, f"{stem}.steps.png"), steps, pair.name)
+                                        output_path(self.out_dir, f"{stem}.steps.png"), steps, pair.name,
+                                        warn=self.progress.log)
             except BaseException:
                 for path in done:
                     path.unlink(missing_ok=True)

@@ -493,6 +493,22 @@ def test_step_plot_is_a_picture(tmp_path):
     assert plots.plot_steps([], "x") is None
 
 
+def test_a_dollar_name_plots_and_a_failing_plot_is_a_note(tmp_path, monkeypatch):
+    """Issue 20, defect 7: 'cost$__$x' is a title, not mathtext; a plot that raises leaves the JSON and a note."""
+    written = results.write_steps(tmp_path / "a.steps.json", tmp_path / "a.steps.png", synthetic_steps(), "cost$__$x")
+    assert [p.name for p in written] == ["a.steps.json", "a.steps.png"]
+
+    def broken(events, title):
+        raise ValueError("cannot draw")
+
+    monkeypatch.setattr(plots, "plot_steps", broken)
+    notes: list[str] = []
+    written = results.write_steps(tmp_path / "b.steps.json", tmp_path / "b.steps.png", synthetic_steps(), "t",
+                                  warn=notes.append)
+    assert [p.name for p in written] == ["b.steps.json"] and not (tmp_path / "b.steps.png").exists()
+    assert len(notes) == 1 and "cannot draw" in notes[0]
+
+
 def test_without_matplotlib_only_the_json_is_written(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "matplotlib_available", lambda: False)
     written = results.write_steps(tmp_path / "a.steps.json", tmp_path / "a.steps.png", synthetic_steps(), "t")
