@@ -91,6 +91,8 @@ FAMILIES: dict[str, Family] = {
                   "sg_tiny_sd35.safetensors", 4096, 2048, flow=True),
     "flux": Family("flux", "Flux.1 dev", "Flux", "Flux", 16, "taef1", 0.3611, 0.1159, "diffusion_models",
                    "sg_tiny_flux1_dev.safetensors", 4096, 768, flow=True, guidance_embed=True),
+    "qwen_image": Family("qwen_image", "Qwen-Image", "QwenImage", "Wan21", 16, "lighttaew2_1.safetensors", 1.0, 0.0,
+                         "diffusion_models", "sg_tiny_qwen_image.safetensors", 3584, 0, flow=True),  # tiny_qwen_image
 }
 TAESD_CHANNELS = {"taesd": 4, "taesdxl": 4, "taesd3": 16, "taef1": 16}
 CONTROLNET_FILE = "sg_tiny_sd15_controlnet.safetensors"

@@ -139,22 +139,29 @@ class DecoderCopy(torch.nn.Module):
     """A grad-capable copy of a VAE's decoder: latent (VAE space) -> image in ~[0,1], NCHW.
 
     ComfyUI's ``VAE.decode`` clamps to [0,1] (zero gradient outside), moves to the
-    intermediate device and returns NHWC, so it cannot be used for gradients.
+    intermediate device and returns NHWC, so it cannot be used for gradients. One-frame 5-D
+    latents (Qwen-Image's) go in intact and come out as one picture per sample.
     """
 
     def __init__(self, first_stage_model: torch.nn.Module) -> None:
         super().__init__()
         encoders = [getattr(first_stage_model, n) for n in ("encoder", "taesd_encoder")
                     if isinstance(getattr(first_stage_model, n, None), torch.nn.Module)]
+        # A video tiny autoencoder (TAEHV) gives [0, 1] pixels already (ComfyUI maps them by identity).
+        self.unit_range = type(first_stage_model).__name__ == "TAEHV"
         with torch.inference_mode(False):
             # The encoder is never used for guidance: leave it out of the copy.
             memo = {id(e): torch.nn.Identity() for e in encoders}
             self.model = autograd_safe_(copy.deepcopy(first_stage_model, memo)).eval().requires_grad_(False)
+        if self.unit_range:
+            # Its frame-by-frame mode detaches the frames it remembers; parallel mode: same sums, with gradient.
+            self.model.parallel, self.model.show_progress_bar = True, False
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         dtype = next(self.model.parameters()).dtype
         out = self.model.decode(z.to(dtype))
-        return out.float() * 0.5 + 0.5  # [-1,1] -> [0,1], no clamp: keep the gradient
+        out = (out[:, :, 0] if out.ndim == 5 else out).float()  # (B, 3, 1, H, W): check_latent let one frame through
+        return out if self.unit_range else out * 0.5 + 0.5  # [-1,1] -> [0,1], no clamp: keep the gradient
 
 
 # Keyed weakly on ComfyUI's VAE object: when ComfyUI's cache drops a VAE, its copy goes too.
@@ -270,6 +277,7 @@ class GuidanceHooks:
     def outer_sample(self, executor, noise, latent_image, sampler, sigmas, denoise_mask, callback,
                      disable_pbar, seed, *args, **kwargs):
         """Start a run: fresh state, reseeded losses, progress reporting, recurrence."""
+        families.check_latent(self.patcher, latent_image)
         self.prepared = False
         self.seed = int(seed or 0)
         self._schedule = None
