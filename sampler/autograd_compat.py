@@ -11,6 +11,7 @@ adapter turns it on only for a model that needs it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import weakref
 from collections.abc import Callable, Iterator
@@ -68,3 +69,16 @@ def backward_through(model: object, run: Callable[[], T]) -> T:
                  "this model from now on", type(model).__name__)
         with clone_saved_activations():
             return run()
+
+
+def with_ordinary_tensors(obj: T) -> T:
+    """A shallow copy of ``obj`` whose tensor attributes are ordinary copies autograd can save.
+
+    ComfyUI makes a latent format's per-channel mean and std (Wan 2.1's, Qwen-Image's) while a prompt
+    runs in inference mode, and such tensors cannot be saved for backward. Call outside inference mode.
+    """
+    out = copy.copy(obj)
+    for name, value in vars(obj).items():
+        if isinstance(value, torch.Tensor) and value.is_inference():
+            setattr(out, name, value.clone())
+    return out

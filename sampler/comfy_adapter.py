@@ -40,7 +40,7 @@ import comfy.utils
 import torch
 
 from . import families
-from .autograd_compat import backward_through
+from .autograd_compat import backward_through, with_ordinary_tensors
 from .engine import OOM_ADVICE, GuidanceEngine, StepReport
 from .guidance import percent_of_sigma, renoise_flow, renoise_ve, step_fraction
 from .recurrence import recurrent_sampler_function
@@ -432,7 +432,7 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
     latent_format = model.model.latent_format
 
     def decode(x0: torch.Tensor) -> torch.Tensor:
-        return decoder(latent_format.process_out(x0))
+        return decoder(with_ordinary_tensors(latent_format).process_out(x0))  # Wan 2.1's mean/std
 
     engine = GuidanceEngine(losses, decode, settings)
     m = model.clone()

@@ -11,10 +11,10 @@ import importlib
 
 import pytest
 import torch
-from headless import family_graphs as F
-from headless.graphs import link
 
+from headless import family_graphs as F
 from headless.comfy_host import PromptFailed
+from headless.graphs import link
 
 KEY = "qwen_image"
 # Guided must end with the twin-scored total at most this fraction of plain's (scale 0.3, 4 steps, 64 px).
@@ -78,7 +78,7 @@ def test_comfyui_detects_qwen_image_and_the_velocity_has_unit_rms(comfy, qwen):
     finally:
         hook.remove()
     rms = [float(o.pow(2).mean().sqrt()) for o in outputs]
-    print(f"qwen_image: velocity RMS per evaluation " + " ".join(f"{r:.2f}" for r in rms))
+    print("qwen_image: velocity RMS per evaluation " + " ".join(f"{r:.2f}" for r in rms))
     assert len(rms) >= F.STEPS and all(torch.isfinite(o).all() for o in outputs)
     assert all(0.5 < r < 2.0 for r in rms), rms
 
