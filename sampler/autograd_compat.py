@@ -212,3 +212,16 @@ def ordinary_weights(modules: Iterable[torch.nn.Module], device: torch.device | 
     finally:
         for store, name, t in reversed(saved):
             store[name] = t
+
+
+def with_ordinary_tensors(obj: T) -> T:
+    """A shallow copy of ``obj`` whose tensor attributes are ordinary copies autograd can save.
+
+    ComfyUI makes a latent format's per-channel mean and std (Wan 2.1's, Qwen-Image's) while a prompt
+    runs in inference mode, and such tensors cannot be saved for backward. Call outside inference mode.
+    """
+    out = copy.copy(obj)
+    for name, value in vars(obj).items():
+        if isinstance(value, torch.Tensor) and value.is_inference():
+            setattr(out, name, value.clone())
+    return out

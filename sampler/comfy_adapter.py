@@ -47,7 +47,14 @@ import torch
 
 from ..protocol import STEP_EVENT
 from . import families, model_probe
-from .autograd_compat import autograd_enabled, backward_through, make_ordinary_, ordinary_copy, ordinary_weights
+from .autograd_compat import (
+    autograd_enabled,
+    backward_through,
+    make_ordinary_,
+    ordinary_copy,
+    ordinary_weights,
+    with_ordinary_tensors,
+)
 from .engine import OOM_ADVICE, GuidanceEngine, StepReport
 from .guidance import percent_of_sigma, renoise_flow, renoise_ve, step_fraction
 from .model_probe import control_modules
@@ -74,20 +81,27 @@ class DecoderCopy(torch.nn.Module):
     """A grad-capable copy of a VAE's decoder: latent (VAE space) -> image in ~[0,1], NCHW.
 
     ComfyUI's ``VAE.decode`` clamps to [0,1] (zero gradient outside), moves to the
-    intermediate device and returns NHWC, so it cannot be used for gradients.
+    intermediate device and returns NHWC, so it cannot be used for gradients. One-frame 5-D
+    latents (Qwen-Image's) go in intact and come out as one picture per sample.
     """
 
     def __init__(self, first_stage_model: torch.nn.Module) -> None:
         super().__init__()
         encoders = [getattr(first_stage_model, n) for n in ("encoder", "taesd_encoder")
                     if isinstance(getattr(first_stage_model, n, None), torch.nn.Module)]
+        # A video tiny autoencoder (TAEHV) gives [0, 1] pixels already (ComfyUI maps them by identity).
+        self.unit_range = type(first_stage_model).__name__ == "TAEHV"
         # The encoder is never used for guidance: leave it out of the copy.
         self.model = ordinary_copy(first_stage_model, leave_out=encoders).eval().requires_grad_(False)
+        if self.unit_range:
+            # Its frame-by-frame mode detaches the frames it remembers; parallel mode: same sums, with gradient.
+            self.model.parallel, self.model.show_progress_bar = True, False
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         dtype = next(self.model.parameters()).dtype
         out = self.model.decode(z.to(dtype))
-        return out.float() * 0.5 + 0.5  # [-1,1] -> [0,1], no clamp: keep the gradient
+        out = (out[:, :, 0] if out.ndim == 5 else out).float()  # (B, 3, 1, H, W): check_latent let one frame through
+        return out if self.unit_range else out * 0.5 + 0.5  # [-1,1] -> [0,1], no clamp: keep the gradient
 
 
 # Keyed weakly on ComfyUI's VAE object: when ComfyUI's cache drops a VAE, its copy goes too.
@@ -196,6 +210,7 @@ class GuidanceHooks:
     def outer_sample(self, executor, noise, latent_image, sampler, sigmas, denoise_mask, callback,
                      disable_pbar, seed, *args, **kwargs):
         """Start a run: fresh state, reseeded losses, progress reporting, recurrence."""
+        families.check_latent(self.patcher, latent_image)
         self.prepared = False
         self.seed = int(seed or 0)
         self._schedule = None
@@ -354,7 +369,7 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
     latent_format = model.model.latent_format
 
     def decode(x0: torch.Tensor) -> torch.Tensor:
-        return decoder(latent_format.process_out(x0))
+        return decoder(with_ordinary_tensors(latent_format).process_out(x0))  # Wan 2.1's mean/std
 
     engine = GuidanceEngine(losses, decode, settings)
     m = model.clone()

@@ -17,8 +17,23 @@ LATENT_FAMILIES: dict[str, tuple[str, str]] = {
     "SD3": ("SD3", "taesd3 or the SD3 VAE"),
     "Flux": ("Flux.1", "taef1 or the Flux VAE (ae.safetensors)"),
     "Flux2": ("Flux.2", "the Flux.2 VAE"),
+    "Wan21": ("Wan 2.1", "lighttaew2_1 or the Wan 2.1 VAE (Qwen-Image's VAE)"),
 }
-CHANNELS = {"SD15": 4, "SDXL": 4, "SD3": 16, "Flux": 16}
+CHANNELS = {"SD15": 4, "SDXL": 4, "SD3": 16, "Flux": 16, "Wan21": 16}
+# Models whose 5-D latents (batch, channels, frames, height, width) hold pictures: one frame each.
+IMAGE_MODELS_WITH_FRAMES = {"QwenImage": "Qwen-Image"}
+# comfy.taesd.taehv.TAEHV by its latent channels and ComfyUI's latent format for it -> (name, latent format).
+TAEHV_KINDS: dict[tuple[int, str | None], tuple[str, str]] = {
+    (16, None): ("lighttaew2_1", "Wan21"),
+    (16, "HunyuanVideo"): ("taehv", "HunyuanVideo"),
+    (48, None): ("lighttaew2_2", "Wan22"),
+    (32, "HunyuanVideo15"): ("lighttaehy1_5", "HunyuanVideo15"),
+}
+# Full VAEs told apart by their class (module, class name) -> (name, latent format).
+VAE_CLASSES: dict[tuple[str, str], tuple[str, str]] = {
+    ("comfy.ldm.wan.vae", "WanVAE"): ("the Wan 2.1 VAE", "Wan21"),
+    ("comfy.ldm.wan.vae2_2", "WanVAE"): ("the Wan 2.2 VAE", "Wan22"),
+}
 # (vae_scale, vae_shift) that ComfyUI's VAELoader gives each TAESD -> (its name, latent format).
 TAESD_BY_SCALE: dict[tuple[float, float], tuple[str, str]] = {
     (0.18215, 0.0): ("taesd", "SD15"),
@@ -68,14 +83,36 @@ def _taesd_of(vae) -> tuple[str, str] | None:
     return None
 
 
+def _known_vae(vae) -> tuple[str, str] | None:
+    """(name, latent format) of a decoder told by its kind: a TAESD, a video tiny autoencoder, a Wan VAE."""
+    found = _taesd_of(vae)
+    if found is not None:
+        return found
+    fsm = getattr(vae, "first_stage_model", None)
+    if fsm is None:
+        return None
+    cls = type(fsm)
+    if cls.__name__ == "TAEHV":  # VAELoader's video tiny autoencoders (taehv, lighttaew2_1, ...)
+        fmt = getattr(fsm, "latent_format", None)
+        key = (getattr(fsm, "latent_channels", None), fmt.__name__ if fmt is not None else None)
+        return TAEHV_KINDS.get(key, (f"a video tiny autoencoder ({key[0]} channels)", "unknown video"))  # type: ignore[arg-type]
+    return VAE_CLASSES.get((cls.__module__, cls.__name__))
+
+
 def describe_vae(vae) -> str:
     """E.g. 'taesd3 (SD3 latents, 16 channels)' or 'a VAE with 4 latent channels (SD1.x/SD2.x or SDXL)'."""
     channels = getattr(vae, "latent_channels", None)
-    taesd = _taesd_of(vae)
-    if taesd is not None:
-        return f"{taesd[0]} ({LATENT_FAMILIES[taesd[1]][0]} latents, {channels} channels)"
-    fits = [LATENT_FAMILIES[fmt][0] for fmt, ch in CHANNELS.items() if ch == channels]
+    known = _known_vae(vae)
+    if known is not None:
+        return f"{known[0]} ({LATENT_FAMILIES.get(known[1], (known[1],))[0]} latents, {channels} channels)"
+    fits = [LATENT_FAMILIES[fmt][0] for fmt, ch in CHANNELS.items()
+            if ch == channels and _dims(fmt) == int(getattr(vae, "latent_dim", 2))]
     return f"a VAE with {channels} latent channels" + (f" ({' or '.join(fits)})" if fits else "")
+
+
+def _dims(latent_format: str) -> int:
+    """Spatial dimensions of a latent format's latents (3: batch, channels, frames, height, width)."""
+    return 3 if latent_format in ("Wan21", "Wan22", "HunyuanVideo", "HunyuanVideo15") else 2
 
 
 # Latent formats with image-shaped (2-D) latents that do not decode to pictures.
@@ -85,34 +122,51 @@ NOT_IMAGES = {"ACEAudio": "audio"}
 def check_model(model) -> None:
     """Refuse, before sampling, a model whose latents do not decode to one picture per sample.
 
-    Video-shaped latents (B, C, T, H, W: WAN, HunyuanVideo, LTXV, Mochi, Cosmos, also QwenImage's),
-    1-D ones (audio, 3-D meshes) and audio in 2-D are named and refused; the loss networks score images.
+    Video models (B, C, T, H, W latents: WAN, HunyuanVideo, LTXV, Mochi, Cosmos), 1-D latents (audio,
+    3-D meshes) and audio in 2-D are named and refused; the loss networks score images. Image models
+    with one-frame 5-D latents (Qwen-Image, in Wan 2.1's format) pass; their latents are checked by
+    :func:`check_latent`.
     """
     fam = model_family(model)
     kind = NOT_IMAGES.get(fam.latent_format)
-    if fam.dimensions == 3:
+    if fam.dimensions == 3 and fam.name not in IMAGE_MODELS_WITH_FRAMES:
         kind = "video-shaped (batch, channels, frames, height, width)"
-    elif fam.dimensions != 2:
+    elif fam.dimensions not in (2, 3):
         kind = f"{fam.dimensions}-D (audio or 3-D shape)"
     if kind:
+        video = " Video is not yet supported." if fam.dimensions == 3 else ""
         raise ValueError(
             f"model: {fam.name} makes {kind} latents ({fam.latent_format} format); Style Guidance steers models whose "
-            "latents decode to pictures (SD1.x, SD2.x, SDXL, SD3, Flux and others with 2-D image latents). "
-            "Connect an image model.")
+            "latents decode to pictures (SD1.x, SD2.x, SDXL, SD3, Flux, Qwen-Image and others)."
+            f"{video} Connect an image model.")
+
+
+def check_latent(model, latent) -> None:
+    """Refuse, before sampling, a video latent (more than one frame) for a model with 5-D image latents."""
+    fam = model_family(model)
+    if fam.dimensions != 3 or getattr(latent, "ndim", 0) != 5 or int(latent.shape[2]) == 1:
+        return
+    label = IMAGE_MODELS_WITH_FRAMES.get(fam.name, fam.name)
+    raise ValueError(
+        f"latent_image: a video latent of {int(latent.shape[2])} frames {tuple(latent.shape)} for {label} "
+        f"({fam.name}); Style Guidance guides one picture per sample, and video is not yet supported. "
+        "Use an image latent (one frame, e.g. EmptySD3LatentImage or VAE Encode of a picture).")
 
 
 def check_vae_matches(model, vae) -> None:
     """Clear error naming both families when the VAE cannot decode the model's latents faithfully.
 
-    Channel counts must agree; a TAESD must also be the one of the model's latent format (taesd3 and
-    taef1 both have 16 channels but scale latents differently).
+    Channel counts and latent dimensions (2-D images or 5-D frames) must agree; a decoder whose
+    kind is known (a TAESD, a video tiny autoencoder, a Wan VAE) must also be the one of the
+    model's latent format: taesd3, taef1 and Wan 2.1's decoders all have 16 channels.
     """
     fam = model_family(model)
     vae_ch = getattr(vae, "latent_channels", None)
-    taesd = _taesd_of(vae)
+    known = _known_vae(vae)
     wrong_channels = fam.channels is not None and vae_ch is not None and fam.channels != vae_ch
-    wrong_taesd = taesd is not None and fam.latent_format in LATENT_FAMILIES and taesd[1] != fam.latent_format
-    if wrong_channels or wrong_taesd:
+    wrong_kind = known is not None and fam.latent_format in LATENT_FAMILIES and known[1] != fam.latent_format
+    wrong_dims = int(getattr(vae, "latent_dim", 2)) != fam.dimensions
+    if wrong_channels or wrong_kind or wrong_dims:
         fits = LATENT_FAMILIES.get(fam.latent_format, ("", "the VAE of the model's family"))[1]
         raise ValueError(
             f"vae: {describe_vae(vae)} does not match the model, {fam.describe()}. "

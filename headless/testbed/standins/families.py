@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from . import flux, sd2, sd3, sd15, sdxl
+from . import flux, qwen_image, sd2, sd3, sd15, sdxl
 from .common import cached, save_streaming
 from .family import Family
 
-_MODULES = (sd15, sd2, sdxl, sd3, flux)
+_MODULES = (sd15, sd2, sdxl, sd3, flux, qwen_image)
 FAMILIES: dict[str, Family] = {m.FAMILY.key: m.FAMILY for m in _MODULES}
 
 
