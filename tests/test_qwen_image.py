@@ -156,9 +156,11 @@ def test_decoder_autograd_matches_finite_differences(comfy, qwen, pack, vae):
 # Guidance
 
 
+# Each node and each mode at least once, each decoder at least once: the whole 3 x 2 x 2 matrix
+# passed once (twin ratios 0.61-0.73) but costs ~8 min of CI on two cores for no new path.
 CASES = [pytest.param(node, mode, "lighttae", id=f"{node}-{mode}-lighttae")
-         for node in ("sampler", "guider", "apply") for mode in ("x0", "xt")]
-CASES += [pytest.param("sampler", mode, "wan21", id=f"sampler-{mode}-wan21") for mode in ("x0", "xt")]
+         for node, mode in (("sampler", "x0"), ("sampler", "xt"), ("guider", "xt"), ("apply", "x0"))]
+CASES += [pytest.param("sampler", "x0", "wan21", id="sampler-x0-wan21")]
 
 
 @pytest.mark.parametrize("node,mode,vae", CASES)
@@ -185,7 +187,7 @@ def test_guidance_lowers_the_twin_scored_loss(comfy, qwen, node, mode, vae):
         assert r[term] < 1.0, f"{node}/{mode}/{vae}: {term}'s own twin score rose {r}"
 
 
-@pytest.mark.parametrize("mode", ["x0", "xt"])
+@pytest.mark.parametrize("mode", ["xt"])
 def test_a_flipped_update_raises_the_twin_scores(comfy, qwen, mode):
     """The counterfactual: the same guidance with its update's sign flipped ends worse than plain."""
     g = _graph(qwen)
