@@ -76,10 +76,10 @@ def child(a: argparse.Namespace) -> dict:
     key = a.child
 
     def build(models_dir: Path) -> dict:
-        from headless.testbed.standins import testset
+        from headless.testbed.standins import suite_models
 
-        names = testset.build_all(models_dir)
-        names.update(testset.build_families(models_dir, keys=() if key == "sd15" else (key,)))
+        names = suite_models.build_all(models_dir)
+        names.update(suite_models.build_families(models_dir, keys=() if key == "sd15" else (key,)))
         return names
 
     base = Path(tempfile.mkdtemp(prefix="sg_bench_families_"))

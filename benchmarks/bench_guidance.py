@@ -106,7 +106,7 @@ def setup_comfy(base: Path, gpu: bool) -> tuple[Path, dict]:
     """Temp ComfyUI base with the pack and tiny models; ComfyUI imported and nodes loaded."""
 
     def tiny_models(models_dir: Path) -> dict:
-        from headless.testbed.standins import testset as models
+        from headless.testbed.standins import suite_models as models
 
         return models.build_all(models_dir)
 

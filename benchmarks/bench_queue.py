@@ -108,11 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from headless.testbed.server import ComfyServer
-    from headless.testbed.standins import loss_nets, names, testset
+    from headless.testbed.standins import loss_nets, names, suite_models
 
     base = Path(tempfile.mkdtemp(prefix="sg_bench_queue_"))
     try:
-        comfy_root, models = setup_comfy(base, gpu=False, build_models=lambda d: (testset.build_all(d), {
+        comfy_root, models = setup_comfy(base, gpu=False, build_models=lambda d: (suite_models.build_all(d), {
             "ckpt": names.TINY_CKPT, "kl_vae": names.TINY_KL_VAE, "vgg": loss_nets.TINY_VGG,
             "open_clip": loss_nets.TINY_OPENCLIP, "open_clip_arch": loss_nets.TINY_OPENCLIP_ARCH})[1], who="bench_queue")
         server = ComfyServer(comfy_root, base, base / "server.log", extra_env={"OMP_NUM_THREADS": str(args.threads)})

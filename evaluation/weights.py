@@ -9,7 +9,7 @@ Where each file is looked for, in ``<models>`` (``--models DIR``, else ``<ComfyU
 - ``vgg/vgg19-dcbee923.pth``: torchvision's VGG19, the file the pack's VGG loader already uses
   (https://download.pytorch.org/models/vgg19-dcbee923.pth); a ``.safetensors`` copy also works.
 - LPIPS v0.1 linear heads: ``evaluation/lpips_v0.1_alex.pth`` if present, else the ``alex.pth``
-  that ships inside the ``lpips`` package (pip install lpips).
+  that ships inside the ``lpips`` package (it is in requirements.txt).
 
 Files are read with safetensors or ``torch.load(weights_only=True)`` only.
 """
@@ -33,7 +33,7 @@ SOURCES = {
     INCEPTION: "https://huggingface.co/matthias-wright/art_inception/resolve/main/art_inception.pth",
     ALEXNET: "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
     VGG19: "https://download.pytorch.org/models/vgg19-dcbee923.pth",
-    LPIPS_HEADS: "the lpips package (pip install lpips): lpips/weights/v0.1/alex.pth",
+    LPIPS_HEADS: "the lpips package (it is in requirements.txt): lpips/weights/v0.1/alex.pth",
 }
 
 
@@ -79,7 +79,7 @@ def _lpips_heads(models: Path) -> WeightFile:
     except ImportError:
         raise WeightsMissing(
             f"LPIPS v0.1 alex heads: '{LPIPS_HEADS}' not in {models / EVAL_FOLDER} and the lpips package "
-            "is not installed: pip install lpips, or copy its weights/v0.1/alex.pth there under that name"
+            "is not installed (it is in requirements.txt): install it, or copy its weights/v0.1/alex.pth there under that name"
         ) from None
     path = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
     if not path.is_file():

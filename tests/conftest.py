@@ -40,12 +40,12 @@ def _import_and_build(comfy_root: Path, base: Path) -> None:
     import shutil
 
     from headless.testbed import base as hc
-    from headless.testbed.standins import install, testset
+    from headless.testbed.standins import install, suite_models
 
     # Settings first (model_management reads them at import), then the model files that
     # need comfy's modules, then the custom nodes, as ComfyUI does at start-up.
     hc.configure_comfy(comfy_root, base)
-    testset.build_all(base / "models")
+    suite_models.build_all(base / "models")
     # Stand-ins under the shipped workflows' own model names, and their sample images.
     for twin in sorted((hc.REPO_ROOT / "workflows" / "api").glob("*.json")):
         install.install_for_workflow(base / "models", json.loads(twin.read_text()))
@@ -69,9 +69,9 @@ def tiny_models(comfy_base) -> dict:
 @pytest.fixture(scope="session")
 def families(comfy_base, tiny_models) -> dict:
     """Stand-ins of SD2.x v-pred, SDXL, SD3.5, Flux (+ decoders, SD1.5 ControlNet and LoRA), built on first use."""
-    from headless.testbed.standins import testset
+    from headless.testbed.standins import suite_models
 
-    return {**tiny_models, **testset.build_families(comfy_base / "models")}
+    return {**tiny_models, **suite_models.build_families(comfy_base / "models")}
 
 
 @pytest.fixture(scope="session")

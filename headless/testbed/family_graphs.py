@@ -35,7 +35,7 @@ def model_node(fam: Family) -> dict:
 def vae_node(fam: Family, vae: str) -> dict:
     """``taesd``: the family's TAESD through VAELoader; ``kl``: the narrow KL VAE of its latents.
 
-    SD2.x shares SD1.5's latents and so its 'taesd' pair; the tests' SD1.5 pair (standins.testset)
+    SD2.x shares SD1.5's latents and so its 'taesd' pair; the tests' SD1.5 pair (standins.suite_models)
     is not calibrated and saturates, so SD2.x decodes with a calibrated TAESD of the same latent format,
     packed as a full VAE file (VAELoader by file name).
     """

@@ -3,7 +3,7 @@
 Nothing is downloaded. Files are written under a models folder laid out like ComfyUI's
 (``checkpoints``, ``diffusion_models``, ``vae``, ``vae_approx``, ``text_encoders``, ``vgg``,
 ``open_clip``, ``loras``, ``controlnet``). Two uses: the tests' own model set
-(:mod:`.testset`), and stand-ins written under the exact file names a shipped workflow expects
+(:mod:`.suite_models`), and stand-ins written under the exact file names a shipped workflow expects
 (:mod:`.install`), so that the runner, the tests and the browser test execute real workflows on a
 machine without real weights. Building needs ComfyUI importable (after
 :func:`headless.testbed.base.configure_comfy`); :mod:`.names` does not.
@@ -20,7 +20,7 @@ Modules:
 - :mod:`.extras`: the SD1.5 ControlNet and LoRAs;
 - :mod:`.names`: model file names and the "real file name -> stand-in" tables (no torch);
 - :mod:`.install`: stand-ins under a workflow's own names, and tiny mode's input changes;
-- :mod:`.testset`: the tests' model set and the families' set.
+- :mod:`.suite_models`: the tests' model set and the families' set.
 
 Adding a model family (recipe):
 
@@ -32,7 +32,7 @@ Adding a model family (recipe):
    vae_shift, folder, file, context_dim, pooled_dim, ..., build=<family>_net, seed=<unused seed>)``.
    Say in its docstring what ComfyUI's detection forces (sizes, keys).
 2. Add the module to ``_MODULES`` in :mod:`.families`. :func:`~.families.diffusion_cached` then
-   builds it once into the cache, :func:`~.testset.build_families` can place it, and
+   builds it once into the cache, :func:`~.suite_models.build_families` can place it, and
    ``headless/testbed/family_graphs.py`` can build its prompts from the :class:`~.family.Family` record.
 3. If shipped workflows name its real files, add the real names to :mod:`.names` (``STANDIN_FOR``)
    and their builders to ``install.STANDINS``; a new TAESD pair goes in ``decoders.TAESD_PAIRS``.

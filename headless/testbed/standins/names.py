@@ -32,7 +32,7 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
 # VAELoader names that are not files in models/vae but TAESD pairs in models/vae_approx.
 TAESD_NAMES = ("taesd", "taesdxl", "taesd3", "taef1", "pixel_space")
 
-# The tests' own model files (built by testset.build_all).
+# The tests' own model files (built by suite_models.build_all).
 TINY_CKPT = "sg_tiny_sd15.safetensors"
 TINY_KL_VAE = "sg_tiny_kl_vae.safetensors"
 
