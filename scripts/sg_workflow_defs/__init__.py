@@ -1,0 +1,28 @@
+"""The definitions of the shipped workflows, by name (``scripts/workflows.py build`` writes them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from headless.workflow import UIGraph
+
+from .families import (
+    style_transfer_fast,
+    style_transfer_flux,
+    style_transfer_sd15,
+    style_transfer_sd35,
+    style_transfer_sdxl,
+)
+from .features import ablation_grid, stock_ksampler_patch, style_transfer_controlnet, style_transfer_model_features
+
+DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
+    "style_transfer_sd15": style_transfer_sd15,
+    "style_transfer_fast": style_transfer_fast,
+    "style_transfer_sdxl": style_transfer_sdxl,
+    "style_transfer_sd35": style_transfer_sd35,
+    "style_transfer_flux": style_transfer_flux,
+    "style_transfer_controlnet": style_transfer_controlnet,
+    "stock_ksampler_patch": stock_ksampler_patch,
+    "ablation_grid": ablation_grid,
+    "style_transfer_model_features": style_transfer_model_features,
+}

@@ -1,0 +1,122 @@
+"""What the shipped workflow definitions share: model file names, the notes, the loader and loss columns."""
+
+from __future__ import annotations
+
+from headless.workflow import UIGraph
+
+# Model files, by the names the core loaders and their usual download pages use.
+SD15_CKPT = "v1-5-pruned-emaonly.safetensors"
+SDXL_CKPT = "sd_xl_base_1.0.safetensors"
+SD_VAE = "vae-ft-mse-840000-ema-pruned.safetensors"
+VGG_FILE = "vgg19-dcbee923.pth"
+OPEN_CLIP_FILE = "open_clip_vit_b_32_laion2b_s34b_b79k.safetensors"
+LORA_FILE = "add_detail.safetensors"
+CONTENT_IMAGE = "style_guidance_content.jpg"
+STYLE_IMAGE = "style_guidance_style.jpg"
+
+MODELS_NOTE = f"""
+**Model files** (put them where ComfyUI looks):
+- `models/checkpoints/{{ckpt}}`
+- `models/vgg/{VGG_FILE}`: torchvision's VGG19 (download.pytorch.org/models/{VGG_FILE})
+- `models/open_clip/{OPEN_CLIP_FILE}`: open_clip ViT-B-32 laion2b_s34b_b79k
+  (hf.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K, `open_clip_model.safetensors`, renamed)
+{{extra}}
+**Images**: copy `workflows/images/*.jpg` of this pack into ComfyUI's `input/` folder, or
+pick your own in the two Load Image nodes (content: what to keep; style: how it should look).
+
+The headless runner does all of this for you:
+`python -m headless <this file> --content a.png --style b.png --output out/`
+"""
+
+FAMILY_MODELS_NOTE = f"""
+**Model files** (put them where ComfyUI looks):
+{{models}}- `models/vgg/{VGG_FILE}`: torchvision's VGG19 (download.pytorch.org/models/{VGG_FILE})
+- `models/open_clip/{OPEN_CLIP_FILE}`: open_clip ViT-B-32 laion2b_s34b_b79k
+  (hf.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K, `open_clip_model.safetensors`, renamed)
+
+**Images**: copy `workflows/images/*.jpg` of this pack into ComfyUI's `input/` folder, or
+pick your own in the two Load Image nodes (content: what to keep; style: how it should look).
+
+The headless runner does all of this for you:
+`python -m headless <this file> --content a.png --style b.png --output out/`
+"""
+
+LOSS_TIPS = """
+**What to change**
+- *scale* on the sampler: how hard guidance pushes (a fraction of each denoising step; 0 = plain sampling).
+- the *weight* on each loss node: its share of the guidance direction (weight / sum of the weights; each
+  term's gradient is normalised on its own, so the shares hold whatever the loss's units). Shipped:
+  MSE 1, VGG 1, ZeCon 1 (content: half), CLIP 1.5, Gram 1.5 (style: half). The *Loss terms* box shows each
+  term's value, weight and measured share after a run.
+- *denoise*: how much of the content image is re-drawn (lower keeps more content).
+"""
+
+
+def loaders(g: UIGraph, ckpt: str, text: str, lora: str | None = None) -> dict:
+    """Checkpoint (and LoRA), prompts, VGG, open_clip and the two images (columns 0-1)."""
+    n = {}
+    n["ckpt"] = g.add("CheckpointLoaderSimple", 0, ckpt_name=ckpt)
+    n["model"], n["clip"] = n["ckpt"][0], n["ckpt"][1]
+    if lora:
+        n["lora"] = g.add("LoraLoader", 1, model=n["ckpt"][0], clip=n["ckpt"][1], lora_name=lora,
+                          strength_model=0.6, strength_clip=0.6)
+        n["model"], n["clip"] = n["lora"][0], n["lora"][1]
+    n["content"] = g.add("LoadImage", 0, title="Content image", image=CONTENT_IMAGE)
+    n["style"] = g.add("LoadImage", 0, title="Style image", image=STYLE_IMAGE)
+    n["vgg"] = g.add("StyleGuidanceVGGLoader", 0, vgg_name=VGG_FILE)
+    n["oclip"] = g.add("StyleGuidanceOpenCLIPLoader", 0, arch="ViT-B-32", clip_name=OPEN_CLIP_FILE)
+    n["pos"] = g.add("CLIPTextEncode", 1, title="Positive prompt", text=text, clip=n["clip"])
+    n["neg"] = g.add("CLIPTextEncode", 1, title="Negative prompt", text="blurry, low quality, watermark, text",
+                     clip=n["clip"])
+    return n
+
+
+def scaled_content(g: UIGraph, n: dict, size: int) -> None:
+    n["scaled"] = g.add("ImageScale", 1, title="Content at generation size", image=n["content"][0],
+                        upscale_method="lanczos", width=size, height=size, crop="center")
+
+
+def all_losses(g: UIGraph, n: dict, column: int = 2, weights: dict | None = None) -> tuple:
+    """The five losses chained: content MSE, VGG content, ZeCon, CLIP style, Gram style."""
+    w = {**SHIPPED_WEIGHTS, **(weights or {})}
+    chain = g.add("StyleGuidanceContentMSE", column, content=n["scaled"][0], weight=w["mse"])[0]
+    chain = g.add("StyleGuidanceVGGContent", column, content=n["scaled"][0], vgg=n["vgg"][0], weight=w["vgg"], losses=chain)[0]
+    chain = g.add("StyleGuidanceZeCon", column, content=n["scaled"][0], vgg=n["vgg"][0], weight=w["zecon"], losses=chain)[0]
+    chain = g.add("StyleGuidanceCLIPStyle", column, style=n["style"][0], open_clip=n["oclip"][0], weight=w["clip"],
+                  num_cutouts=8, losses=chain)[0]
+    return g.add("StyleGuidanceGramStyle", column, style=n["style"][0], vgg=n["vgg"][0], weight=w["gram"], losses=chain)[0]
+
+
+def finish(g: UIGraph, latent: tuple, vae: tuple, losses: tuple, prefix: str, column: int = 4) -> None:
+    image = g.add("VAEDecode", column, samples=latent, vae=vae)[0]
+    g.add("SaveImage", column, images=image, filename_prefix=f"style_guidance/{prefix}")
+    scores = g.add("StyleGuidanceMeasure", column, title="Loss terms of the result", image=image, losses=losses, seed=0)
+    g.add("PreviewAny", column, title="Loss values", source=scores[0])
+
+
+PROMPT = "an oil painting, rich colours, visible brush strokes"
+# Every workflow's weights: shares of the guidance direction (weight / 6), content half (MSE, VGG,
+# ZeCon, 1/6 each) and style half (CLIP, Gram, 1/4 each: semantics and colour/texture evenly).
+SHIPPED_WEIGHTS = {"mse": 1.0, "vgg": 1.0, "zecon": 1.0, "clip": 1.5, "gram": 1.5}
+
+
+def style_transfer(g: UIGraph, intro: str, ckpt: str, extra_models: str, decoder: str, size: int,
+                    prefix: str, **sampler: object) -> None:
+    """Content image encoded, guided by all five losses, decoded, saved and scored.
+
+    ``decoder``: a VAE file name (that VAE then also encodes and decodes the result) or a
+    TAESD name (guidance only; the checkpoint's VAE encodes and decodes).
+    """
+    g.note(intro + MODELS_NOTE.format(ckpt=ckpt, extra=extra_models) + LOSS_TIPS, 0, height=520)
+    n = loaders(g, ckpt, PROMPT)
+    if decoder.startswith("taesd"):
+        guide_vae = g.add("VAELoader", 1, title=f"Guidance decoder ({decoder.upper()})", vae_name=decoder)[0]
+        io_vae = n["ckpt"][2]
+    else:
+        guide_vae = io_vae = g.add("VAELoader", 1, vae_name=decoder)[0]
+    scaled_content(g, n, size)
+    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=io_vae)[0]
+    losses = all_losses(g, n)
+    out = g.add("StyleGuidanceSampler", 3, model=n["model"], positive=n["pos"][0], negative=n["neg"][0],
+                latent_image=latent, vae=guide_vae, losses=losses, seed=42, **sampler)[0]
+    finish(g, out, io_vae, losses, prefix)
