@@ -106,3 +106,11 @@ def test_shipped_code_never_imports_the_runner_or_the_tests():
     bad = [f"{m} imports {n}" for m, deps in import_graph().items() if m.split(".")[0] not in DEV_ONLY
            for n in deps if n.split(".")[0] in ("headless", "tests")]
     assert not bad, "\n".join(bad)
+
+
+MAX_LINES = 500  # a module longer than this is split by what its parts are for
+
+
+def test_no_module_outside_the_tests_is_over_500_lines():
+    long = {m: n for m, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
