@@ -15,6 +15,8 @@ from headless.testbed.graphs import link
 from headless.testbed.inprocess import PromptFailed
 from headless.testbed.standins.families import FAMILIES
 
+pytestmark = pytest.mark.compat  # also run against the newer ComfyUI tree (.ci/run)
+
 KEYS = ("sd2v", "sdxl", "sd3", "flux")
 FLOW_KEYS = ("sd3", "flux")
 # Guided must end with the twin-scored total at most this fraction of plain's. Measured at scale 0.3

@@ -10,6 +10,8 @@ import torch
 from headless.testbed import graphs as G
 from headless.testbed.inprocess import PromptFailed
 
+pytestmark = pytest.mark.compat  # also run against the newer ComfyUI tree (.ci/run)
+
 # Guided results are scored with TWIN networks (same architectures, other seeds) and the
 # pixel MSE, term by term. With all five terms sharing the step, guidance must lower the
 # independent scores clearly on average and leave none clearly worse. Measured at scale 3 on

@@ -16,6 +16,8 @@ from stand_in_denoiser import smooth_denoiser
 
 from headless.testbed import graphs as G
 
+pytestmark = pytest.mark.compat  # also run against the newer ComfyUI tree (.ci/run)
+
 STEPS_FIGURES: dict = {}
 
 

@@ -26,6 +26,8 @@ from losses.model_features import (
     sample_locations,
 )
 
+pytestmark = pytest.mark.compat  # also run against the newer ComfyUI tree (.ci/run)
+
 LAYOUT = ModelLayout("Toy", 2, (0, 1), (("input", 1, 0), ("output", 0, 0)))
 
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from headless.testbed.base import REPO_ROOT
+
+pytestmark = pytest.mark.compat  # also run against the newer ComfyUI tree (.ci/run)
 
 NAME = "style_transfer_model_features"
 WORKFLOWS = REPO_ROOT / "workflows"

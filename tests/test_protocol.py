@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from headless import protocol as P
 from headless.testbed import graphs as G
+
+pytestmark = pytest.mark.compat  # also run against the newer ComfyUI tree (.ci/run)
 
 
 def test_step_events_and_measure_payload_match_the_declared_fields(comfy, tiny_models):

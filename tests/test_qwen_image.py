@@ -20,7 +20,7 @@ KEY = "qwen_image"
 # Guided must end with the twin-scored total at most this fraction of plain's (scale 0.3, 4 steps, 64 px).
 # Measured (lighttaew2_1, every node): x0 0.645, xt 0.611; Wan 2.1 VAE x0 0.732, xt 0.714; flipped 1.58/1.62.
 MAX_RATIO = 0.85
-pytestmark = pytest.mark.slow  # the stand-in has one 3072-wide block (370M parameters)
+pytestmark = [pytest.mark.slow, pytest.mark.compat]  # the stand-in has one 3072-wide block (370M parameters)
 
 
 @pytest.fixture(scope="session")

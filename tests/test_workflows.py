@@ -13,6 +13,8 @@ import pytest
 from headless.testbed.base import REPO_ROOT
 from headless.workflow import UIGraph, WorkflowError, defs_in_process, ui_to_api
 
+pytestmark = pytest.mark.compat  # also run against the newer ComfyUI tree (.ci/run)
+
 WORKFLOWS = REPO_ROOT / "workflows"
 EXPECTED = {"style_transfer_sd15", "style_transfer_fast", "style_transfer_sdxl", "style_transfer_sd35",
             "style_transfer_flux", "style_transfer_controlnet", "stock_ksampler_patch", "ablation_grid",
