@@ -8,11 +8,13 @@ the weights combine them. A weight is then exactly a share of the guidance direc
 term i contributes ``|w_i| / sum_j |w_j|`` of the combined direction's magnitude (over the
 terms whose gradient is not zero), whatever its units, the networks or the image size.
 
-Weights are combined by shares: each group divides its weights by its largest |w| (on the
-host, in float64) and groups are put on a common scale the same way, so multiplying every
-weight by one number changes nothing and no tensor ever holds a weight-sized value (a weight
-of 1e20 would otherwise overflow float32 when the direction's RMS squares it, and the step
-would silently vanish while the term still counted as "live").
+Weights beyond the widget's range (a linked number can carry any float) are combined by shares:
+the group divides its weights by its largest |w| (on the host, in float64) and groups are put on
+a common scale the same way, so multiplying every weight by one number changes nothing and no
+tensor ever holds a weight-sized value (a weight of 1e20 would otherwise overflow float32 when
+the direction's RMS squares it, and the step would silently vanish while the term still counted
+as "live"). Weights inside the widget's range combine as they are: the same maths, and results
+that do not depend on the rounding of that division.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import torch
 
 from .guidance import unit_rms
 
+# The weight widgets' maximum: up to it a weight times a unit gradient stays far from float32's range.
+PLAIN_WEIGHT_LIMIT = 1e6
+
 
 @dataclass
 class Balance:
@@ -33,7 +38,7 @@ class Balance:
     values: dict[str, torch.Tensor]  # detached per-sample values (B,)
     weights: dict[str, float]
     live: dict[str, torch.Tensor] = field(default_factory=dict)  # bool (B,): the term had a gradient
-    scale: float = 1.0  # the group's largest |w|: ``direction`` holds sum_i (w_i / scale) * unit(g_i)
+    scale: float = 1.0  # 1, or the group's largest |w| past PLAIN_WEIGHT_LIMIT: ``direction`` = sum_i (w_i / scale) unit(g_i)
 
     @property
     def zero(self) -> list[str]:
@@ -67,7 +72,7 @@ def balanced_direction(values: dict[str, torch.Tensor], weights: dict[str, float
     if not math.isfinite(scale):
         bad = [n for n in names if not math.isfinite(float(weights[n]))]
         raise ValueError(f"loss term(s) {', '.join(bad)}: the weight is not a finite number; use a weight >= 0")
-    scale = scale if scale > 0 else 1.0
+    scale = scale if scale > PLAIN_WEIGHT_LIMIT else 1.0
     direction = torch.zeros(leaf.shape, dtype=torch.float32, device=leaf.device)
     live: dict[str, torch.Tensor] = {}
     for k, name in enumerate(names):
@@ -80,7 +85,7 @@ def balanced_direction(values: dict[str, torch.Tensor], weights: dict[str, float
             g = torch.zeros_like(direction)
         unit, ok = unit_rms(g)
         live[name] = ok
-        direction = direction + (float(weights[name]) / scale) * unit  # shares: w_i / max|w| <= 1
+        direction = direction + (float(weights[name]) / scale) * unit  # huge weights: w_i / max|w| <= 1
     detached = {k: v.detach().float() for k, v in values.items()}
     return Balance(direction, detached, {k: weights[k] for k in names}, live, scale)
 

@@ -37,10 +37,12 @@ def unit_rms(grad: torch.Tensor, tiny: float = 1e-20) -> tuple[torch.Tensor, tor
     ok = finite_samples(g)
     shape = (-1, *([1] * (g.ndim - 1)))
     g = torch.where(ok.view(shape), g, torch.zeros_like(g))
-    # Divide by the largest |value| first: squaring a gradient of 1e20 would overflow float32 to an
-    # infinite RMS, and the sample would come back as zeros while still counted as guided.
+    # An extreme gradient is divided by its largest |value| first: squaring 1e20 would overflow
+    # float32 to an infinite RMS (the sample would come back as zeros while still counted as
+    # guided), squaring 1e-25 would underflow to zero. Others keep the plain arithmetic.
     peak = g.flatten(1).abs().amax(dim=1).view(shape)
-    g = g / peak.clamp_min(tiny)
+    extreme = (peak > 1e15) | (peak < 1e-15)
+    g = torch.where(extreme, g / peak.clamp_min(tiny), g)
     r = rms(g)
     live = ok & (peak.flatten() > tiny) & (r.flatten() > 0)
     unit = torch.where(live.view(shape), g / r.clamp_min(tiny), torch.zeros_like(g))

@@ -126,7 +126,10 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture(scope="module")
 def loaded(comfy, tiny_models):
     g = _base(tiny_models)
-    _preview(g, "enc")
+    # One step of a KSampler so the model and both prompts run too: ComfyUI keeps only the outputs
+    # a prompt uses, and this fixture must not depend on what an earlier test left in the cache.
+    G.add_ksampler(g, "warm", G.sampling(steps=1))
+    _preview(g, "warm")
     comfy.run(g)
     return SimpleNamespace(model=comfy.output("ckpt"), pos=comfy.output("pos"), neg=comfy.output("neg"),
                            content=comfy.output("enc"))
