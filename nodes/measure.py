@@ -15,6 +15,7 @@ from ._common import CATEGORY, GuidanceLossType, building, reference
 # One float output per kind, in this order (output indices are part of saved workflows: append only).
 KINDS = ("content_mse", "vgg_content", "zecon", "clip_style", "gram_style", "range", "zecon_model",
          "attention_distillation")
+DISPLAY_NAME = "Measure Losses (Style Guidance)"
 
 
 class StyleGuidanceMeasure(io.ComfyNode):
@@ -23,7 +24,7 @@ class StyleGuidanceMeasure(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="StyleGuidanceMeasure", display_name="Measure Losses (Style Guidance)", category=f"{CATEGORY}/utils",
+            node_id="StyleGuidanceMeasure", display_name=DISPLAY_NAME, category=f"{CATEGORY}/utils",
             description=("Scores an image with a loss chain: each term's unweighted value, its weight, and its measured "
                          "share of the guidance direction (what a guided step would do with these weights on this "
                          "picture). Tune weights by these shares."),
@@ -59,6 +60,7 @@ class StyleGuidanceMeasure(io.ComfyNode):
         if losses.latent_terms and model is not None and positive is not None and latent is not None:
             from ..sampler import model_probe
 
+            model_probe.check_supported(model, [t for _, t in losses.latent_terms], who=DISPLAY_NAME)
             samples = latent["samples"]
             # Attention Distillation compares at a noise level: mid-schedule, as the model defines it.
             sigma = float(model.get_model_object("model_sampling").percent_to_sigma(0.5))

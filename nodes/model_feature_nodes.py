@@ -111,7 +111,7 @@ class StyleGuidanceAttentionDistillation(io.ComfyNode):
                 "evaluation at cfg > 1, about 4x at cfg 1)." + _MODEL_NOTE),
             inputs=[
                 io.Latent.Input("style", tooltip=("The VAE-encoded style image, any size (it keeps its own size: attention takes "
-                                                  "any number of keys; on inpainting models it must match the output size)."
+                                                  "any number of keys; on inpainting models its pass gets a full mask and a blank image, not the output's)."
                                                   + PAIRING_NOTE)),
                 weight_input(1.0, "stronger texture, colour and strokes of the style image"),
                 io.Combo.Input("layers", options=list(AD_LAYER_PRESETS), default=DEFAULT_AD_PRESET,

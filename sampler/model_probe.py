@@ -161,11 +161,12 @@ def model_layout(base_model) -> ModelLayout:
     return layout
 
 
-def check_supported(model_patcher, terms: Iterable) -> None:
+def check_supported(model_patcher, terms: Iterable, who: str | None = None) -> None:
     """Refuse, before sampling, a model the chain's model-feature terms cannot hook or whose layers a preset misses.
 
     ``terms``: the chain's terms (any kind; only active ``space == "latent"`` ones are checked).
-    Raises ValueError naming the node and the model family.
+    ``who``: the node that asks (e.g. Measure), put in front of the message when given.
+    Raises ValueError naming the node(s) and the model family.
     """
     latent = [t for t in terms if getattr(t, "space", "image") == "latent" and getattr(t, "weight", 0.0) != 0.0]
     if not latent:
@@ -175,7 +176,7 @@ def check_supported(model_patcher, terms: Iterable) -> None:
         layout = model_layout(base_model)
     except UnsupportedModel as e:
         names = ", ".join(sorted({getattr(t, "node_name", t.kind) for t in latent}))
-        raise ValueError(f"{names}: {e}") from None
+        raise ValueError(f"{who + ': ' if who else ''}{names}: {e}") from None
     for t in latent:
         for resolve in ("blocks", "layers"):
             fn = getattr(t, resolve, None)
@@ -200,16 +201,40 @@ def _pick_cond(conds: list[dict] | None, sigma: float, reference: bool) -> list[
     return [chosen]
 
 
+def _reference_conds(base_model, conds: list[dict], x: torch.Tensor) -> list[dict]:
+    """The conds of a pass over a reference picture: the output's concat conditioning replaced by the model's own
+    'nothing known' fill at the reference's size.
+
+    An inpainting model's extra input channels (mask + masked image, ``c_concat``) describe the OUTPUT's
+    picture, like ControlNet and GLIGEN (left out of reference passes). A reference pass describes the
+    reference alone, so it gets what ComfyUI gives such a model when nothing is known: ``concat_cond``
+    with no mask and an all-zero image (inpainting: a full mask and a blank image; an edit model: a zero
+    image), built at the reference's size. So the reference's features do not depend on the output's mask
+    or masked image, nor on its size, and the Sampler and Measure compute the same ones.
+    """
+    out = []
+    for c in conds:
+        mc = c.get("model_conds", {})
+        if "c_concat" in mc:
+            import comfy.conds
+
+            fill = base_model.concat_cond(noise=x, device=x.device, latent_image=torch.zeros_like(x))
+            if fill is not None:
+                c = {**c, "model_conds": {**mc, "c_concat": comfy.conds.CONDNoiseShape(fill)}}
+        out.append(c)
+    return out
+
+
 def _check_reference_size(conds: list[dict], x: torch.Tensor) -> None:
-    """Spatial model conditioning (an inpainting model's concat latent) only fits pictures of the output's size."""
+    """Spatial model conditioning that cannot be rebuilt for a reference only fits pictures of the output's size."""
     for c in conds:
         for name, value in c.get("model_conds", {}).items():
             t = getattr(value, "cond", None)
             if isinstance(t, torch.Tensor) and t.ndim == x.ndim and tuple(t.shape[2:]) != tuple(x.shape[2:]):
                 raise ValueError(
-                    f"model features: this model takes spatial conditioning ('{name}', e.g. an inpainting model), so the "
-                    f"reference latent must have the output's size {tuple(t.shape[2:])}, not {tuple(x.shape[2:])}: scale "
-                    "the reference image to the output size before VAE Encode")
+                    f"style: this model takes spatial conditioning ('{name}') that the pack cannot rebuild for a reference "
+                    f"picture, so the style latent must have the output's size {tuple(t.shape[2:])}, not "
+                    f"{tuple(x.shape[2:])}: scale the style image to the output size before VAE Encode")
 
 
 class ComfyModelProbe:
@@ -264,6 +289,7 @@ class ComfyModelProbe:
         grad = torch.is_grad_enabled()  # inference_mode(False) would switch grad mode back on: keep the caller's
         with torch.inference_mode(False), torch.set_grad_enabled(grad), self._conds(x, sigma, reference) as conds:
             if reference:
+                conds = _reference_conds(self.model, conds, x)
                 _check_reference_size(conds, x)
             needs_grad = grad and x.requires_grad
             weights = (ordinary_weights([self.model.diffusion_model, *control_modules(conds)], x.device)
@@ -390,7 +416,10 @@ class _Standalone:
         if key not in self._processed:
             raw = [{k: v for k, v in c.items() if k not in ("hooks", *_SPATIAL)} for c in self.positive]
             noise = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-            out = comfy.samplers.process_conds(self.patcher.model, noise, {"positive": raw}, x.device, seed=self.seed)
+            # latent_image: models with concat inputs (inpainting) need one; with no noise mask it only gives
+            # the shape, as in a sampling run without a mask.
+            out = comfy.samplers.process_conds(self.patcher.model, noise, {"positive": raw}, x.device,
+                                               latent_image=noise, seed=self.seed)
             self._processed[key] = out["positive"]
         return self._processed[key]
 
