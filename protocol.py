@@ -35,12 +35,18 @@ STEP_TERM_FIELDS = ("value", "weight", "share")
 MEASURE_UI_KEY = "style_guidance"
 """Key of the Measure node's structured payload in its ``ui`` output (a one-element list of JSON)."""
 
-MEASURE_VERSION = 2
-"""Version of that payload: ``{"version": 2, "total", "terms": [{MEASURE_TERM_FIELDS}]}``.
-Version 1 (no "version" key) was ``{term: value, ..., "total": t}``; readers accept both."""
+MEASURE_VERSION = 3
+"""Version of that payload: ``{"version": 3, "total", "terms": [{MEASURE_TERM_FIELDS}],
+"quality": {MEASURE_QUALITY_FIELDS}}``. Version 2 had no "quality"; version 1 (no "version" key)
+was ``{term: value, ..., "total": t}``; readers accept all three."""
 
 MEASURE_TERM_FIELDS = ("name", "kind", "value", "weight", "weight_share", "share", "note")
-"""Keys of each term of a version-2 Measure payload."""
+"""Keys of each term of a Measure payload (versions 2 and 3)."""
 
-__all__ = ["MEASURE_TERM_FIELDS", "MEASURE_UI_KEY", "MEASURE_VERSION", "STEP_EVENT", "STEP_EVENT_FIELDS",
-           "STEP_TERM_FIELDS"]
+MEASURE_QUALITY_FIELDS = ("LPIPS", "CFSD", "note")
+"""Keys of a version-3 payload's "quality": the evaluation protocol's pairwise scores of the picture
+against its content picture (null when not computed) and a note (what was computed with which files,
+or why nothing was)."""
+
+__all__ = ["MEASURE_QUALITY_FIELDS", "MEASURE_TERM_FIELDS", "MEASURE_UI_KEY", "MEASURE_VERSION", "STEP_EVENT",
+           "STEP_EVENT_FIELDS", "STEP_TERM_FIELDS"]

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from . import images as I
-from .cfsd import cfsd_pair
 from .fid import frechet_distance_of
 from .inception import load_art_inception
 from .lpips_metric import LPIPSAlex
 from .pairing import pair_images
-from .weights import WeightFile, locate, read
+from .pairwise import PAIRWISE, PairwiseNetworks, pair_scores
+from .weights import WeightFile, locate, losses_vgg, read
 
 METRICS = ("ArtFID", "FID", "LPIPS", "LPIPS_grey", "CFSD")
 
@@ -50,13 +50,11 @@ class Report:
 
 def load_networks(models: Path, device: str = "cpu") -> Networks:
     """Locate (never download) and load the protocol's networks from ``models``."""
-    from losses.vgg import load_vgg19_features
-
     files = locate(models)
     inc = load_art_inception(read(files["inception"].path, "art_inception"), str(files["inception"].path))
     lp = LPIPSAlex(read(files["alexnet"].path, "AlexNet"), read(files["lpips_heads"].path, "LPIPS heads"),
                    str(files["alexnet"].path))
-    vgg = load_vgg19_features(str(files["vgg19"].path))
+    vgg = losses_vgg().load_vgg19_features(str(files["vgg19"].path))
     return Networks(inc.to(device), lp.to(device), vgg.to(device), files)
 
 
@@ -77,7 +75,8 @@ def evaluate_folders(stylised: Path, content: Path, style: Path, models: Path, d
     nets = nets or load_networks(models, device)
     rep.weights = {k: {"role": w.role, "file": str(w.path), "sha256": w.sha256} for k, w in nets.files.items()}
     feats_out, feats_style, cache = [], [], {}
-    resized_lp = resized_full = 0
+    resized = 0
+    pairwise = PairwiseNetworks(nets.lpips, nets.vgg)
 
     def dev(t: torch.Tensor) -> torch.Tensor:
         return t.to(device)
@@ -92,17 +91,11 @@ def evaluate_folders(stylised: Path, content: Path, style: Path, models: Path, d
                 st = I.resized(I.load_rgb(pair.style), short_side)
                 cache[pair.style] = nets.inception(dev(I.to_tensor(st))).cpu().double().numpy()[0]
             feats_style.append(cache[pair.style])
-            out_r, cont_r = I.resized(out, short_side), I.resized(cont, short_side)
-            feats_out.append(nets.inception(dev(I.to_tensor(out_r))).cpu().double().numpy()[0])
-            out_r, changed = I.match_size(out_r, cont_r)
-            resized_lp += changed
-            lp = float(nets.lpips(dev(I.to_tensor(out_r)), dev(I.to_tensor(cont_r)))[0])
-            lpg = float(nets.lpips(dev(I.to_tensor(I.grey(out_r))), dev(I.to_tensor(I.grey(cont_r))))[0])
-            out_full, changed = I.match_size(out, cont)
-            resized_full += changed
-            cf = cfsd_pair(nets.vgg, dev(I.to_tensor(cont)), dev(I.to_tensor(out_full)))
+            feats_out.append(nets.inception(dev(I.to_tensor(I.resized(out, short_side)))).cpu().double().numpy()[0])
+            scores, changed = pair_scores(pairwise, out, cont, PAIRWISE, short_side)
+            resized += changed
             rep.pairs.append({"stylised": pair.stylised.name, "content": pair.content.name, "style": pair.style.name,
-                              "LPIPS": lp, "LPIPS_grey": lpg, "CFSD": cf})
+                              **scores})
     fid = frechet_distance_of(np.stack(feats_out), np.stack(feats_style), fid_method)
     lp_mean = float(np.mean([p["LPIPS"] for p in rep.pairs]))
     rep.scores = {
@@ -114,8 +107,8 @@ def evaluate_folders(stylised: Path, content: Path, style: Path, models: Path, d
     }
     rep.notes.append(f"FID square root: {fid_method}; shorter side {short_side} px"
                      + ("" if short_side == I.SHORT_SIDE else " (NOT the protocol's 512)"))
-    if resized_lp or resized_full:
-        rep.notes.append(f"{max(resized_lp, resized_full)} stylised image(s) differ in size from their content "
+    if resized:
+        rep.notes.append(f"{resized} stylised image(s) differ in size from their content "
                          "image and were resized to it (bilinear) for LPIPS/CFSD; the protocol assumes equal sizes")
     rep.seconds = time.perf_counter() - t0
     return rep

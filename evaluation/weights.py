@@ -50,35 +50,47 @@ class WeightFile:
     sha256: str
 
 
+_HASHES: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> hash: a file is read once per change
+
+
 def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    """Hex SHA-256 of a file, read in 1 MiB blocks (remembered while its time and size stay the same)."""
+    st = Path(path).stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key in _HASHES:
+        return _HASHES[key]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+    _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
 
 
-def _find(models: Path, folder: str, names: tuple[str, ...], role: str, source_key: str) -> WeightFile:
-    where = models / folder
-    for name in names:
-        if (where / name).is_file():
-            return WeightFile(role, where / name, sha256(where / name))
+def _dirs_text(dirs: list[Path]) -> str:
+    return " or ".join(str(d) for d in dirs)
+
+
+def _find(dirs: list[Path], names: tuple[str, ...], role: str, source_key: str) -> WeightFile:
+    for where in dirs:
+        for name in names:
+            if (where / name).is_file():
+                return WeightFile(role, where / name, sha256(where / name))
     raise WeightsMissing(
-        f"{role}: '{names[0]}' not found in {where}. Put the file there (get it from "
+        f"{role}: '{names[0]}' not found in {_dirs_text(dirs)}. Put the file there (get it from "
         f"{SOURCES[source_key]}); nothing is downloaded at run time."
     )
 
 
-def _lpips_heads(models: Path) -> WeightFile:
-    own = models / EVAL_FOLDER / LPIPS_HEADS
-    if own.is_file():
-        return WeightFile("LPIPS v0.1 alex heads", own, sha256(own))
+def _lpips_heads(dirs: list[Path]) -> WeightFile:
+    for where in dirs:
+        if (where / LPIPS_HEADS).is_file():
+            return WeightFile("LPIPS v0.1 alex heads", where / LPIPS_HEADS, sha256(where / LPIPS_HEADS))
     try:
         import lpips  # only for the location of the heads it ships; its code is not used
     except ImportError:
         raise WeightsMissing(
-            f"LPIPS v0.1 alex heads: '{LPIPS_HEADS}' not in {models / EVAL_FOLDER} and the lpips package "
+            f"LPIPS v0.1 alex heads: '{LPIPS_HEADS}' not in {_dirs_text(dirs)} and the lpips package "
             "is not installed (it is in requirements.txt): install it, or copy its weights/v0.1/alex.pth there under that name"
         ) from None
     path = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
@@ -87,18 +99,24 @@ def _lpips_heads(models: Path) -> WeightFile:
     return WeightFile("LPIPS v0.1 alex heads", path, sha256(path))
 
 
-def locate(models: Path) -> dict[str, WeightFile]:
-    """All four files, or WeightsMissing naming every missing one."""
+ALL = ("inception", "alexnet", "vgg19", "lpips_heads")
+
+
+def locate_in(folders: dict[str, list[Path]], keys: tuple[str, ...] = ALL) -> dict[str, WeightFile]:
+    """The files named by ``keys`` (of :data:`ALL`), searched in ``folders`` ({EVAL_FOLDER: [dirs],
+    VGG_FOLDER: [dirs]}, e.g. every folder ComfyUI registers under those names), or WeightsMissing
+    naming every missing one with the folders searched and where to get it."""
+    ev, vg = list(folders.get(EVAL_FOLDER, [])), list(folders.get(VGG_FOLDER, []))
+    finders = {
+        "inception": lambda: _find(ev, (INCEPTION, "art_inception.safetensors"), "ArtFID Inception", INCEPTION),
+        "alexnet": lambda: _find(ev, (ALEXNET, "alexnet.safetensors"), "LPIPS AlexNet", ALEXNET),
+        "vgg19": lambda: _find(vg, (VGG19, "vgg19.safetensors"), "CFSD VGG19", VGG19),
+        "lpips_heads": lambda: _lpips_heads(ev),
+    }
     found, errors = {}, []
-    for key, fn in (
-        ("inception", lambda: _find(models, EVAL_FOLDER, (INCEPTION, "art_inception.safetensors"),
-                                    "ArtFID Inception", INCEPTION)),
-        ("alexnet", lambda: _find(models, EVAL_FOLDER, (ALEXNET, "alexnet.safetensors"), "LPIPS AlexNet", ALEXNET)),
-        ("vgg19", lambda: _find(models, VGG_FOLDER, (VGG19, "vgg19.safetensors"), "CFSD VGG19", VGG19)),
-        ("lpips_heads", lambda: _lpips_heads(models)),
-    ):
+    for key in keys:
         try:
-            found[key] = fn()
+            found[key] = finders[key]()
         except WeightsMissing as e:
             errors.append(str(e))
     if errors:
@@ -106,9 +124,22 @@ def locate(models: Path) -> dict[str, WeightFile]:
     return found
 
 
+def locate(models: Path) -> dict[str, WeightFile]:
+    """All four files under one models folder (``<models>/evaluation``, ``<models>/vgg``), or WeightsMissing."""
+    return locate_in({EVAL_FOLDER: [models / EVAL_FOLDER], VGG_FOLDER: [models / VGG_FOLDER]})
+
+
+def losses_vgg():
+    """The pack's ``losses.vgg`` module, whether this package is top-level (headless, benchmarks) or
+    inside the pack as ComfyUI imports it (``<pack>.evaluation``)."""
+    if __package__ and "." in __package__:
+        from ..losses import vgg
+    else:
+        from losses import vgg
+    return vgg
+
+
 def read(path: Path, what: str) -> dict[str, Tensor]:
     """A tensor dict from .safetensors or a plain-weights torch file (the pack's safe reader)."""
-    from losses.vgg import read_state_dict
-
-    return read_state_dict(str(path), what)
+    return losses_vgg().read_state_dict(str(path), what)
 

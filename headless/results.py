@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .protocol import MEASURE_UI_KEY, STEP_EVENT
+from .protocol import MEASURE_QUALITY_FIELDS, MEASURE_UI_KEY, STEP_EVENT
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -124,10 +124,11 @@ def _ui_text(value: Any) -> str | None:
 
 
 def parse_measure(payload: str | dict) -> dict:
-    """A Measure node's JSON, in the version-2 layout whichever version it came in.
+    """A Measure node's JSON, in the version-3 layout whichever version it came in.
 
-    Version 2: ``{"version": 2, "total", "terms": [{"name", "kind", "value", "weight",
-    "weight_share", "share", "note"}]}``. Version 1 (no "version" key) is ``{term: value, ...,
+    Version 3: ``{"version": 3, "total", "terms": [{"name", "kind", "value", "weight",
+    "weight_share", "share", "note"}], "quality": {"LPIPS", "CFSD", "note"}}``; version 2 is the
+    same without "quality" (read as all None). Version 1 (no "version" key) is ``{term: value, ...,
     "total": t}``; its terms get None for what it did not report. Raises ValueError otherwise.
     """
     data = json.loads(payload) if isinstance(payload, str) else payload
@@ -136,7 +137,7 @@ def parse_measure(payload: str | dict) -> dict:
     if "version" not in data:
         terms = [{"name": str(k), "kind": None, "value": _num(v), "weight": None, "weight_share": None,
                   "share": None, "note": None} for k, v in data.items() if k != "total"]
-        return {"version": 1, "total": _num(data.get("total")), "terms": terms}
+        return {"version": 1, "total": _num(data.get("total")), "terms": terms, "quality": _quality(None)}
     if not isinstance(data.get("terms"), list):
         raise ValueError(f"the Measure node's JSON (version {data.get('version')}) has no 'terms' list")
     terms = []
@@ -146,7 +147,17 @@ def parse_measure(payload: str | dict) -> dict:
         terms.append({"name": str(t["name"]), "kind": t.get("kind"), "value": _num(t.get("value")),
                       "weight": _num(t.get("weight")), "weight_share": _num(t.get("weight_share")),
                       "share": _num(t.get("share")), "note": t.get("note")})
-    return {"version": data["version"], "total": _num(data.get("total")), "terms": terms}
+    return {"version": data["version"], "total": _num(data.get("total")), "terms": terms,
+            "quality": _quality(data.get("quality"))}
+
+
+def _quality(q: Any) -> dict:
+    """A version-3 "quality" object with every declared field (None where absent or not a number)."""
+    q = q if isinstance(q, dict) else {}
+    out = {k: _num(q.get(k)) for k in MEASURE_QUALITY_FIELDS if k != "note"}
+    note = q.get("note")
+    out["note"] = note if isinstance(note, str) else None
+    return out
 
 
 def _num(v: Any) -> float | None:
@@ -163,9 +174,10 @@ def _num(v: Any) -> float | None:
 
 
 def losses_csv(pairs: list, measure_titles: dict[str, str]) -> str:
-    """One row per finished pair: its files, then per Measure node the total and each term's
-    value, weight and share (columns ``<term>``, ``<term>.weight``, ``<term>.share``; with several
-    Measure nodes each column starts with ``<node id>/``)."""
+    """One row per finished pair: its files, then per Measure node the total, each term's
+    value, weight and share (columns ``<term>``, ``<term>.weight``, ``<term>.share``) and the
+    quality scores it reported (``LPIPS``, ``CFSD``); with several Measure nodes each column
+    starts with ``<node id>/``."""
     several = len(measure_titles) > 1
     columns: list[tuple[str, str, str]] = []  # (node id, term or "", field)
     for nid in measure_titles:
@@ -177,9 +189,12 @@ def losses_csv(pairs: list, measure_titles: dict[str, str]) -> str:
                     seen += [t["name"] for t in m["terms"] if t["name"] not in seen]
         for name in seen:
             columns += [(nid, name, "value"), (nid, name, "weight"), (nid, name, "share")]
+        for score in (k for k in MEASURE_QUALITY_FIELDS if k != "note"):
+            if any(m["node"] == nid and (m.get("quality") or {}).get(score) is not None for p in pairs for m in p.measures):
+                columns.append((nid, "", score))
 
     def header(nid: str, term: str, what: str) -> str:
-        base = "total" if not term else term if what == "value" else f"{term}.{what}"
+        base = what if not term else term if what == "value" else f"{term}.{what}"
         return f"{nid}/{base}" if several else base
 
     buf = io.StringIO()
@@ -193,7 +208,7 @@ def losses_csv(pairs: list, measure_titles: dict[str, str]) -> str:
             if m is None:
                 row.append("")
             elif not term:
-                row.append(_csv_num(m["total"]))
+                row.append(_csv_num(m["total"] if what == "total" else (m.get("quality") or {}).get(what)))
             else:
                 t = next((t for t in m["terms"] if t["name"] == term), None)
                 row.append("" if t is None else _csv_num(t[what]))

@@ -19,7 +19,7 @@ VGG_SHA256_PREFIX = "dcbee923"
 WEIGHT_EXTS = {".pth", ".pt", ".bin", ".safetensors"}
 
 
-def _register_folder(name: str) -> None:
+def register_folder(name: str) -> None:
     """Add models/<name> (extra_model_paths.yaml may add more folders under the same key)."""
     default = os.path.join(folder_paths.models_dir, name)
     if name not in folder_paths.folder_names_and_paths:
@@ -29,8 +29,8 @@ def _register_folder(name: str) -> None:
         folder_paths.folder_names_and_paths[name] = (paths, set(exts) | WEIGHT_EXTS)
 
 
-_register_folder("vgg")
-_register_folder("open_clip")
+register_folder("vgg")
+register_folder("open_clip")
 
 
 def _folder_hint(name: str) -> str:

@@ -9,12 +9,15 @@ import torch
 from ..losses import CombinedLoss
 from ..protocol import MEASURE_UI_KEY
 from ..sampler.measure import measure
+from . import _quality
 from ._api import io
 from ._common import CATEGORY, GuidanceLossType, building, reference
 
 # One float output per kind, in this order (output indices are part of saved workflows: append only).
 KINDS = ("content_mse", "vgg_content", "zecon", "clip_style", "gram_style", "range", "zecon_model",
          "attention_distillation")
+# Then the optional quality scores (nodes/_quality.py), in this order.
+QUALITY = ("LPIPS", "CFSD")
 DISPLAY_NAME = "Measure Losses (Style Guidance)"
 
 
@@ -40,21 +43,40 @@ class StyleGuidanceMeasure(io.ComfyNode):
                 io.Latent.Input("latent", optional=True,
                                 tooltip=("Only for terms on the model's own features: the picture's latent (e.g. the sampler's "
                                          "output). Attention Distillation is measured at the mid-schedule noise level.")),
+                io.Image.Input("content", optional=True,
+                               tooltip=("Only for the quality scores: the content picture the image was made from (LPIPS and "
+                                        "CFSD compare the image with it). A batch pairs by index (sample i with content i mod R).")),
+                io.Combo.Input("quality", options=list(_quality.CHOICES), default="off", optional=True,
+                               tooltip=("Quality scores of the style-transfer evaluation protocol, beside the loss terms: "
+                                        "LPIPS (AlexNet v0.1, lower = closer to the content's look) and CFSD (VGG19 relu3_1 "
+                                        "self-similarity, lower = the content's structure kept), of the image against "
+                                        "'content', as 'python -m headless evaluate' scores a saved pair. Weights are read, "
+                                        "never downloaded: models/evaluation/alexnet-owt-7be5be79.pth (+ the lpips package's "
+                                        "heads) and models/vgg/vgg19-dcbee923.pth. CFSD at 512 px is slow on a CPU.")),
             ],
             outputs=[
                 io.String.Output(display_name="text", tooltip="One line per term: name, value, weight, share of the direction."),
-                io.String.Output(display_name="json", tooltip=("{'version': 2, 'total': ..., 'terms': [{name, kind, value, "
-                                                               "weight, weight_share, share, note}, ...]} as JSON.")),
+                io.String.Output(display_name="json", tooltip=("{'version': 3, 'total': ..., 'terms': [{name, kind, value, "
+                                                               "weight, weight_share, share, note}, ...], 'quality': "
+                                                               "{LPIPS, CFSD, note}} as JSON.")),
                 io.Float.Output(display_name="total", tooltip="Weighted total loss (mean over the batch)."),
                 *[io.Float.Output(display_name=k, tooltip=f"Unweighted {k} value (sum over terms of that kind; 0 if none).")
                   for k in KINDS],
+                *[io.Float.Output(display_name=k.lower(), tooltip=f"{k} of the image against 'content' (mean over the "
+                                                                  "batch); -1 when not computed (quality 'off').")
+                  for k in QUALITY],
             ],
             is_output_node=True,
         )
 
     @classmethod
     def execute(cls, image, losses: CombinedLoss, seed: int = 0, model=None, positive=None,
-                latent=None) -> io.NodeOutput:
+                latent=None, content=None, quality: str = "off") -> io.NodeOutput:
+        if quality not in _quality.CHOICES:
+            raise ValueError(f"quality: unknown choice {quality!r}; choose one of {list(_quality.CHOICES)}")
+        if quality != "off" and content is None:
+            raise ValueError(f"quality: {quality} compares the image with its content picture: connect 'content', "
+                             "or set quality to 'off'")
         make_probe = None
         samples = None
         if losses.latent_terms and model is not None and positive is not None and latent is not None:
@@ -70,6 +92,8 @@ class StyleGuidanceMeasure(io.ComfyNode):
             device = _device_of(losses)
             losses.to(device)
             result = measure(losses, images.to(device), seed, latent=samples, make_probe=make_probe)
+            if quality != "off":
+                result.quality = _quality.scores(quality, images, reference(content, "content"))
         by_kind = {k: 0.0 for k in KINDS}
         for t in result.terms:
             if t.kind in by_kind and t.value is not None:
@@ -77,7 +101,8 @@ class StyleGuidanceMeasure(io.ComfyNode):
         text = result.text()
         payload = json.dumps(result.as_dict(), allow_nan=False)
         ui = {"text": [text], MEASURE_UI_KEY: [payload]}
-        return io.NodeOutput(text, payload, result.total, *[by_kind[k] for k in KINDS], ui=ui)
+        extra = [-1.0 if result.quality.get(k) is None else float(result.quality[k]) for k in QUALITY]
+        return io.NodeOutput(text, payload, result.total, *[by_kind[k] for k in KINDS], *extra, ui=ui)
 
 
 def _device_of(losses: CombinedLoss) -> torch.device:

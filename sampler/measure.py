@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from ..losses import CombinedLoss
 from ..losses.terms import ModelProbe
-from ..protocol import MEASURE_VERSION
+from ..protocol import MEASURE_QUALITY_FIELDS, MEASURE_VERSION
 from .balance import Balance, balanced_direction, shares
 from .guidance import resize_for_loss
 
@@ -42,9 +42,15 @@ class Measurement:
 
     terms: list[TermScore]
     total: float
+    # The evaluation protocol's pairwise scores against the content picture (Measure's optional
+    # quality scores): {"LPIPS", "CFSD", "note"}, absent or None where not computed.
+    quality: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"version": MEASURE_VERSION, "total": _finite(self.total), "terms": [t.as_dict() for t in self.terms]}
+        quality = {k: (self.quality.get(k) if k == "note" else _finite(self.quality.get(k)))
+                   for k in MEASURE_QUALITY_FIELDS}
+        return {"version": MEASURE_VERSION, "total": _finite(self.total), "terms": [t.as_dict() for t in self.terms],
+                "quality": quality}
 
     def text(self) -> str:
         lines = []
@@ -55,6 +61,12 @@ class Measurement:
             line = f"{t.name}: {value} (weight {t.weight:g} = {t.weight_share:.0%}; {share})"
             lines.append(line + (f" - {t.note}" if t.note else ""))
         lines.append(f"total: {self.total:.6g}")
+        for k in MEASURE_QUALITY_FIELDS:
+            v = self.quality.get(k)
+            if k != "note" and v is not None:
+                lines.append(f"{k} to content: {v:.6g}")
+        if self.quality.get("note"):
+            lines.append(f"({self.quality['note']})")
         return "\n".join(lines)
 
 
