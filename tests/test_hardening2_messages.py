@@ -15,6 +15,8 @@ import torch
 from headless.testbed import graphs as G
 from headless.testbed.inprocess import PromptFailed
 
+pytestmark = pytest.mark.compat  # reads ComfyUI's concat conditioning: also run against the newer tree
+
 INPAINT_CKPT = "sg_tiny_sd15_inpaint.safetensors"
 
 
