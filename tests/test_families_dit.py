@@ -148,7 +148,7 @@ def _cases():
     cases = []
     for key in KEYS:
         for node, mode in (("sampler", "x0"), ("sampler", "xt"), ("guider", "xt"), ("apply", "x0")):
-            cases.append(pytest.param(key, node, mode, "taesd", id=f"{key}-{node}-{mode}"))
+            cases.append(pytest.param(key, node, mode, "taesd", id=f"{key}-{node}-{mode}"))  # Flux.2: its VAE
     for key in FLUX_LATENTS:  # the (narrow) 16-channel KL VAE in place of Flux's ae.safetensors
         cases.append(pytest.param(key, "sampler", "x0", "kl", id=f"{key}-sampler-x0-kl"))
     return cases
@@ -204,6 +204,7 @@ def test_flux2_reference_latent_edit_conditioning_with_guidance(comfy, dits):
     g["no_ref"] = {"class_type": "KSampler", "inputs": {
         "model": link("model"), "positive": link("pos"), "negative": link("neg"), "latent_image": link("enc"),
         **F.sampling("flux2")}}
+    g["no_ref_out"] = {"class_type": "PreviewAny", "inputs": {"source": link("no_ref")}}  # an output: it runs
     comfy.run(g)
     cond = comfy.output("pos_ref")[0][1]
     assert [tuple(t.shape) for t in cond["reference_latents"]] == [(1, 128, 4, 5)]
