@@ -1,4 +1,4 @@
-"""Z-Image (Turbo), Flux.2 dev, Chroma, Lumina 2 and HiDream: detected by ComfyUI, behaving, guided, refused where they must.
+"""Z-Image (Turbo), Flux.2 dev, Chroma, Lumina 2, HiDream and OmniGen2: detected by ComfyUI, behaving, guided, refused where they must.
 
 Stand-ins come from headless.testbed.standins (one module per family, tiny, built through ComfyUI's own
 ``supported_models`` classes and loaded by SGTestDiTLoader: standin_dit_nodes.py says why not
@@ -22,12 +22,13 @@ from headless.testbed.standins.families import FAMILIES
 
 pytestmark = pytest.mark.compat  # tiny stand-ins: the whole file also runs against the newer ComfyUI tree
 
-KEYS = ("z_image", "flux2", "chroma", "lumina2", "hidream")
-FLUX_LATENTS = ("z_image", "chroma", "lumina2", "hidream")
+KEYS = ("z_image", "flux2", "chroma", "lumina2", "hidream", "omnigen2")
+FLUX_LATENTS = ("z_image", "chroma", "lumina2", "hidream", "omnigen2")
 # Guided must end with the twin-scored total at most this fraction of plain's (scale 0.3, 4 steps, 64 px).
 MAX_RATIO = 0.85
-MODEL_TYPES = {"z_image": "FLOW", "lumina2": "FLOW", "hidream": "FLOW", "chroma": "FLUX", "flux2": "FLUX"}
-IMAGE_MODELS = {"z_image": "lumina2", "lumina2": "lumina2", "hidream": "hidream", "chroma": "chroma", "flux2": "flux2"}
+MODEL_TYPES = {"z_image": "FLOW", "lumina2": "FLOW", "hidream": "FLOW", "omnigen2": "FLOW", "chroma": "FLUX", "flux2": "FLUX"}
+IMAGE_MODELS = {"z_image": "lumina2", "lumina2": "lumina2", "hidream": "hidream", "chroma": "chroma", "flux2": "flux2",
+                "omnigen2": "omnigen2"}
 
 
 @pytest.fixture(scope="session")
@@ -226,6 +227,7 @@ WRONG = [
     ("chroma", "flux2_vae", ("Chroma", "Flux.1 latents", "16 channels"), ("the Flux.2 VAE", "128 channels")),
     ("hidream", "lighttaew2_1", ("HiDream", "Flux.1 latents"), ("lighttaew2_1", "Wan 2.1")),
     ("flux2", "taef1", ("Flux2", "Flux.2", "128 channels", "the Flux.2 VAE"), ("taef1", "Flux.1", "16 channels")),
+    ("omnigen2", "taesd3", ("Omnigen2", "OmniGen2", "Flux.1 latents"), ("taesd3", "SD3")),
 ]
 
 

@@ -1,9 +1,9 @@
 """Stand-in ComfyUI nodes for the newer DiT families (tests only; not part of the node pack).
 
 ComfyUI's detection (``comfy.model_detection.detect_unet_config``) recognises Z-Image, Lumina 2,
-Chroma, Flux.2 and HiDream files by their key names, but then forces real-size widths (Z-Image 3840
-with four refiner blocks, Flux.2 6144, HiDream 16 + 32 blocks with mixture-of-experts: 0.7B to 17B
-parameters), which a CPU test cannot afford. :class:`SGTestDiTLoader` therefore loads a tiny file as
+Chroma, Flux.2, HiDream and OmniGen2 files by their key names, but then forces real-size widths
+(Z-Image 3840 with four refiner blocks, Flux.2 6144, OmniGen2 2520 x 32 layers, HiDream 16 + 32
+blocks with mixture-of-experts: 0.7B to 17B parameters), which a CPU test cannot afford. :class:`SGTestDiTLoader` therefore loads a tiny file as
 ``UNETLoader`` does (ComfyUI's ``load_diffusion_model_state_dict`` steps), with one difference: the
 sizes stored in the file's metadata replace the sizes detection assumes. Detection still runs on the
 file's keys and must name the family; everything else it returns (including fields a newer ComfyUI
@@ -106,10 +106,12 @@ class SGTestDiTLoader:
 
 
 class SGTestConditioningExtra:
-    """Adds a seeded random tensor ``(1, *shape)`` (an empty shape: None) under ``key`` to every conditioning entry.
+    """Adds a seeded random tensor ``(1, *shape)`` under ``key`` to every conditioning entry (``ones:<shape>``:
+    ones; an empty shape: None).
 
     For conditioning a text encoder would give beyond the context: HiDream's ``conditioning_llama3``
-    (Llama 3.1's hidden states of every layer, stacked); Flux.2's ``pooled_output`` (None: it has none).
+    (Llama 3.1's hidden states of every layer, stacked); Flux.2's ``pooled_output`` (None: it has none);
+    OmniGen2's ``attention_mask`` (its token count comes from it).
     """
 
     @classmethod
@@ -125,9 +127,11 @@ class SGTestConditioningExtra:
     def run(self, conditioning, key, shape, seed):
         if not shape.strip():  # the key with no value, e.g. Flux.2's text encoder: pooled_output None
             return ([[c, {**extra, key: None}] for c, extra in conditioning],)
-        dims = tuple(int(s) for s in shape.split(","))
+        ones = shape.startswith("ones:")  # e.g. an attention mask that keeps every token
+        dims = tuple(int(s) for s in shape.removeprefix("ones:").split(","))
         gen = torch.Generator().manual_seed(seed)
-        return ([[c, {**extra, key: torch.randn((1, *dims), generator=gen)}] for c, extra in conditioning],)
+        value = torch.ones((1, *dims), dtype=torch.long) if ones else torch.randn((1, *dims), generator=gen)
+        return ([[c, {**extra, key: value}] for c, extra in conditioning],)
 
 
 NODE_CLASS_MAPPINGS = {"SGTestDiTLoader": SGTestDiTLoader, "SGTestConditioningExtra": SGTestConditioningExtra}

@@ -81,11 +81,11 @@ def build_families(models_dir: Path, keys: tuple[str, ...] = ("sd2v", "sdxl", "s
     return names
 
 
-def build_dit_families(models_dir: Path, keys: tuple[str, ...] = ("z_image", "flux2", "chroma", "lumina2", "hidream")
-                       ) -> dict[str, str]:
+def build_dit_families(models_dir: Path, keys: tuple[str, ...] = ("z_image", "flux2", "chroma", "lumina2", "hidream",
+                                                                 "omnigen2")) -> dict[str, str]:
     """The newer DiT families' tiny stand-ins (SGTestDiTLoader) and their decoders; return their file names.
 
-    The Flux-latent families (Z-Image, Chroma, Lumina 2, HiDream) decode with ``taef1`` or the narrow
+    The Flux-latent families (Z-Image, Chroma, Lumina 2, HiDream, OmniGen2) decode with ``taef1`` or the narrow
     16-channel KL VAE (as Flux.1's tests); Flux.2 with its narrow VAE (SGTestKLVAE, batch_norm_latent).
     """
     from .flux2 import VAE_FILE, flux2_vae_state_dict
