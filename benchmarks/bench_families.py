@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/bench_families.py                          # every family, 64 px, 4 steps
     .venv/bin/python benchmarks/bench_families.py --families sd3,flux --size 128 --no-write
+    .venv/bin/python benchmarks/bench_families.py --families z_image,flux2,chroma,lumina2,hidream \
+        --out benchmarks/results/cpu_families_dit                          # the newer DiTs' tiny stand-ins
 
 Each family runs in its own process (so its peak memory is its own): ComfyUI in-process with
 this pack, the family's stand-in loaded by ComfyUI's own loader (headless.testbed.standins;
@@ -29,12 +31,14 @@ import _common as C
 
 WHO = "bench_families"
 FAMILIES = ("sd15", "sd2v", "sdxl", "sd3", "flux")
+# The newer DiTs (tiny, built through ComfyUI's classes; standin_dit_nodes.py says why): --families to run them.
+DIT_FAMILIES = ("z_image", "flux2", "chroma", "lumina2", "hidream", "omnigen2")
 CONFIGS = ("plain", "x0", "xt")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--families", default=",".join(FAMILIES), help=f"comma list of {FAMILIES}")
+    p.add_argument("--families", default=",".join(FAMILIES), help=f"comma list of {FAMILIES + DIT_FAMILIES}")
     p.add_argument("--size", type=int, default=64, help="image side in px (default 64)")
     p.add_argument("--steps", type=int, default=4, help="sampling steps (default 4)")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per configuration (default 1)")
@@ -43,7 +47,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-write", action="store_true", help="print the table only")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)  # internal: run one family, print JSON
     a = p.parse_args(argv)
-    unknown = set(a.families.split(",")) - set(FAMILIES)
+    unknown = set(a.families.split(",")) - set(FAMILIES + DIT_FAMILIES)
     if unknown:
         p.error(f"unknown families {sorted(unknown)}")
     return a
@@ -79,7 +83,10 @@ def child(a: argparse.Namespace) -> dict:
         from headless.testbed.standins import suite_models
 
         names = suite_models.build_all(models_dir)
-        names.update(suite_models.build_families(models_dir, keys=() if key == "sd15" else (key,)))
+        if key in DIT_FAMILIES:
+            names.update(suite_models.build_dit_families(models_dir, keys=(key,)))
+        else:
+            names.update(suite_models.build_families(models_dir, keys=() if key == "sd15" else (key,)))
         return names
 
     base = Path(tempfile.mkdtemp(prefix="sg_bench_families_"))

@@ -18,8 +18,12 @@ LATENT_FAMILIES: dict[str, tuple[str, str]] = {
     "Flux": ("Flux.1", "taef1 or the Flux VAE (ae.safetensors)"),
     "Flux2": ("Flux.2", "the Flux.2 VAE"),
     "Wan21": ("Wan 2.1", "lighttaew2_1 or the Wan 2.1 VAE (Qwen-Image's VAE)"),
+    "HunyuanImage21": ("HunyuanImage 2.1", "the HunyuanImage 2.1 VAE"),
 }
-CHANNELS = {"SD15": 4, "SDXL": 4, "SD3": 16, "Flux": 16, "Wan21": 16}
+CHANNELS = {"SD15": 4, "SDXL": 4, "SD3": 16, "Flux": 16, "Flux2": 128, "Wan21": 16, "HunyuanImage21": 64}
+# Image models ComfyUI names by class whose latents are another family's (names a user recognises).
+MODEL_LABELS = {"ZImage": "Z-Image", "Lumina2": "Lumina 2", "Chroma": "Chroma", "HiDream": "HiDream",
+                "Omnigen2": "OmniGen2", "Flux2": "Flux.2", "HunyuanImage21": "HunyuanImage 2.1"}
 # Models whose 5-D latents (batch, channels, frames, height, width) hold pictures: one frame each.
 IMAGE_MODELS_WITH_FRAMES = {"QwenImage": "Qwen-Image"}
 # comfy.taesd.taehv.TAEHV by its latent channels and ComfyUI's latent format for it -> (name, latent format).
@@ -55,7 +59,8 @@ class ModelFamily:
     def describe(self) -> str:
         family = LATENT_FAMILIES.get(self.latent_format, (self.latent_format, ""))[0]
         ch = f", {self.channels} channels" if self.channels is not None else ""
-        return f"{self.name} ({family} latents{ch})"
+        label = MODEL_LABELS.get(self.name)
+        return f"{self.name} ({label + '; ' if label and label != family else ''}{family} latents{ch})"
 
 
 def model_family(model) -> ModelFamily:
@@ -92,6 +97,8 @@ def _known_vae(vae) -> tuple[str, str] | None:
     if fsm is None:
         return None
     cls = type(fsm)
+    if cls.__name__ == "AutoencoderKL" and getattr(fsm, "bn", None) is not None:  # latents packed 2x2, batch-norm
+        return ("the Flux.2 VAE", "Flux2")
     if cls.__name__ == "TAEHV":  # VAELoader's video tiny autoencoders (taehv, lighttaew2_1, ...)
         fmt = getattr(fsm, "latent_format", None)
         key = (getattr(fsm, "latent_channels", None), fmt.__name__ if fmt is not None else None)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STANDIN_NODES = Path(__file__).resolve().parent / "standin_nodes.py"
+STANDIN_DIT_NODES = Path(__file__).resolve().parent / "standin_dit_nodes.py"  # tiny DiT loader, extra conditioning
 PACK_DIRNAME = "style_guidance"
 PACK_LOGGER = "style_guidance"
 
@@ -30,6 +31,7 @@ def make_base(base: Path, standin_nodes: bool = True) -> Path:
         link.symlink_to(REPO_ROOT, target_is_directory=True)
     if standin_nodes:
         shutil.copy(STANDIN_NODES, base / "custom_nodes" / "sg_standin_nodes.py")
+        shutil.copy(STANDIN_DIT_NODES, base / "custom_nodes" / "sg_standin_dit_nodes.py")
     return base
 
 

@@ -27,6 +27,8 @@ TWIN_TERMS = ("content_mse", "gram_style", "clip_style")
 
 
 def model_node(fam: Family) -> dict:
+    if fam.dit is not None:  # a tiny DiT at its own sizes (standin_dit_nodes.py says why not UNETLoader)
+        return {"class_type": "SGTestDiTLoader", "inputs": {"unet_name": fam.file}}
     if fam.folder == "diffusion_models":
         return {"class_type": "UNETLoader", "inputs": {"unet_name": fam.file, "weight_dtype": "default"}}
     return {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": fam.file}}
@@ -39,9 +41,14 @@ def vae_node(fam: Family, vae: str) -> dict:
     is not calibrated and saturates, so SD2.x decodes with a calibrated TAESD of the same latent format,
     packed as a full VAE file (VAELoader by file name).
     """
-    if vae == "taesd":
+    if vae == "taesd" and fam.taesd:
         name = fam.vae_file if fam.taesd == "taesd" else fam.taesd
         return {"class_type": "VAELoader", "inputs": {"vae_name": name}}
+    if fam.latent_format == "Flux2":  # no tiny decoder exists: always its (narrow) VAE
+        from .standins.flux2 import VAE_FILE, VAE_Z
+
+        return {"class_type": "SGTestKLVAE", "inputs": {"vae_name": VAE_FILE, "z_channels": VAE_Z,
+                                                        "batch_norm_latent": True}}
     return {"class_type": "SGTestKLVAE", "inputs": {"vae_name": fam.kl_vae_file, "z_channels": fam.latent_channels}}
 
 
@@ -65,6 +72,11 @@ def family_graph(key: str, models: dict, vae: str = "taesd", size: int = SIZE) -
         "oclip_twin": {"class_type": "StyleGuidanceOpenCLIPLoader",
                        "inputs": {"arch": models["open_clip_arch"], "clip_name": models["open_clip_twin"]}},
     }
+    for i, (key_, shape) in enumerate(fam.cond_extra):  # e.g. HiDream's Llama features
+        for name in ("pos_raw", "neg"):
+            g[f"{name}_{i}"] = g.pop(name)
+            g[name] = {"class_type": "SGTestConditioningExtra", "inputs": {
+                "conditioning": link(f"{name}_{i}"), "key": key_, "shape": shape, "seed": 20 + i + (name == "neg")}}
     if fam.guidance_embed:
         g["pos"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": link("pos_raw"), "guidance": FLUX_GUIDANCE}}
     else:
@@ -90,8 +102,12 @@ def add_chain(g: dict, prefix: str, vgg: str, oclip: str, weights: dict | None =
 
 
 def cfg_for(key: str) -> float:
-    """Flux dev is guidance-distilled: cfg 1 (no negative pass), strength through FluxGuidance."""
-    return 1.0 if FAMILIES[key].guidance_embed else 2.0
+    """Flux dev is guidance-distilled: cfg 1 (no negative pass), strength through FluxGuidance; a family's own cfg
+    (Z-Image Turbo: 1) otherwise."""
+    fam = FAMILIES[key]
+    if fam.cfg is not None:
+        return fam.cfg
+    return 1.0 if fam.guidance_embed else 2.0
 
 
 def sampling(key: str, **over) -> dict:

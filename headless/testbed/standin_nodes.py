@@ -55,19 +55,21 @@ class SGTestKLVAE:
     """A small AutoencoderKL (SD VAE architecture, narrow) from a file in models/vae.
 
     ComfyUI's VAELoader builds every KL VAE at full width (its config is fixed), so a narrow one
-    needs its config given: ``z_channels`` 4 (SD1.x/SD2.x/SDXL latents) or 16 (SD3/Flux).
+    needs its config given: ``z_channels`` 4 (SD1.x/SD2.x/SDXL latents) or 16 (SD3/Flux), or 32 with
+    ``batch_norm_latent`` (Flux.2: 128-channel packed latents).
     """
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"vae_name": ("STRING", {"default": "sg_tiny_kl_vae.safetensors"})},
-                "optional": {"z_channels": ("INT", {"default": 4, "min": 1, "max": 64})}}
+                "optional": {"z_channels": ("INT", {"default": 4, "min": 1, "max": 64}),
+                             "batch_norm_latent": ("BOOLEAN", {"default": False})}}
 
     RETURN_TYPES = ("VAE",)
     FUNCTION = "run"
     CATEGORY = "_for_testing/style_guidance"
 
-    def run(self, vae_name, z_channels=4):
+    def run(self, vae_name, z_channels=4, batch_norm_latent=False):
         import comfy.sd
         import comfy.utils
         import folder_paths
@@ -76,9 +78,14 @@ class SGTestKLVAE:
             "double_z": True, "z_channels": z_channels, "resolution": 256, "in_channels": 3, "out_ch": 3,
             "ch": 32, "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0,
         }
+        if batch_norm_latent:  # Flux.2: latents packed 2x2 (4 z_channels, half the size), batch-norm statistics
+            ddconfig["batch_norm_latent"] = True
         sd = comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("vae", vae_name), safe_load=True)
         vae = comfy.sd.VAE(sd=sd, config={"params": {"ddconfig": ddconfig, "embed_dim": z_channels}})
-        vae.latent_channels = z_channels  # ComfyUI reads it from the weights only when it detects the config
+        # ComfyUI sets these from the weights only when it detects the config (as VAELoader does for bn.*)
+        vae.latent_channels = z_channels * (4 if batch_norm_latent else 1)
+        if batch_norm_latent:
+            vae.downscale_ratio = vae.upscale_ratio = 16
         return (vae,)
 
 

@@ -16,7 +16,10 @@ Modules:
 - :mod:`.loss_nets`: VGG19 and open_clip stand-ins and their scoring twins;
 - :mod:`.text_encoders`: CLIP-L and the T5 placeholder;
 - :mod:`.family` (the :class:`~.family.Family` record) and one module per diffusion family:
-  :mod:`.sd15`, :mod:`.sd2`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`; :mod:`.families` is their registry;
+  :mod:`.sd15`, :mod:`.sd2`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwen_image`, and the tiny DiTs
+  :mod:`.z_image`, :mod:`.flux2` (with Flux.2's narrow VAE), :mod:`.chroma`, :mod:`.lumina2`, :mod:`.hidream`,
+  :mod:`.omnigen2`, built through ComfyUI's classes by :mod:`.dit` (detection forces real widths on them;
+  ``headless/testbed/standin_dit_nodes.py`` loads them); :mod:`.families` is their registry;
 - :mod:`.extras`: the SD1.5 ControlNet and LoRAs;
 - :mod:`.names`: model file names and the "real file name -> stand-in" tables (no torch);
 - :mod:`.install`: stand-ins under a workflow's own names, and tiny mode's input changes;
@@ -30,7 +33,9 @@ Adding a model family (recipe):
    :func:`~.common.calibrate_output` (unit-RMS prediction on unit-variance inputs); and
    ``FAMILY = Family(key, label, comfy_config, latent_format, latent_channels, taesd, vae_scale,
    vae_shift, folder, file, context_dim, pooled_dim, ..., build=<family>_net, seed=<unused seed>)``.
-   Say in its docstring what ComfyUI's detection forces (sizes, keys).
+   Say in its docstring what ComfyUI's detection forces (sizes, keys). Where detection forces a size
+   no CPU test affords, describe it as a :class:`~.dit.DiTSpec` instead (class, sizes, detection keys,
+   one calibration forward) and pass ``dit=SPEC``: ``family_graphs`` then loads it with SGTestDiTLoader.
 2. Add the module to ``_MODULES`` in :mod:`.families`. :func:`~.families.diffusion_cached` then
    builds it once into the cache, :func:`~.suite_models.build_families` can place it, and
    ``headless/testbed/family_graphs.py`` can build its prompts from the :class:`~.family.Family` record.

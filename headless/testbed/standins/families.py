@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from . import flux, qwen_image, sd2, sd3, sd15, sdxl
+from . import chroma, dit, flux, flux2, hidream, lumina2, omnigen2, qwen_image, sd2, sd3, sd15, sdxl, z_image
 from .common import cached, save_streaming
 from .family import Family
 
-_MODULES = (sd15, sd2, sdxl, sd3, flux, qwen_image)
+_MODULES = (sd15, sd2, sdxl, sd3, flux, qwen_image, z_image, flux2, chroma, lumina2, hidream, omnigen2)
 FAMILIES: dict[str, Family] = {m.FAMILY.key: m.FAMILY for m in _MODULES}
 
 
@@ -22,12 +22,16 @@ def build_diffusion_model(key: str, path: Path, complete: bool = False) -> None:
     """Write the family's stand-in diffusion model (``complete``: with text encoder and VAE inside).
 
     Checkpoints carry ComfyUI's ``model.diffusion_model.`` prefix; a family in ``diffusion_models``
-    (Flux) is a bare diffusion model file for UNETLoader.
+    (Flux) is a bare diffusion model file for UNETLoader; a tiny DiT (``fam.dit``) an fp32 file with
+    the metadata SGTestDiTLoader reads.
     """
     fam = FAMILIES[key]
     if fam.build is None:
         raise ValueError(f"no stand-in builder for the {fam.label} family")
     net = fam.build(fam.seed)
+    if fam.dit is not None:
+        dit.save(net, path, fam.dit)
+        return
     prefix = "model.diffusion_model." if fam.folder == "checkpoints" else ""
     extra: dict[str, torch.Tensor] = {}
     if complete:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -31,6 +32,11 @@ class Family:
     seed: int = 0
     # seed -> the extra tensors of a checkpoint with text encoder and VAE inside (None: no such stand-in)
     complete: Callable[[int], dict[str, torch.Tensor]] | None = None
+    # A tiny DiT built through ComfyUI's class (standins.dit.DiTSpec), loaded by SGTestDiTLoader; None: UNETLoader/checkpoint
+    dit: Any = None
+    cfg: float | None = None  # the tests' cfg when not the default rule (family_graphs.cfg_for)
+    # Conditioning a text encoder gives beyond the context: (key, "d1,d2,...") for SGTestConditioningExtra
+    cond_extra: tuple[tuple[str, str], ...] = ()
 
     @property
     def kl_vae_file(self) -> str:

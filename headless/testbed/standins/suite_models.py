@@ -79,3 +79,32 @@ def build_families(models_dir: Path, keys: tuple[str, ...] = ("sd2v", "sdxl", "s
             place(cached(name, build), target)
         names[folder] = name
     return names
+
+
+def build_dit_families(models_dir: Path, keys: tuple[str, ...] = ("z_image", "flux2", "chroma", "lumina2", "hidream",
+                                                                 "omnigen2")) -> dict[str, str]:
+    """The newer DiT families' tiny stand-ins (SGTestDiTLoader) and their decoders; return their file names.
+
+    The Flux-latent families (Z-Image, Chroma, Lumina 2, HiDream, OmniGen2) decode with ``taef1`` or the narrow
+    16-channel KL VAE (as Flux.1's tests); Flux.2 with its narrow VAE (SGTestKLVAE, batch_norm_latent).
+    """
+    from .flux2 import VAE_FILE, flux2_vae_state_dict
+
+    names: dict[str, str] = {}
+    for key in keys:
+        fam = FAMILIES[key]
+        place(diffusion_cached(key), models_dir / fam.folder / fam.file)
+        names[key] = fam.file
+    for name in ("taef1", "taesdxl"):
+        if not (models_dir / "vae_approx" / f"{name}_decoder.safetensors").is_file():
+            build_taesd_pair(models_dir / "vae_approx", name)
+    kl16 = models_dir / "vae" / FAMILIES["z_image"].kl_vae_file
+    if not kl16.is_file():
+        sd3 = FAMILIES["sd3"]  # the same file build_families writes
+        save_file(kl_vae_state_dict(16, sd3.vae_scale, sd3.vae_shift), str(kl16))
+    names["kl_vae_16"] = kl16.name
+    target = models_dir / "vae" / VAE_FILE
+    if not target.is_file():
+        place(cached(VAE_FILE, lambda p: save_file(flux2_vae_state_dict(), str(p))), target)
+    names["flux2_vae"] = VAE_FILE
+    return names
