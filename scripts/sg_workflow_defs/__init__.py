@@ -13,6 +13,7 @@ from .families import (
     style_transfer_sd35,
     style_transfer_sdxl,
 )
+from .dits import style_transfer_qwen_image
 from .features import ablation_grid, stock_ksampler_patch, style_transfer_controlnet, style_transfer_model_features
 
 DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
@@ -21,6 +22,7 @@ DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
     "style_transfer_sdxl": style_transfer_sdxl,
     "style_transfer_sd35": style_transfer_sd35,
     "style_transfer_flux": style_transfer_flux,
+    "style_transfer_qwen_image": style_transfer_qwen_image,
     "style_transfer_controlnet": style_transfer_controlnet,
     "stock_ksampler_patch": stock_ksampler_patch,
     "ablation_grid": ablation_grid,
