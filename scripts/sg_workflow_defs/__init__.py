@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from headless.workflow import UIGraph
 
+from .dits import style_transfer_qwen_image
 from .families import (
     style_transfer_fast,
     style_transfer_flux,
@@ -13,7 +14,6 @@ from .families import (
     style_transfer_sd35,
     style_transfer_sdxl,
 )
-from .dits import style_transfer_qwen_image
 from .features import ablation_grid, stock_ksampler_patch, style_transfer_controlnet, style_transfer_model_features
 
 DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
