@@ -123,3 +123,46 @@ def test_video_tiny_decoders_are_read_from_vae_approx():
     prompt = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "lighttaew2_2.pth"}},
               "2": {"class_type": "VAELoader", "inputs": {"vae_name": "lighttaew2_1_mine.safetensors"}}}
     assert [f[3] for f in model_files(prompt)] == ["vae_approx", "vae"]  # ComfyUI's rule: the exact stem
+
+
+def _server_backend(tmp_path, infos: dict):
+    import io
+
+    from headless import prompts as P
+    from headless.progress import Progress
+    from headless.run import Options, Run
+    from headless.server import Servers
+
+    path = API / "style_transfer_qwen_image.json"
+    wf = P.Workflow(path.stem, path, None, _api(path.stem))
+    opts = Options(workflow=str(path), content="", style="", server=list(infos), tiny=True)
+    out = io.StringIO()
+    backend = Servers(Run(opts, wf, [], Progress(0, stream=out, tty=False, out=out), tmp_path))
+    backend.infos = infos
+    return backend, wf, out
+
+
+def test_server_tiny_mode_asks_for_the_conditioning_node_by_name(tmp_path):
+    """A server without the test node: refused before anything is queued, saying what to copy where."""
+    from headless.backend import SetupError
+
+    backend, _wf, _out = _server_backend(tmp_path, {"http://127.0.0.1:1": {"CLIPTextEncode": {}}})
+    with pytest.raises(SetupError, match=r"SGTestConditioning.*http://127\.0\.0\.1:1.*standin_nodes\.py"):
+        backend.setup_models()
+
+
+def test_server_tiny_mode_replaces_before_checking_the_files(tmp_path):
+    """With the node there, the text encoder's file is not asked for; the banner names what was replaced."""
+    api = _api("style_transfer_qwen_image")
+    # The server lacks the text encoder's file (CLIPLoader offers another): without the rewrite first,
+    # the file check would stop the run.
+    info = {T.CONDITIONING_NODE: {"input": {}},
+            "CLIPLoader": {"input": {"required": {"clip_name": [["clip_l.safetensors"]], "type": [["qwen_image"]]}}}}
+    for nid, inp, name, _folder in model_files(api):
+        cls = api[nid]["class_type"]
+        if cls != "CLIPLoader":  # every file but the text encoder's is offered
+            info.setdefault(cls, {"input": {"required": {}}})["input"]["required"].setdefault(inp, [[]])[0].append(name)
+    backend, wf, out = _server_backend(tmp_path, {"http://s": info})
+    assert backend.setup_models() is True
+    assert "CLIPLoader" not in {n["class_type"] for n in wf.api.values()}
+    assert f"Replaced: text encoder {QWEN_IMAGE_TEXT_ENCODER}" in out.getvalue()
