@@ -72,3 +72,20 @@ def test_runner_runs_the_workflow_on_stand_ins(tmp_path, workflow):
         assert terms and all(math.isfinite(v) for v in terms.values()), terms
     names = {t["name"] for m in pair["measures"] for t in m["terms"]}
     assert names == {TERM_OF[n["class_type"]] for n in api.values() if n["class_type"] in TERM_OF}, names
+
+
+def test_server_mode_runs_qwen_image_with_its_text_encoder_replaced(tmp_path, comfy_server):
+    """--tiny --server: the prompt reaches a real ComfyUI server with SGTestConditioning for Qwen2.5-VL 7B."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "headless", "style_transfer_qwen_image", "--content",
+         str(IMAGES / "style_guidance_content.jpg"), "--style", str(IMAGES / "style_guidance_style.jpg"),
+         "--output", str(out), "--tiny", "--server", comfy_server.url],
+        cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "Replaced: text encoder qwen_2.5_vl_7b_fp8_scaled.safetensors" in proc.stdout, proc.stdout[-3000:]
+    (pair,) = json.loads((out / "losses.json").read_text())["pairs"]
+    assert pair["status"] == "ok" and pair["server"] == comfy_server.url, pair
+    terms = {t["name"]: t["value"] for m in pair["measures"] for t in m["terms"]}
+    assert len(terms) == 5 and all(math.isfinite(v) for v in terms.values()), terms
