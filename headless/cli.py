@@ -8,7 +8,10 @@ ComfyUI servers. Tiny mode: when no real weights are reachable (no ``--comfyui``
 ``--server`` given and none of the workflow's model files exist), or with ``--tiny``, the
 runner writes tiny random-weight stand-ins under the workflow's file names into a runner-owned
 folder (``.cache/runner_tiny_models``) and shrinks the workflow (128 px, 4 steps, tiny
-open_clip). It says so at the start and at the end: those pictures are noise.
+open_clip). A text encoder ComfyUI builds at full size whatever the file holds (Qwen-Image's
+Qwen2.5-VL 7B) is not loaded: its prompts become seeded conditioning of the right shape
+(:mod:`headless.testbed.standins.tiny_text`). It says so at the start and at the end: those
+pictures are noise.
 
 Everything that needs no ComfyUI is checked first (arguments, the workflow file, the output
 folder, the images), so mistakes end the run in a second with exit status 2.
@@ -83,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  listed with the folder each belongs in, and the run stops (exit 2). Exception, tiny mode:\n"
             "  with no --comfyui/--models/--server and none of the files present (a fresh machine), or\n"
             "  with --tiny, tiny random-weight stand-ins are used and the run says so loudly: the\n"
-            "  pictures are then noise, not a style transfer. --real forbids tiny mode.\n"
+            "  pictures are then noise, not a style transfer. Text encoders that cannot be shrunk\n"
+            "  (e.g. Qwen-Image's) are replaced by seeded conditioning, named in that message.\n"
+            "  --real forbids tiny mode.\n"
             "\n"
             "inputs:\n"
             "  A folder gives every image in it (sorted; sub-folders are not searched and are named).\n"

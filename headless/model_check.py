@@ -72,10 +72,14 @@ def missing_message(workflow_name: str, missing: list[Missing], hint: str) -> st
     return "\n".join(lines)
 
 
-def tiny_banner(real_missing: list[Missing] | None, forced: bool, server: bool = False) -> str:
+def tiny_banner(real_missing: list[Missing] | None, forced: bool, server: bool = False,
+                replaced: list[str] | None = None) -> str:
+    """The TINY MODE line; ``replaced``: what was swapped for conditioning (text encoders that cannot shrink)."""
     why = "--tiny given" if forced else "no real model weights found"
     text = (f"TINY MODE: {why}, running on tiny random-weight stand-ins; the pictures are noise, not a style "
             "transfer.")
+    for line in replaced or []:
+        text += f" Replaced: {line}."
     if server:
         text += (" Server mode: only the workflow is shrunk (128 px, 4 steps, tiny open_clip); the servers must "
                  "hold the stand-ins under the workflow's file names.")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import prompts as P
-from .backend import PairFailed
+from .backend import PairFailed, SetupError
 from .inputs import Pair, output_path
 from .progress import Progress
 from .results import add_png_text, parse_measure, strict_json, write_atomic, write_losses, write_steps
@@ -65,6 +65,21 @@ class Run:
         self.stop = threading.Event()
 
     # -- preparing ----------------------------------------------------------------------------
+
+    def replace_text_encoders(self) -> list[str]:
+        """Tiny mode: text encoders no tiny file can stand in for become seeded conditioning nodes.
+
+        ``wf.api`` is rewritten (``standins.tiny_text``: each CLIPTextEncode they feed becomes
+        SGTestConditioning, the loader is dropped); returns one line per loader replaced, for the banner.
+        """
+        from .testbed.standins.tiny_text import replace_fixed_text_encoders
+
+        try:
+            api, replaced = replace_fixed_text_encoders(self.wf.api)
+        except ValueError as e:
+            raise SetupError(f"tiny mode impossible for this workflow: {e}") from e
+        self.wf.api = api
+        return [r.describe() for r in replaced]
 
     def prepare(self, tiny: bool, taps: bool = False) -> None:
         """Fix what every pair shares: the tiny shrink, --seed, --scale; ``taps`` adds Measure taps."""

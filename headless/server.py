@@ -28,6 +28,7 @@ from .inputs import Pair, image_bytes, input_name
 from .model_check import missing_message, missing_models, offered, tiny_banner
 from .results import STEP_EVENT, read_outputs
 from .run import Run
+from .testbed.standins.tiny_text import CONDITIONING_NODE
 from .workflow import NodeDef, defs_from_object_info
 
 IMAGE_SUBFOLDER = "style_guidance_runner"
@@ -327,6 +328,12 @@ class Servers:
 
     def setup_models(self) -> bool:
         wf = self.run.wf
+        replaced = self.run.replace_text_encoders() if self.run.opts.tiny else []
+        lacking = [url for url, info in self.infos.items() if replaced and CONDITIONING_NODE not in info]
+        if lacking:
+            raise SetupError(f"tiny mode replaces text encoders that cannot shrink by {CONDITIONING_NODE}, a test node "
+                             f"these servers lack: {', '.join(lacking)}. Copy headless/testbed/standin_nodes.py into "
+                             "their custom_nodes folder and restart them, or run without --server.")
         missing_any = []
         for url, info in self.infos.items():
             def present(cls: str, inp: str, name: str, _folder: str, info=info) -> bool:
@@ -339,7 +346,7 @@ class Servers:
                 wf.name, missing_any, "Put each file in that folder of the server's ComfyUI (then restart it or "
                                       "press 'Refresh' in its editor), or leave that server out."))
         if self.run.opts.tiny:
-            self.run.tiny_note = tiny_banner(None, forced=True, server=True)
+            self.run.tiny_note = tiny_banner(None, forced=True, server=True, replaced=replaced)
             self.run.progress.log(self.run.tiny_note)
             return True
         return False

@@ -11,7 +11,8 @@
   README (from ``style_transfer_fast.png``).
 
 Every node and every workflow is covered: a screenshot that is missing is an error, so a new
-node or workflow cannot be left without its picture.
+node or workflow cannot be left without its picture. ``--only NAME ...`` writes just those
+workflows' or nodes' pictures (the others' screenshots need not exist).
 """
 
 from __future__ import annotations
@@ -73,8 +74,17 @@ def plan() -> list[tuple[Path, Path, str]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.parse_args()
+    ap.add_argument("--only", nargs="+", metavar="NAME",
+                    help="write only these workflows' thumbnails / nodes' pictures (after running just their "
+                         "browser test cases, e.g. pytest tests/test_browser.py -k NAME)")
+    args = ap.parse_args()
     jobs = plan()
+    if args.only:
+        jobs = [job for job in jobs if job[0].stem in args.only]
+        unknown = sorted(set(args.only) - {src.stem for src, _, _ in jobs})
+        if unknown:
+            print(f"no workflow or node named {', '.join(unknown)}")
+            return 1
     missing = [src for src, _, _ in jobs if not src.is_file()]
     if missing:
         print("screenshots missing (run the browser test first: .venv/bin/python -m pytest tests/test_browser.py):")

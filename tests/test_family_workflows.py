@@ -3,7 +3,8 @@
 Each run is a subprocess (the runner sets ComfyUI up globally). Tiny mode writes stand-ins under
 the workflow's own file names (headless.testbed.standins.install.install_for_workflow, which asks
 headless.testbed.standins for these families) and applies the tiny overrides, e.g. Flux's
-DualCLIPLoader on CLIP-L alone (ComfyUI cannot build a small T5-XXL). The in-process run of each
+DualCLIPLoader on CLIP-L alone (ComfyUI cannot build a small T5-XXL), or Qwen-Image's text encoder
+replaced by seeded conditioning (headless.testbed.standins.tiny_text). The in-process run of each
 workflow (tests/test_workflows.py) checks the graphs; this checks what a user types.
 """
 
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from headless.testbed.standins.tiny_text import fixed_text_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "workflows" / "images"
@@ -44,13 +47,16 @@ def test_runner_runs_the_workflow_on_stand_ins(tmp_path, workflow):
         text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "TINY MODE" in proc.stdout
+    api = _api(workflow)
+    for node in api.values():  # text encoders that cannot shrink: the banner says what replaced them
+        if fixed_text_encoder(node):
+            assert f"Replaced: text encoder {node['inputs']['clip_name']}" in proc.stdout, proc.stdout[-3000:]
     pngs = sorted(p for p in out.glob("*.png") if not p.name.endswith(".steps.png"))
     assert pngs, proc.stdout[-2000:]  # ControlNet's canny preview is not a result; the grid is one or more
     for png in pngs:
         with Image.open(png) as im:
             assert json.loads(im.text["style_guidance"])["models"] == "tiny"
     report = json.loads((out / "losses.json").read_text())
-    api = _api(workflow)
     has_seed = any(("sampler" in n["class_type"].lower() and "seed" in n["inputs"]) or "noise_seed" in n["inputs"]
                    for n in api.values())
     assert report["models"] == "tiny"
@@ -66,3 +72,20 @@ def test_runner_runs_the_workflow_on_stand_ins(tmp_path, workflow):
         assert terms and all(math.isfinite(v) for v in terms.values()), terms
     names = {t["name"] for m in pair["measures"] for t in m["terms"]}
     assert names == {TERM_OF[n["class_type"]] for n in api.values() if n["class_type"] in TERM_OF}, names
+
+
+def test_server_mode_runs_qwen_image_with_its_text_encoder_replaced(tmp_path, comfy_server):
+    """--tiny --server: the prompt reaches a real ComfyUI server with SGTestConditioning for Qwen2.5-VL 7B."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "headless", "style_transfer_qwen_image", "--content",
+         str(IMAGES / "style_guidance_content.jpg"), "--style", str(IMAGES / "style_guidance_style.jpg"),
+         "--output", str(out), "--tiny", "--server", comfy_server.url],
+        cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "Replaced: text encoder qwen_2.5_vl_7b_fp8_scaled.safetensors" in proc.stdout, proc.stdout[-3000:]
+    (pair,) = json.loads((out / "losses.json").read_text())["pairs"]
+    assert pair["status"] == "ok" and pair["server"] == comfy_server.url, pair
+    terms = {t["name"]: t["value"] for m in pair["measures"] for t in m["terms"]}
+    assert len(terms) == 5 and all(math.isfinite(v) for v in terms.values()), terms

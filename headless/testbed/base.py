@@ -35,6 +35,22 @@ def make_base(base: Path, standin_nodes: bool = True) -> Path:
     return base
 
 
+def register_standin_nodes(base: Path) -> None:
+    """Load the SGTest* stand-in nodes into a ComfyUI already started without them (the runner's tiny mode).
+
+    The file goes into the base's ``custom_nodes`` and through ComfyUI's own custom-node loader,
+    as :func:`init_nodes` would have loaded it. Idempotent.
+    """
+    import nodes
+
+    if "SGTestConditioning" in nodes.NODE_CLASS_MAPPINGS:
+        return
+    target = base / "custom_nodes" / "sg_standin_nodes.py"
+    shutil.copy(STANDIN_NODES, target)
+    if not asyncio.run(nodes.load_custom_node(str(target))):
+        raise RuntimeError(f"ComfyUI could not load the stand-in nodes from {target}")
+
+
 def configure_comfy(comfy_root: Path, base: Path, cpu: bool = True) -> None:
     """Import ComfyUI's settings in this process, rooted at ``base``; ``cpu`` forces ``--cpu``.
 

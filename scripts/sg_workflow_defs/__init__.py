@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from headless.workflow import UIGraph
 
+from .dits import style_transfer_qwen_image
 from .families import (
     style_transfer_fast,
     style_transfer_flux,
@@ -21,6 +22,7 @@ DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
     "style_transfer_sdxl": style_transfer_sdxl,
     "style_transfer_sd35": style_transfer_sd35,
     "style_transfer_flux": style_transfer_flux,
+    "style_transfer_qwen_image": style_transfer_qwen_image,
     "style_transfer_controlnet": style_transfer_controlnet,
     "stock_ksampler_patch": stock_ksampler_patch,
     "ablation_grid": ablation_grid,

@@ -23,6 +23,8 @@ Modules:
 - :mod:`.extras`: the SD1.5 ControlNet and LoRAs;
 - :mod:`.names`: model file names and the "real file name -> stand-in" tables (no torch);
 - :mod:`.install`: stand-ins under a workflow's own names, and tiny mode's input changes;
+- :mod:`.tiny_text`: tiny mode's seeded conditioning in place of text encoders that cannot shrink
+  (a table by CLIPLoader type; no torch);
 - :mod:`.suite_models`: the tests' model set and the families' set.
 
 Adding a model family (recipe):
@@ -41,5 +43,7 @@ Adding a model family (recipe):
    ``headless/testbed/family_graphs.py`` can build its prompts from the :class:`~.family.Family` record.
 3. If shipped workflows name its real files, add the real names to :mod:`.names` (``STANDIN_FOR``)
    and their builders to ``install.STANDINS``; a new TAESD pair goes in ``decoders.TAESD_PAIRS``.
+   A text encoder ComfyUI builds at full size (CLIPLoader types such as ``qwen_image``) gets an entry
+   in ``tiny_text.FIXED_TEXT_ENCODERS`` with the context width the family's stand-in reads.
 4. Bump ``common.CACHE_VERSION`` only when an existing stand-in's bytes change.
 """

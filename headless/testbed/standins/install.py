@@ -2,8 +2,9 @@
 
 :func:`install_for_workflow` writes, for every model file a prompt names, the stand-in that
 :mod:`.names` assigns to it (built once into the cache, then placed); :func:`tiny_overrides`
-gives the input changes (sizes, steps, the tiny open_clip, text encoders that cannot shrink).
-Used by the runner's tiny mode, the tests and the browser test.
+gives the input changes (sizes, steps, the tiny open_clip, text encoders that cannot shrink) and
+:func:`tiny_prompt` the whole tiny prompt (those changes, and the text encoders :mod:`.tiny_text`
+replaces by seeded conditioning). Used by the runner's tiny mode, the tests and the browser test.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from .extras import CONTROLNET_FILE, build_controlnet, build_empty_lora
 from .families import FAMILIES, build_diffusion_model
 from .loss_nets import TINY_OPENCLIP, TINY_OPENCLIP_ARCH, build_open_clip, build_vgg, tiny_open_clip_config
 from .names import STANDIN_FOR, STANDIN_FOR_FOLDER, TAESD_NAMES, model_files, unsafe_model_name
-from .text_encoders import build_clip_l, build_t5_placeholder
+from .qwen_image import CACHE_PREFIX as QWEN_CACHE
+from .qwen_image import FAMILY as QWEN_IMAGE
+from .qwen_image import LIGHTTAE_FILE, WAN_VAE_FILE, build_lighttae, build_wan21_vae
+from .qwen_image import build_diffusion_model as build_qwen_image_dit
+from .text_encoders import build_clip_l, build_t5_placeholder, build_text_encoder_placeholder
+from .tiny_text import fixed_text_encoder, replace_fixed_text_encoders
 
 
 def build_family_vae(key: str, path: Path, seed: int = 90) -> None:
@@ -50,6 +56,12 @@ STANDINS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "clip_l": ("clip_l.safetensors", build_clip_l),
     "t5xxl_placeholder": ("t5xxl_placeholder.safetensors", build_t5_placeholder),
     "sd15_controlnet": (CONTROLNET_FILE, build_controlnet),
+    # Qwen-Image: the names standins.qwen_image.build_qwen_image caches them under (one copy each).
+    "qwen_image": (f"{QWEN_CACHE}{QWEN_IMAGE.file}", build_qwen_image_dit),
+    "wan21_vae": (f"{QWEN_CACHE}{WAN_VAE_FILE}", build_wan21_vae),
+    "lighttaew2_1": (f"{QWEN_CACHE}{LIGHTTAE_FILE}", build_lighttae),
+    # Under the name of a text encoder tiny mode never loads (tiny_text): only for the loader's choice list.
+    "text_encoder_placeholder": ("text_encoder_placeholder.safetensors", build_text_encoder_placeholder),
 }
 
 
@@ -72,6 +84,8 @@ def install_for_workflow(models_dir: Path, api_prompt: dict) -> list[str]:
     ``models_dir`` (``ValueError``), or when a stand-in's ``<name>.json`` config would replace a
     different file of that name (``FileExistsError``). Folders and names with no stand-in (other
     ControlNets, CLIP vision, the pixel-space VAE ...) raise ``NotImplementedError`` naming the file.
+    A text encoder that cannot shrink (:mod:`.tiny_text`) gets a placeholder: tiny mode drops its
+    loader, but the untouched workflow still validates (the loader's choice list offers the name).
     """
     files = model_files(api_prompt)
     bad = [name for _n, _i, name, _f in files if unsafe_model_name(name)]
@@ -84,7 +98,7 @@ def install_for_workflow(models_dir: Path, api_prompt: dict) -> list[str]:
             raise FileExistsError(f"{sidecar} exists and is not the tiny open_clip config; the stand-in for "
                                   f"{name} would replace it (move it away, or run with real weights)")
     written = []
-    for _node, _input, name, folder in files:
+    for node_id, _input, name, folder in files:
         if folder == "vae" and name in TAESD_NAMES:  # TAESD pairs go to vae_approx
             if name not in TAESD_PAIRS:
                 raise NotImplementedError(f"no tiny stand-in for the '{name}' VAE (only {', '.join(TAESD_PAIRS)})")
@@ -93,7 +107,8 @@ def install_for_workflow(models_dir: Path, api_prompt: dict) -> list[str]:
                 build_taesd_pair(target_dir, name)
                 written.append(str(target_dir / f"{name}_decoder.safetensors"))
             continue
-        key = _standin_key(folder, name)
+        fixed = folder == "text_encoders" and fixed_text_encoder(api_prompt.get(node_id)) is not None
+        key = "text_encoder_placeholder" if fixed else _standin_key(folder, name)
         if key is None:
             raise NotImplementedError(f"no tiny stand-in for {folder}/{name}")
         target = models_dir / folder / name
@@ -140,6 +155,19 @@ def family_overrides(api_prompt: dict) -> dict[str, dict]:
             if clip_l:
                 changes[str(node_id)] = {"clip_name1": clip_l, "clip_name2": clip_l, "type": "sd3"}
     return changes
+
+
+def tiny_prompt(api_prompt: dict, size: int = 128, steps: int = 4) -> dict:
+    """The prompt tiny mode runs: text encoders that cannot shrink replaced, then :func:`tiny_overrides` set.
+
+    Needs the SGTest* stand-in nodes when a text encoder was replaced (``ValueError`` when one
+    cannot be, see :func:`.tiny_text.replace_fixed_text_encoders`).
+    """
+    api, _replaced = replace_fixed_text_encoders(api_prompt)
+    for node_id, changes in tiny_overrides(api, size, steps).items():
+        inputs = api[node_id]["inputs"]
+        inputs.update({k: v for k, v in changes.items() if not isinstance(inputs.get(k), list)})
+    return api
 
 
 def tiny_overrides(api_prompt: dict, size: int = 128, steps: int = 4) -> dict[str, dict]:

@@ -5,6 +5,7 @@ which stand-in takes each one's place. Plain data and string functions (no torch
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 # (class_type, input name) -> ComfyUI model folder, for the loaders a shipped workflow may use.
@@ -31,6 +32,9 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
 }
 # VAELoader names that are not files in models/vae but TAESD pairs in models/vae_approx.
 TAESD_NAMES = ("taesd", "taesdxl", "taesd3", "taef1", "pixel_space")
+# VAELoader file names (without extension) that ComfyUI reads from models/vae_approx: the video
+# tiny autoencoders it lists beside the VAEs (nodes.VAELoader.video_taes, 0.3.75 and 0.8.0).
+VIDEO_TAE_NAMES = ("taehv", "lighttaew2_2", "lighttaew2_1", "lighttaehy1_5")
 
 # The tests' own model files (built by suite_models.build_all).
 TINY_CKPT = "sg_tiny_sd15.safetensors"
@@ -43,6 +47,11 @@ FLUX_VAE = "ae.safetensors"
 CLIP_L = "clip_l.safetensors"
 T5XXL = "t5xxl_fp16.safetensors"
 SD15_CANNY = "control_v11p_sd15_canny_fp16.safetensors"
+# Qwen-Image as ComfyUI's own template (image_qwen_image.json) names its files (Comfy-Org/Qwen-Image_ComfyUI).
+QWEN_IMAGE_UNET = "qwen_image_fp8_e4m3fn.safetensors"
+QWEN_IMAGE_TEXT_ENCODER = "qwen_2.5_vl_7b_fp8_scaled.safetensors"
+QWEN_IMAGE_VAE = "qwen_image_vae.safetensors"
+LIGHTTAEW2_1 = "lighttaew2_1.safetensors"
 
 # (folder, real file name) -> the stand-in written under that name (a key of install.STANDINS).
 STANDIN_FOR: dict[tuple[str, str], str] = {
@@ -52,6 +61,9 @@ STANDIN_FOR: dict[tuple[str, str], str] = {
     ("text_encoders", CLIP_L): "clip_l",
     ("text_encoders", T5XXL): "t5xxl_placeholder",
     ("controlnet", SD15_CANNY): "sd15_controlnet",
+    ("diffusion_models", QWEN_IMAGE_UNET): "qwen_image",
+    ("vae", QWEN_IMAGE_VAE): "wan21_vae",
+    ("vae_approx", LIGHTTAEW2_1): "lighttaew2_1",
 }
 # Any other file name in these folders -> this stand-in (a VGG named like torchvision's .pth: "vgg19_pth").
 STANDIN_FOR_FOLDER: dict[str, str] = {
@@ -64,12 +76,18 @@ STANDIN_FOR_FOLDER: dict[str, str] = {
 
 
 def model_files(api_prompt: dict) -> list[tuple[str, str, str, str]]:
-    """Every model file a prompt names: (node id, input name, file name, folder)."""
+    """Every model file a prompt names: (node id, input name, file name, folder).
+
+    A VAELoader name that is a video tiny autoencoder (``lighttaew2_1.safetensors``) is in
+    ``vae_approx``, where ComfyUI reads it.
+    """
     found = []
     for node_id, node in api_prompt.items():
         for (cls, name), folder in MODEL_INPUTS.items():
             value = node.get("inputs", {}).get(name)
             if node.get("class_type") == cls and isinstance(value, str):
+                if cls == "VAELoader" and os.path.splitext(value)[0] in VIDEO_TAE_NAMES:
+                    folder = "vae_approx"
                 found.append((str(node_id), name, value, folder))
     return found
 

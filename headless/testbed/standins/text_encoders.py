@@ -56,3 +56,9 @@ def build_t5_placeholder(path: Path) -> None:
     """Not a T5 (ComfyUI builds T5-XXL at 4.7B whatever the file holds): tiny mode never loads it."""
     save_file({"sg_tiny_placeholder": torch.zeros(1)}, str(path), metadata={
         "style_guidance": "placeholder for t5xxl; tiny mode runs DualCLIPLoader on clip_l only"})
+
+
+def build_text_encoder_placeholder(path: Path) -> None:
+    """Not a text encoder: a file under the name of one tiny mode replaces by conditioning (``tiny_text``)."""
+    save_file({"sg_tiny_placeholder": torch.zeros(1)}, str(path), metadata={
+        "style_guidance": "placeholder for a text encoder ComfyUI builds at full size; tiny mode never loads it"})
