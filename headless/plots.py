@@ -43,10 +43,14 @@ def series(events: list[dict]) -> dict[str, dict[str, list[tuple[float, float]]]
         terms = e.get("terms") if isinstance(e.get("terms"), dict) else {}
         for name, t in terms.items():
             label = f"{e.get('node')}: {name}" if len(nodes) > 1 else str(name)
+            w = t.get("weight") if isinstance(t, dict) else None
+            away = isinstance(w, (int, float)) and not isinstance(w, bool) and w < 0
+            if away:  # a negative weight: its share is drawn below zero, pointing away from its reference
+                label += " (negative weight: away)"
             for what in ("value", "share"):
                 y = t.get(what) if isinstance(t, dict) else None
                 if isinstance(y, (int, float)) and not isinstance(y, bool) and math.isfinite(y):
-                    out[what][label].append((x, float(y)))
+                    out[what][label].append((x, -float(y) if what == "share" and away else float(y)))
     return out
 
 
@@ -73,7 +77,7 @@ def plot_steps(events: list[dict], title: str) -> bytes | None:
     top.set_title(title.replace("$", r"\$"))  # a file name is text, never mathtext ('cost$__$x')
     for label, pts in sorted(data["share"].items()):
         bottom.plot(*zip(*pts, strict=True), marker=".", label=label)
-    bottom.set_ylabel("share of the guidance")
+    bottom.set_ylabel("share of the guidance (< 0: away)")
     bottom.set_xlabel("sampling step")
     bottom.set_ylim(bottom=min(0.0, bottom.get_ylim()[0]))
     for ax in (top, bottom):

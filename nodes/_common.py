@@ -64,10 +64,11 @@ def chain(previous: CombinedLoss | None, term) -> CombinedLoss:
 def weight_input(default: float, what: str) -> io.Float.Input:
     """The weight of a loss term: its share of the guidance direction."""
     return io.Float.Input(
-        "weight", default=default, min=0.0, max=1e6, step=0.01,
-        tooltip=(f"This term's share of the guidance direction: weight / sum of the chain's weights (each term's "
-                 f"gradient is normalised on its own, so units do not matter). Higher: {what}. 0 switches the term "
-                 "off (it then costs nothing)."),
+        "weight", default=default, min=-1e6, max=1e6, step=0.01,
+        tooltip=(f"This term's share of the guidance direction: |weight| / sum of the chain's |weights| (each term's "
+                 f"gradient is normalised on its own, so units do not matter). Higher: {what}. Negative: pushes away "
+                 "from this term's reference (e.g. a look you do not want). 0 switches the term off (it then costs "
+                 "nothing)."),
     )
 
 
@@ -188,8 +189,6 @@ def validated(*, combos: tuple[str, ...] | None = None, ints: tuple[str, ...] = 
             if isinstance(v, float) and not math.isfinite(v):
                 return f"{name} must be a finite number, got {v}"
             lo, hi = spec.min, spec.max
-            if name == "weight" and lo == 0 and v < 0:  # signed weights are a future feature
-                return f"weight must be >= 0, got {v} (a term cannot push away yet; use 0 to switch it off)"
             if (lo is not None and v < lo) or (hi is not None and v > hi):
                 return f"{name} must lie in [{lo}, {hi}], got {v}"
             return None

@@ -6,7 +6,8 @@ alone. Here every term's gradient is scaled to unit RMS per sample in the space 
 reads (decoded pixels for image terms, the x0 latent for the model's own features) before
 the weights combine them. A weight is then exactly a share of the guidance direction:
 term i contributes ``|w_i| / sum_j |w_j|`` of the combined direction's magnitude (over the
-terms whose gradient is not zero), whatever its units, the networks or the image size.
+terms whose gradient is not zero), whatever its units, the networks or the image size. A
+negative weight points its share the other way: away from that term's reference.
 
 Weights beyond the widget's range (a linked number can carry any float) are combined by shares:
 the group divides its weights by its largest |w| (on the host, in float64) and groups are put on
@@ -71,7 +72,7 @@ def balanced_direction(values: dict[str, torch.Tensor], weights: dict[str, float
     scale = max((abs(float(weights[n])) for n in names), default=1.0)
     if not math.isfinite(scale):
         bad = [n for n in names if not math.isfinite(float(weights[n]))]
-        raise ValueError(f"loss term(s) {', '.join(bad)}: the weight is not a finite number; use a weight >= 0")
+        raise ValueError(f"loss term(s) {', '.join(bad)}: the weight is not a finite number")
     scale = scale if scale > PLAIN_WEIGHT_LIMIT else 1.0
     direction = torch.zeros(leaf.shape, dtype=torch.float32, device=leaf.device)
     live: dict[str, torch.Tensor] = {}

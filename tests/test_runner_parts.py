@@ -513,3 +513,12 @@ def test_without_matplotlib_only_the_json_is_written(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "matplotlib_available", lambda: False)
     written = results.write_steps(tmp_path / "a.steps.json", tmp_path / "a.steps.png", synthetic_steps(), "t")
     assert [p.name for p in written] == ["a.steps.json"] and not (tmp_path / "a.steps.png").exists()
+
+
+def test_a_negative_weight_is_drawn_below_zero_and_named():
+    events = [{"node": "1", "step": 0, "terms": {"gram_style": {"value": 1.0, "weight": -1.0, "share": 0.25},
+                                                 "content_mse": {"value": 2.0, "weight": 3.0, "share": 0.75}}}]
+    data = plots.series(events)
+    assert data["share"]["gram_style (negative weight: away)"] == [(0.0, -0.25)]
+    assert data["share"]["content_mse"] == [(0.0, 0.75)]
+    assert data["value"]["gram_style (negative weight: away)"] == [(0.0, 1.0)]  # the value keeps its sign
