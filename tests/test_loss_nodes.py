@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from headless import protocol as P
 from headless.testbed import graphs as G
 from headless.testbed.inprocess import PromptFailed
 
@@ -23,7 +24,7 @@ def test_all_five_losses_chain_and_measure(comfy, tiny_models):
     _measure(g, "m_style", "style", last)
     result = comfy.run(g)
     report = json.loads(comfy.output("m_content", 1))
-    assert report["version"] == 2
+    assert report["version"] == P.MEASURE_VERSION
     terms = {t["name"]: t for t in report["terms"]}
     assert set(terms) == {"content_mse", "vgg_content", "zecon", "clip_style", "gram_style"}
     # Each term's weight and weight share are reported; shares of the live terms follow the weights.
