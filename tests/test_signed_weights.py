@@ -13,8 +13,6 @@ import pytest
 from headless.testbed import graphs as G
 from headless.testbed.inprocess import PromptFailed
 
-pytestmark = pytest.mark.compat  # also run against the newer ComfyUI tree (.ci/run)
-
 SCALE = 3.0
 
 
