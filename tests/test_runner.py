@@ -112,7 +112,7 @@ def test_tiny_single_pair(single):
     (pair,) = doc["pairs"]
     assert pair["status"] == "ok" and doc["measure_nodes"] == {"20": "Loss terms of the result"}
     (measure,) = pair["measures"]
-    assert {t["name"] for t in measure["terms"]} == TERMS and measure["version"] in (1, 2)
+    assert {t["name"] for t in measure["terms"]} == TERMS and measure["version"] in (1, 2, 3)
     assert not [p for p in out.iterdir() if p.name.startswith(".") or p.name.endswith(".partial")]
     assert leftovers(tmpdir) == []  # the temporary ComfyUI base is gone
 
