@@ -142,9 +142,10 @@ FLUX2_INTRO = f"""# Style transfer, Flux.2 dev at {FLUX2_SIZE} px
 Flux.2 dev is a 32B guidance-distilled flow transformer; its text encoder is Mistral 3 Small 24B and
 its VAE packs 32 latent channels 2x2 into 128. **No tiny decoder exists for Flux.2** (ComfyUI 0.3.75 and
 0.8.0 list none), so guidance decodes through the full Flux.2 VAE, which also encodes the content and
-decodes the result: each guided step pays a VAE decode and its backward (a KL decoder of SD's size: about
-7.5 TFLOPs at 512 px, against TAEF1's 0.42; docs/families.md). Lower *loss_resolution* or guide fewer
-steps to pay less.
+decodes the result: each guided step pays a full-size VAE decode and its backward (a KL decoder of SD's
+size: about 7.5 TFLOPs at 512 px and 31 at 1024 px, against TAEF1's 0.42 at 512; docs/families.md). To pay
+less, guide fewer steps (a narrower window) or generate smaller: *loss_resolution* shrinks only the loss
+networks' share, the decoder runs at the picture's size.
 
 **Flux.2 defaults**: decoder the Flux.2 VAE, loss_resolution 384, window 0-0.7, scale 0.3, x0, denoise
 0.75 (SplitSigmasDenoise keeps the last 75% of the schedule); sampling as ComfyUI's Flux.2 template: the
