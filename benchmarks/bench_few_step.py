@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_few_step.py                        # flux and sd3, 4 and 8 steps, 2 seeds
     .venv/bin/python benchmarks/bench_few_step.py --families flux --seeds 1 --no-write
+    .venv/bin/python benchmarks/bench_few_step.py --families z_image --sampler res_multistep --out benchmarks/results/cpu_few_step_z_image_res_multistep
 
 Few-step models (Z-Image Turbo about 8 steps at cfg 1, Flux.2 Klein and Lightning LoRAs 4) give
 guidance very few evaluations: with the shipped window (the first 70 % of the steps) a 4-step run
@@ -41,6 +42,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--families", default=",".join(FAMILIES), help="comma list of stand-in family keys")
     p.add_argument("--steps", default="4,8", help="step counts (default 4,8)")
     p.add_argument("--seeds", type=int, default=2, help="seeds per cell (default 2)")
+    p.add_argument("--sampler", default="euler", help="sampler name (default euler; Z-Image Turbo's template: res_multistep)")
     p.add_argument("--size", type=int, default=64, help="image side in px (default 64)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     p.add_argument("--out", default="", help="results stem (default benchmarks/results/cpu_few_step)")
@@ -48,14 +50,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_cell(comfy, models: dict, key: str, steps: int, setting: dict, seed: int, size: int) -> dict:
+def run_cell(comfy, models: dict, key: str, steps: int, setting: dict, seed: int, size: int,
+             sampler: str = "euler") -> dict:
     """guided / plain twin scores of one run pair, and the guided evaluations it made."""
     from headless.testbed import family_graphs as F
 
     opts = {k: v for k, v in setting.items() if k != "scale_factor"}
     opts = F.options(**opts, scale=F.SCALE * setting.get("scale_factor", 1.0))
     g = F.family_graph(key, models, size=size)
-    F.add_plain_and_guided(g, "sampler", opts, F.sampling(key, steps=steps, seed=seed, denoise=1.0))
+    samp = F.sampling(key, steps=steps, seed=seed, denoise=1.0, sampler_name=sampler)
+    F.add_plain_and_guided(g, "sampler", opts, samp)
     t0 = C.now()
     result = comfy.run(g)
     seconds = C.now() - t0
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in keys:
         for steps in step_counts:
             for name, setting in SETTINGS.items():
-                cells = [run_cell(comfy, models, key, steps, setting, 3 + 10 * s, a.size) for s in range(a.seeds)]
+                cells = [run_cell(comfy, models, key, steps, setting, 3 + 10 * s, a.size, a.sampler)
+                         for s in range(a.seeds)]
                 mean = {t: statistics.fmean(c["ratios"][t] for c in cells) for t in cells[0]["ratios"]}
                 row = {"family": key, "steps": steps, "setting": name, "ratios": mean,
                        "guided_evaluations": cells[0]["guided_evaluations"],
@@ -98,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                       + " ".join(f"{t} {v:.3f}" for t, v in mean.items() if t != "total")
                       + f" ({row['guided_evaluations']} guided evaluations)")
     terms = [t for t in rows[0]["ratios"] if t != "total"]
-    md = [f"# Guidance at few steps, tiny stand-ins, CPU ({a.size} px, denoise 1, {a.seeds} seed(s) per cell)", "",
+    md = [f"# Guidance at few steps, tiny stand-ins, CPU ({a.size} px, denoise 1, {a.sampler}, {a.seeds} seed(s) per cell)",
+          "",
           "guided / plain, scored by the twin networks and pixel MSE (below 1: closer to the targets).", "",
           "| family | steps | setting | guided evaluations | total | " + " | ".join(terms) + " | s per plain+guided pair |",
           "|---|---:|---|---:|---:|" + "---:|" * len(terms) + "---:|"]

@@ -10,8 +10,10 @@ runner writes tiny random-weight stand-ins under the workflow's file names into 
 folder (``.cache/runner_tiny_models``) and shrinks the workflow (128 px, 4 steps, tiny
 open_clip). A text encoder ComfyUI builds at full size whatever the file holds (Qwen-Image's
 Qwen2.5-VL 7B) is not loaded: its prompts become seeded conditioning of the right shape
-(:mod:`headless.testbed.standins.tiny_text`). It says so at the start and at the end: those
-pictures are noise.
+(:mod:`headless.testbed.standins.tiny_text`); a diffusion model or VAE whose stand-in the core
+loader would build at full size (Z-Image, Flux.2) is loaded by a test loader of the same file
+(:mod:`headless.testbed.standins.tiny_dit`). It says so at the start and at the end, naming each
+replacement: those pictures are noise.
 
 Everything that needs no ComfyUI is checked first (arguments, the workflow file, the output
 folder, the images), so mistakes end the run in a second with exit status 2.
@@ -87,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  with no --comfyui/--models/--server and none of the files present (a fresh machine), or\n"
             "  with --tiny, tiny random-weight stand-ins are used and the run says so loudly: the\n"
             "  pictures are then noise, not a style transfer. Text encoders that cannot be shrunk\n"
-            "  (e.g. Qwen-Image's) are replaced by seeded conditioning, named in that message.\n"
+            "  (e.g. Qwen-Image's) are replaced by seeded conditioning, and Z-Image's and Flux.2's\n"
+            "  diffusion model (and Flux.2's VAE) are loaded by test loaders at the stand-ins' own\n"
+            "  sizes; that message names each replacement.\n"
             "  --real forbids tiny mode.\n"
             "\n"
             "inputs:\n"

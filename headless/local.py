@@ -103,10 +103,10 @@ class InProcess:
                 raise SetupError(missing_message(wf.name, missing, hint))
             self.run.progress.log(f"models: {real}")
             return False
-        replaced = self.run.replace_text_encoders()  # before the stand-ins: a dropped loader needs no file
+        replaced = self.run.rewrite_for_tiny()  # before the stand-ins: a dropped loader needs no file
         if replaced:
             with self.log.capture_prints():
-                hc.register_standin_nodes(self.base)  # SGTestConditioning: tiny mode only, never the pack
+                hc.register_standin_nodes(self.base)  # SGTest* loaders/conditioning: tiny mode only, never the pack
         self.run.tiny_note = tiny_banner(missing, forced=opts.tiny, replaced=replaced)
         self.run.progress.log(self.run.tiny_note)
         from .testbed.standins.common import cache_dir

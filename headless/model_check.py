@@ -74,7 +74,8 @@ def missing_message(workflow_name: str, missing: list[Missing], hint: str) -> st
 
 def tiny_banner(real_missing: list[Missing] | None, forced: bool, server: bool = False,
                 replaced: list[str] | None = None) -> str:
-    """The TINY MODE line; ``replaced``: what was swapped for conditioning (text encoders that cannot shrink)."""
+    """The TINY MODE line; ``replaced``: what tiny mode replaced (text encoders that cannot shrink, by
+    conditioning; loaders of full-size builds, by test loaders), one line each."""
     why = "--tiny given" if forced else "no real model weights found"
     text = (f"TINY MODE: {why}, running on tiny random-weight stand-ins; the pictures are noise, not a style "
             "transfer.")

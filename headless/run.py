@@ -66,20 +66,23 @@ class Run:
 
     # -- preparing ----------------------------------------------------------------------------
 
-    def replace_text_encoders(self) -> list[str]:
-        """Tiny mode: text encoders no tiny file can stand in for become seeded conditioning nodes.
+    def rewrite_for_tiny(self) -> list[str]:
+        """Tiny mode: what no tiny file can stand in for under the core loaders, rewritten.
 
-        ``wf.api`` is rewritten (``standins.tiny_text``: each CLIPTextEncode they feed becomes
-        SGTestConditioning, the loader is dropped); returns one line per loader replaced, for the banner.
+        ``wf.api`` is rewritten (``standins.tiny_dit.tiny_rewrite``): text encoders ComfyUI builds at
+        full size become seeded conditioning (``standins.tiny_text``: each CLIPTextEncode they feed
+        becomes SGTestConditioning, the loader is dropped), and UNETLoader / VAELoader of a tiny DiT or
+        narrow VAE stand-in become SGTestDiTLoader / SGTestKLVAE (``standins.tiny_dit``). Returns one
+        line per replacement, for the banner.
         """
-        from .testbed.standins.tiny_text import replace_fixed_text_encoders
+        from .testbed.standins.tiny_dit import tiny_rewrite
 
         try:
-            api, replaced = replace_fixed_text_encoders(self.wf.api)
+            api, replaced = tiny_rewrite(self.wf.api)
         except ValueError as e:
             raise SetupError(f"tiny mode impossible for this workflow: {e}") from e
         self.wf.api = api
-        return [r.describe() for r in replaced]
+        return replaced
 
     def prepare(self, tiny: bool, taps: bool = False) -> None:
         """Fix what every pair shares: the tiny shrink, --seed, --scale; ``taps`` adds Measure taps."""

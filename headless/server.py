@@ -28,10 +28,13 @@ from .inputs import Pair, image_bytes, input_name
 from .model_check import missing_message, missing_models, offered, tiny_banner
 from .results import STEP_EVENT, read_outputs
 from .run import Run
-from .testbed.standins.tiny_text import CONDITIONING_NODE
+from .testbed.standins.tiny_dit import test_nodes
 from .workflow import NodeDef, defs_from_object_info
 
 IMAGE_SUBFOLDER = "style_guidance_runner"
+# The test nodes tiny mode may put in a prompt -> the file that defines them (copied into a server's custom_nodes).
+NODE_FILES = {"SGTestDiTLoader": "headless/testbed/standin_dit_nodes.py",
+              "SGTestConditioningExtra": "headless/testbed/standin_dit_nodes.py"}
 
 
 class ServerDown(Exception):
@@ -328,12 +331,17 @@ class Servers:
 
     def setup_models(self) -> bool:
         wf = self.run.wf
-        replaced = self.run.replace_text_encoders() if self.run.opts.tiny else []
-        lacking = [url for url, info in self.infos.items() if replaced and CONDITIONING_NODE not in info]
+        replaced = self.run.rewrite_for_tiny() if self.run.opts.tiny else []
+        needed = test_nodes(wf.api) if replaced else set()
+        lacking = {url: sorted(needed - set(info)) for url, info in self.infos.items() if needed - set(info)}
         if lacking:
-            raise SetupError(f"tiny mode replaces text encoders that cannot shrink by {CONDITIONING_NODE}, a test node "
-                             f"these servers lack: {', '.join(lacking)}. Copy headless/testbed/standin_nodes.py into "
-                             "their custom_nodes folder and restart them, or run without --server.")
+            files = sorted({NODE_FILES.get(cls, "headless/testbed/standin_nodes.py")
+                            for classes in lacking.values() for cls in classes})
+            raise SetupError("tiny mode replaces what no tiny file can stand in for (text encoders, full-size "
+                             f"loaders) by the test nodes {', '.join(sorted(needed))}; these servers lack some: "
+                             + "; ".join(f"{url} ({', '.join(classes)})" for url, classes in lacking.items())
+                             + f". Copy {' and '.join(files)} into their custom_nodes folder and restart them, "
+                             "or run without --server.")
         missing_any = []
         for url, info in self.infos.items():
             def present(cls: str, inp: str, name: str, _folder: str, info=info) -> bool:

@@ -3,8 +3,10 @@
 Each run is a subprocess (the runner sets ComfyUI up globally). Tiny mode writes stand-ins under
 the workflow's own file names (headless.testbed.standins.install.install_for_workflow, which asks
 headless.testbed.standins for these families) and applies the tiny overrides, e.g. Flux's
-DualCLIPLoader on CLIP-L alone (ComfyUI cannot build a small T5-XXL), or Qwen-Image's text encoder
-replaced by seeded conditioning (headless.testbed.standins.tiny_text). The in-process run of each
+DualCLIPLoader on CLIP-L alone (ComfyUI cannot build a small T5-XXL), Qwen-Image's, Z-Image's and
+Flux.2's text encoders replaced by seeded conditioning (headless.testbed.standins.tiny_text), and
+Z-Image's and Flux.2's diffusion models (and Flux.2's VAE) loaded by the test loaders of their tiny
+stand-ins (headless.testbed.standins.tiny_dit). The in-process run of each
 workflow (tests/test_workflows.py) checks the graphs; this checks what a user types.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from headless.testbed.standins.names import DIT_UNETS, NARROW_VAES
 from headless.testbed.standins.tiny_text import fixed_text_encoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,9 +51,16 @@ def test_runner_runs_the_workflow_on_stand_ins(tmp_path, workflow):
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "TINY MODE" in proc.stdout
     api = _api(workflow)
-    for node in api.values():  # text encoders that cannot shrink: the banner says what replaced them
+    for nid, node in api.items():  # text encoders that cannot shrink: the banner says what replaced them
         if fixed_text_encoder(node):
             assert f"Replaced: text encoder {node['inputs']['clip_name']}" in proc.stdout, proc.stdout[-3000:]
+        inputs = node["inputs"]  # loaders of tiny DiTs and narrow VAEs: the test loader that took their file
+        if node["class_type"] == "UNETLoader" and inputs["unet_name"] in DIT_UNETS:
+            assert (f"Replaced: UNETLoader node {nid} ({inputs['unet_name']}) loaded by SGTestDiTLoader"
+                    in proc.stdout), proc.stdout[-3000:]
+        if node["class_type"] == "VAELoader" and inputs["vae_name"] in NARROW_VAES:
+            assert (f"Replaced: VAELoader node {nid} ({inputs['vae_name']}) loaded by SGTestKLVAE"
+                    in proc.stdout), proc.stdout[-3000:]
     pngs = sorted(p for p in out.glob("*.png") if not p.name.endswith(".steps.png"))
     assert pngs, proc.stdout[-2000:]  # ControlNet's canny preview is not a result; the grid is one or more
     for png in pngs:

@@ -15,7 +15,14 @@ import pytest
 
 from headless.testbed.base import REPO_ROOT
 from headless.testbed.standins import tiny_text as T
-from headless.testbed.standins.names import LIGHTTAEW2_1, QWEN_IMAGE_TEXT_ENCODER, model_files
+from headless.testbed.standins.names import (
+    FLUX2_TEXT_ENCODER,
+    FLUX2_VAE,
+    LIGHTTAEW2_1,
+    QWEN_IMAGE_TEXT_ENCODER,
+    Z_IMAGE_TEXT_ENCODER,
+    model_files,
+)
 
 API = REPO_ROOT / "workflows" / "api"
 
@@ -100,7 +107,7 @@ def test_the_table_gives_each_family_stand_in_the_width_it_reads():
     assert T.FIXED_TEXT_ENCODERS
     for entry in T.FIXED_TEXT_ENCODERS:
         fam = FAMILIES[entry.family]
-        assert (entry.dim, entry.pooled) == (fam.context_dim, fam.pooled_dim), entry
+        assert (entry.dim, entry.pooled, entry.extra) == (fam.context_dim, fam.pooled_dim, fam.cond_extra), entry
 
 
 def test_tiny_prompt_replaces_then_shrinks():
@@ -125,7 +132,7 @@ def test_video_tiny_decoders_are_read_from_vae_approx():
     assert [f[3] for f in model_files(prompt)] == ["vae_approx", "vae"]  # ComfyUI's rule: the exact stem
 
 
-def _server_backend(tmp_path, infos: dict):
+def _server_backend(tmp_path, infos: dict, workflow: str = "style_transfer_qwen_image"):
     import io
 
     from headless import prompts as P
@@ -133,7 +140,7 @@ def _server_backend(tmp_path, infos: dict):
     from headless.run import Options, Run
     from headless.server import Servers
 
-    path = API / "style_transfer_qwen_image.json"
+    path = API / f"{workflow}.json"
     wf = P.Workflow(path.stem, path, None, _api(path.stem))
     opts = Options(workflow=str(path), content="", style="", server=list(infos), tiny=True)
     out = io.StringIO()
@@ -166,3 +173,108 @@ def test_server_tiny_mode_replaces_before_checking_the_files(tmp_path):
     assert backend.setup_models() is True
     assert "CLIPLoader" not in {n["class_type"] for n in wf.api.values()}
     assert f"Replaced: text encoder {QWEN_IMAGE_TEXT_ENCODER}" in out.getvalue()
+
+
+# ------------------------------------------------------------------------------------------
+# Z-Image Turbo and Flux.2: their text encoders, and the loaders of full-size builds (standins.tiny_dit)
+
+
+def test_z_image_and_flux2_text_encoders_become_conditioning_flux2_with_pooled_output_none():
+    z = _api("style_transfer_z_image_turbo")
+    new, (rep,) = T.replace_fixed_text_encoders(z)
+    (nid,) = rep.nodes
+    assert (rep.file, rep.encoder.family, new[nid]["inputs"]["dim"]) == (Z_IMAGE_TEXT_ENCODER, "z_image", 64)
+    assert "ConditioningZeroOut" in {n["class_type"] for n in new.values()}, "the zeroed negative stays, fed by it"
+
+    f2 = _api("style_transfer_flux2")
+    (encode,) = [nid for nid, n in f2.items() if n["class_type"] == "CLIPTextEncode"]
+    users = {nid for nid, n in f2.items() if any(v == [encode, 0] for v in n["inputs"].values())}
+    new, (rep,) = T.replace_fixed_text_encoders(f2)
+    assert rep.file == FLUX2_TEXT_ENCODER and rep.nodes == [encode]
+    # The replaced id ends the chain (SGTestConditioning -> SGTestConditioningExtra), so its users keep their links.
+    assert new[encode]["class_type"] == T.EXTRA_NODE
+    assert new[encode]["inputs"]["key"] == "pooled_output" and new[encode]["inputs"]["shape"] == ""
+    first = new[encode]["inputs"]["conditioning"][0]
+    assert new[first]["class_type"] == T.CONDITIONING_NODE and new[first]["inputs"]["dim"] == 64
+    assert all(any(v == [encode, 0] for v in new[u]["inputs"].values()) for u in users) and users
+    assert "pooled_output None" in rep.describe()
+    # Klein's Qwen3 under the same type flux2 is not Flux.2 dev's Mistral: no entry, not replaced.
+    klein = {"1": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_3_4b.safetensors", "type": "flux2"}}}
+    assert T.replace_fixed_text_encoders(klein) == (klein, [])
+
+
+def test_dit_and_narrow_vae_loaders_become_test_loaders_of_the_same_file():
+    from headless.testbed.standins.tiny_dit import replace_full_size_loaders
+
+    for name, swaps in (("style_transfer_z_image_turbo", {"UNETLoader": "SGTestDiTLoader"}),
+                        ("style_transfer_flux2", {"UNETLoader": "SGTestDiTLoader", "VAELoader": "SGTestKLVAE"})):
+        api = _api(name)
+        before = copy.deepcopy(api)
+        new, done = replace_full_size_loaders(api)
+        assert api == before and set(new) == set(api), "same ids, input untouched"
+        assert {(d.loader, d.replacement) for d in done} == set(swaps.items())
+        for d in done:
+            assert new[d.node]["class_type"] == d.replacement
+            assert d.file in (new[d.node]["inputs"].get("unet_name"), new[d.node]["inputs"].get("vae_name"))
+            assert f"{d.loader} node {d.node} ({d.file}) loaded by {d.replacement}" in d.describe()
+        # Z-Image's other VAEs (ae, taef1) have ordinary stand-ins: untouched.
+        untouched = {nid for nid in api if nid not in {d.node for d in done}}
+        assert {nid: new[nid] for nid in untouched} == {nid: api[nid] for nid in untouched}
+    vae = next(n for n in replace_full_size_loaders(_api("style_transfer_flux2"))[0].values()
+               if n["class_type"] == "SGTestKLVAE")
+    assert vae["inputs"] == {"vae_name": FLUX2_VAE, "z_channels": 32, "batch_norm_latent": True}
+
+
+def test_loaders_of_other_files_are_left_alone():
+    """Counterfactual: the same loaders with files that have ordinary stand-ins (Flux.1) stay as they are."""
+    from headless.testbed.standins.tiny_dit import replace_full_size_loaders, tiny_rewrite
+
+    flux = _api("style_transfer_flux")
+    assert replace_full_size_loaders(flux) == (flux, [])
+    assert tiny_rewrite(flux) == (flux, [])
+    renamed = _api("style_transfer_z_image_turbo")
+    for n in renamed.values():
+        if n["class_type"] == "UNETLoader":
+            n["inputs"]["unet_name"] = "my_z_image_merge.safetensors"  # not a name tiny mode knows
+    assert replace_full_size_loaders(renamed)[1] == []
+
+
+def test_the_loader_tables_match_the_stand_ins():
+    """Every DiT file maps to a family built through ComfyUI's classes; the narrow VAE's layout is Flux.2's."""
+    from headless.testbed.standins import flux2
+    from headless.testbed.standins.families import FAMILIES
+    from headless.testbed.standins.install import STANDINS
+    from headless.testbed.standins.names import DIT_UNETS, NARROW_VAES, STANDIN_FOR
+
+    for file, family in DIT_UNETS.items():
+        assert FAMILIES[family].dit is not None
+        assert STANDIN_FOR[("diffusion_models", file)] == family and family in STANDINS
+    assert NARROW_VAES == {FLUX2_VAE: (flux2.VAE_Z, True)}
+    assert STANDIN_FOR[("vae", FLUX2_VAE)] in STANDINS
+
+
+def test_tiny_prompt_of_the_dit_workflows_names_no_core_loader_of_a_full_size_build():
+    from headless.testbed.standins.install import tiny_prompt
+    from headless.testbed.standins.tiny_dit import test_nodes, tiny_rewrite
+
+    for name, nodes in (("style_transfer_z_image_turbo", {"SGTestConditioning", "SGTestDiTLoader"}),
+                        ("style_transfer_flux2", {"SGTestConditioning", "SGTestConditioningExtra", "SGTestDiTLoader",
+                                                  "SGTestKLVAE"})):
+        tiny = tiny_prompt(_api(name))
+        assert test_nodes(tiny) == nodes
+        kinds = {n["class_type"] for n in tiny.values()}
+        assert not kinds & {"CLIPLoader", "CLIPTextEncode", "UNETLoader"}
+        # The stand-ins go under the same names: every file the tiny prompt names is one install writes.
+        assert {f[2] for f in model_files(tiny)} <= {f[2] for f in model_files(_api(name))}
+        _api_, lines = tiny_rewrite(_api(name))
+        assert len(lines) == len(nodes) - (name == "style_transfer_flux2")  # one per replacement, not per node
+
+
+def test_server_tiny_mode_asks_for_the_dit_loader_by_name(tmp_path):
+    """A server with SGTestConditioning but not the DiT nodes: refused, naming the file that defines them."""
+    from headless.backend import SetupError
+
+    backend, _wf, _out = _server_backend(tmp_path, {"http://127.0.0.1:1": {T.CONDITIONING_NODE: {}}},
+                                         "style_transfer_z_image_turbo")
+    with pytest.raises(SetupError, match=r"SGTestDiTLoader.*http://127\.0\.0\.1:1 \(SGTestDiTLoader\).*standin_dit_nodes\.py"):
+        backend.setup_models()

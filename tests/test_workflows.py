@@ -17,8 +17,10 @@ pytestmark = pytest.mark.compat  # also run against the newer ComfyUI tree (.ci/
 
 WORKFLOWS = REPO_ROOT / "workflows"
 EXPECTED = {"style_transfer_sd15", "style_transfer_fast", "style_transfer_sdxl", "style_transfer_sd35",
-            "style_transfer_flux", "style_transfer_qwen_image", "style_transfer_controlnet", "stock_ksampler_patch", "ablation_grid",
-            "style_transfer_model_features"}
+            "style_transfer_flux", "style_transfer_qwen_image", "style_transfer_z_image_turbo", "style_transfer_flux2",
+            "style_transfer_controlnet", "stock_ksampler_patch", "ablation_grid", "style_transfer_model_features"}
+# Workflows of the tiny DiT families: the family ComfyUI's detection must name in the tiny run.
+DIT_WORKFLOWS = {"style_transfer_z_image_turbo": "z_image", "style_transfer_flux2": "flux2"}
 
 
 def _script():
@@ -108,6 +110,30 @@ def test_each_workflow_validates_and_runs(name, comfy, comfy_base):
         save = next(v for v in prompt.values() if v["class_type"] == "SaveImage")
         batch = comfy.output(save["inputs"]["images"][0])
         assert batch.shape[0] == 6, "the grid holds each loss alone plus all five"
+    if name in DIT_WORKFLOWS:
+        _check_dit_run(name, prompt, result, comfy)
+
+
+def _check_dit_run(name: str, prompt: dict, result, comfy) -> None:
+    """Z-Image Turbo / Flux.2: the tiny DiT ran as its family, and guidance ran at the steps its window says."""
+    from headless.testbed.standins.families import FAMILIES
+
+    fam = FAMILIES[DIT_WORKFLOWS[name]]
+    (loader,) = [nid for nid, n in prompt.items() if n["class_type"] == "SGTestDiTLoader"]
+    model = comfy.output(loader)
+    assert type(model.model.model_config).__name__ == fam.comfy_config, "ComfyUI did not take it for the family"
+    guided = [nid for nid, n in prompt.items() if n["class_type"] in ("StyleGuidanceSampler", "StyleGuidanceGuider")]
+    (node,) = guided
+    events = [d for e, d in result.messages if e == "style_guidance.step"]  # one guided node (a Guider's: its sampler)
+    assert events, f"{name}: no guided step reported"
+    if name == "style_transfer_z_image_turbo":  # few steps: the shipped window 0-1 guides every one of them
+        assert prompt[node]["inputs"]["end_percent"] == 1.0
+        assert len(events) == prompt[node]["inputs"]["steps"], events
+    else:  # Flux.2: its only decoder is its (narrow, batch-norm) VAE, for guidance too
+        vae = prompt[prompt[node]["inputs"]["vae"][0]]
+        assert vae["class_type"] == "SGTestKLVAE" and vae["inputs"]["batch_norm_latent"] is True
+        assert any(n["class_type"] == "SGTestConditioningExtra" and n["inputs"]["key"] == "pooled_output"
+                   for n in prompt.values())
 
 
 def test_template_browser_lists_the_workflows(comfy_server):

@@ -38,17 +38,20 @@ def make_base(base: Path, standin_nodes: bool = True) -> Path:
 def register_standin_nodes(base: Path) -> None:
     """Load the SGTest* stand-in nodes into a ComfyUI already started without them (the runner's tiny mode).
 
-    The file goes into the base's ``custom_nodes`` and through ComfyUI's own custom-node loader,
-    as :func:`init_nodes` would have loaded it. Idempotent.
+    Both files (:data:`STANDIN_NODES`: conditioning, narrow VAEs; :data:`STANDIN_DIT_NODES`: the tiny
+    DiT loader, extra conditioning keys) go into the base's ``custom_nodes`` and through ComfyUI's own
+    custom-node loader, as :func:`init_nodes` would have loaded them. Idempotent.
     """
     import nodes
 
-    if "SGTestConditioning" in nodes.NODE_CLASS_MAPPINGS:
-        return
-    target = base / "custom_nodes" / "sg_standin_nodes.py"
-    shutil.copy(STANDIN_NODES, target)
-    if not asyncio.run(nodes.load_custom_node(str(target))):
-        raise RuntimeError(f"ComfyUI could not load the stand-in nodes from {target}")
+    for source, name, probe in ((STANDIN_NODES, "sg_standin_nodes.py", "SGTestConditioning"),
+                                (STANDIN_DIT_NODES, "sg_standin_dit_nodes.py", "SGTestDiTLoader")):
+        if probe in nodes.NODE_CLASS_MAPPINGS:
+            continue
+        target = base / "custom_nodes" / name
+        shutil.copy(source, target)
+        if not asyncio.run(nodes.load_custom_node(str(target))):
+            raise RuntimeError(f"ComfyUI could not load the stand-in nodes from {target}")
 
 
 def configure_comfy(comfy_root: Path, base: Path, cpu: bool = True) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from headless.workflow import UIGraph
 
-from .dits import style_transfer_qwen_image
+from .dits import style_transfer_flux2, style_transfer_qwen_image, style_transfer_z_image_turbo
 from .families import (
     style_transfer_fast,
     style_transfer_flux,
@@ -23,6 +23,8 @@ DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
     "style_transfer_sd35": style_transfer_sd35,
     "style_transfer_flux": style_transfer_flux,
     "style_transfer_qwen_image": style_transfer_qwen_image,
+    "style_transfer_z_image_turbo": style_transfer_z_image_turbo,
+    "style_transfer_flux2": style_transfer_flux2,
     "style_transfer_controlnet": style_transfer_controlnet,
     "stock_ksampler_patch": stock_ksampler_patch,
     "ablation_grid": ablation_grid,

@@ -1,8 +1,19 @@
-"""Style transfer through the newer DiT families (Qwen-Image; Z-Image and Flux.2 follow)."""
+"""Style transfer through the newer DiT families: Qwen-Image, Z-Image Turbo, Flux.2 dev."""
 
 from __future__ import annotations
 
-from headless.testbed.standins.names import LIGHTTAEW2_1, QWEN_IMAGE_TEXT_ENCODER, QWEN_IMAGE_UNET, QWEN_IMAGE_VAE
+from headless.testbed.standins.names import (
+    FLUX2_TEXT_ENCODER,
+    FLUX2_UNET,
+    FLUX2_VAE,
+    FLUX_VAE,
+    LIGHTTAEW2_1,
+    QWEN_IMAGE_TEXT_ENCODER,
+    QWEN_IMAGE_UNET,
+    QWEN_IMAGE_VAE,
+    Z_IMAGE_TEXT_ENCODER,
+    Z_IMAGE_UNET,
+)
 from headless.workflow import UIGraph
 
 from .common import (
@@ -65,3 +76,118 @@ def style_transfer_qwen_image(g: UIGraph) -> None:
                 losses=losses, seed=42, steps=20, cfg=2.5, sampler_name="euler", scheduler="simple", denoise=0.75,
                 mode="x0", scale=0.3, start_percent=0.0, end_percent=0.7, loss_resolution=384)[0]
     finish(g, out, vae, losses, "qwen_image")
+
+
+ZIMAGE_HF = "Comfy-Org/z_image_turbo, split_files"
+# As ComfyUI's own Z-Image Turbo template (image_z_image_turbo.json): 1024 px, ModelSamplingAuraFlow 3,
+# cfg 1 (distilled), res_multistep + simple. 8 steps, guided over the whole schedule:
+# benchmarks/results/cpu_few_step_z_image*.md.
+ZIMAGE_SIZE, ZIMAGE_SHIFT, ZIMAGE_STEPS = 1024, 3.0, 8
+
+ZIMAGE_INTRO = f"""# Style transfer, Z-Image Turbo at {ZIMAGE_SIZE} px
+Z-Image Turbo is a 6B flow-matching transformer (Lumina 2's NextDiT design) distilled to a few steps
+at cfg 1; its text encoder is Qwen3 4B and its latents are Flux's, so guidance decodes with `taef1`
+(Flux's tiny decoder) in *x0* mode with the losses scored at 384 px; the Flux VAE (`ae`) encodes
+the content and decodes the result.
+
+**Z-Image Turbo defaults**: decoder `taef1` (the Flux VAE works too, slower; `taesd3` has the same 16
+channels but another scaling and is refused by name), loss_resolution 384, scale 0.3, denoise 0.75,
+**window 0-1**: a few-step model gives guidance few evaluations, and with {ZIMAGE_STEPS} steps the usual
+window 0-0.7 guides only 6 of them; over the whole schedule all {ZIMAGE_STEPS} are guided (on the
+stand-ins at 8 steps, twin-scored guided/plain total 0.50 against 0.88 for 0-0.7 with res_multistep,
+0.51 against 0.75 with euler; at 4 steps alike: benchmarks/bench_few_step.py). Sampling as ComfyUI's
+Z-Image Turbo template: ModelSamplingAuraFlow shift {ZIMAGE_SHIFT:g}, cfg 1 (the negative is the
+positive zeroed, as there: unused at cfg 1), res_multistep + simple; {ZIMAGE_STEPS} steps, the model's
+own recommendation (the template in comfyui-workflow-templates 0.7.67 runs 4: that works too, keep
+the window 0-1). *xt* needs the memory of a backward pass through the 6B transformer: use x0. Memory:
+see docs/families.md.
+"""
+
+
+def style_transfer_z_image_turbo(g: UIGraph) -> None:
+    g.note(ZIMAGE_INTRO + FAMILY_MODELS_NOTE.format(models=(
+        f"- `models/diffusion_models/{Z_IMAGE_UNET}` ({ZIMAGE_HF}/diffusion_models)\n"
+        f"- `models/text_encoders/{Z_IMAGE_TEXT_ENCODER}` ({ZIMAGE_HF}/text_encoders; CLIPLoader type lumina2)\n"
+        f"- `models/vae/{FLUX_VAE}` ({ZIMAGE_HF}/vae: the Flux VAE)\n"
+        "- `models/vae_approx/taef1_encoder.safetensors` and `taef1_decoder.safetensors` (madebyollin/taef1)\n"))
+        + LOSS_TIPS, 0, height=700)
+    n = {}
+    unet = g.add("UNETLoader", 0, unet_name=Z_IMAGE_UNET, weight_dtype="default")[0]
+    n["clip"] = g.add("CLIPLoader", 0, clip_name=Z_IMAGE_TEXT_ENCODER, type="lumina2", device="default")[0]
+    n["content"] = g.add("LoadImage", 0, title="Content image", image=CONTENT_IMAGE)
+    n["style"] = g.add("LoadImage", 0, title="Style image", image=STYLE_IMAGE)
+    n["vgg"] = g.add("StyleGuidanceVGGLoader", 0, vgg_name=VGG_FILE)
+    n["oclip"] = g.add("StyleGuidanceOpenCLIPLoader", 0, arch="ViT-B-32", clip_name=OPEN_CLIP_FILE)
+    model = g.add("ModelSamplingAuraFlow", 1, model=unet, shift=ZIMAGE_SHIFT)[0]
+    vae = g.add("VAELoader", 1, title="Flux VAE (ae)", vae_name=FLUX_VAE)[0]
+    taef1 = g.add("VAELoader", 1, title="Guidance decoder (TAEF1)", vae_name="taef1")[0]
+    pos = g.add("CLIPTextEncode", 1, title="Positive prompt", text=PROMPT, clip=n["clip"])[0]
+    neg = g.add("ConditioningZeroOut", 1, title="Negative (zeroed; unused at cfg 1)", conditioning=pos)[0]
+    scaled_content(g, n, ZIMAGE_SIZE)
+    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=vae)[0]
+    losses = all_losses(g, n)
+    out = g.add("StyleGuidanceSampler", 3, model=model, positive=pos, negative=neg, latent_image=latent, vae=taef1,
+                losses=losses, seed=42, steps=ZIMAGE_STEPS, cfg=1.0, sampler_name="res_multistep",
+                scheduler="simple", denoise=0.75, mode="x0", scale=0.3, start_percent=0.0, end_percent=1.0,
+                loss_resolution=384)[0]
+    finish(g, out, vae, losses, "z_image_turbo")
+
+
+FLUX2_HF = "Comfy-Org/flux2-dev, split_files"
+# As ComfyUI's own Flux.2 templates (image_flux2_text_to_image.json, image_flux2.json): FluxGuidance 4,
+# cfg 1 (BasicGuider), euler, Flux2Scheduler 20 steps at the picture's size.
+FLUX2_SIZE, FLUX2_GUIDANCE, FLUX2_STEPS = 1024, 4.0, 20
+
+FLUX2_INTRO = f"""# Style transfer, Flux.2 dev at {FLUX2_SIZE} px
+Flux.2 dev is a 32B guidance-distilled flow transformer; its text encoder is Mistral 3 Small 24B and
+its VAE packs 32 latent channels 2x2 into 128. **No tiny decoder exists for Flux.2** (ComfyUI 0.3.75 and
+0.8.0 list none), so guidance decodes through the full Flux.2 VAE, which also encodes the content and
+decodes the result: each guided step pays a full-size VAE decode and its backward (a KL decoder of SD's
+size: about 7.5 TFLOPs at 512 px and 31 at 1024 px, against TAEF1's 0.42 at 512; docs/families.md). To pay
+less, guide fewer steps (a narrower window) or generate smaller: *loss_resolution* shrinks only the loss
+networks' share, the decoder runs at the picture's size.
+
+**Flux.2 defaults**: decoder the Flux.2 VAE, loss_resolution 384, window 0-0.7, scale 0.3, x0, denoise
+0.75 (SplitSigmasDenoise keeps the last 75% of the schedule); sampling as ComfyUI's Flux.2 template: the
+Guider at cfg 1 (the negative is the positive zeroed, unused at cfg 1; the template's BasicGuider has
+none), FluxGuidance {FLUX2_GUIDANCE:g}, euler, Flux2Scheduler {FLUX2_STEPS} steps at the picture's size,
+SamplerCustomAdvanced. *xt* needs a backward pass through the 32B transformer: use x0.
+
+**Flux.2 Klein** (4B / 9B, distilled to 4 steps at cfg 1) uses other files: its own diffusion model and a
+Qwen3 text encoder (`qwen_3_4b.safetensors` for 4B, Qwen3 8B for 9B) in place of Mistral; the VAE is the
+same `{FLUX2_VAE}`. ComfyUI 0.3.75 and 0.8.0 do not load Klein yet; with a ComfyUI that does, swap those two
+files, set 4 steps and guide the whole schedule (window 0-1, see the Z-Image Turbo workflow). Memory: see
+docs/families.md.
+"""
+
+
+def style_transfer_flux2(g: UIGraph) -> None:
+    g.note(FLUX2_INTRO + FAMILY_MODELS_NOTE.format(models=(
+        f"- `models/diffusion_models/{FLUX2_UNET}` ({FLUX2_HF}/diffusion_models)\n"
+        f"- `models/text_encoders/{FLUX2_TEXT_ENCODER}` ({FLUX2_HF}/text_encoders; CLIPLoader type flux2)\n"
+        f"- `models/vae/{FLUX2_VAE}` ({FLUX2_HF}/vae)\n"))
+        + LOSS_TIPS, 0, height=760)
+    n = {}
+    model = g.add("UNETLoader", 0, unet_name=FLUX2_UNET, weight_dtype="default")[0]
+    n["clip"] = g.add("CLIPLoader", 0, clip_name=FLUX2_TEXT_ENCODER, type="flux2", device="default")[0]
+    n["content"] = g.add("LoadImage", 0, title="Content image", image=CONTENT_IMAGE)
+    n["style"] = g.add("LoadImage", 0, title="Style image", image=STYLE_IMAGE)
+    n["vgg"] = g.add("StyleGuidanceVGGLoader", 0, vgg_name=VGG_FILE)
+    n["oclip"] = g.add("StyleGuidanceOpenCLIPLoader", 0, arch="ViT-B-32", clip_name=OPEN_CLIP_FILE)
+    vae = g.add("VAELoader", 1, title="Flux.2 VAE (also the guidance decoder)", vae_name=FLUX2_VAE)[0]
+    text = g.add("CLIPTextEncode", 1, title="Positive prompt", text=PROMPT, clip=n["clip"])[0]
+    pos = g.add("FluxGuidance", 1, conditioning=text, guidance=FLUX2_GUIDANCE)[0]
+    neg = g.add("ConditioningZeroOut", 1, title="Negative (zeroed; unused at cfg 1)", conditioning=text)[0]
+    scaled_content(g, n, FLUX2_SIZE)
+    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=vae)[0]
+    losses = all_losses(g, n)
+    sigmas = g.add("Flux2Scheduler", 3, steps=FLUX2_STEPS, width=FLUX2_SIZE, height=FLUX2_SIZE)[0]
+    low = g.add("SplitSigmasDenoise", 3, title="Denoise 0.75 (the last 75% of the schedule)", sigmas=sigmas,
+                denoise=0.75)[1]
+    noise = g.add("RandomNoise", 3, noise_seed=42)[0]
+    sampler = g.add("KSamplerSelect", 3, sampler_name="euler")[0]
+    guider = g.add("StyleGuidanceGuider", 3, model=model, positive=pos, negative=neg, cfg=1.0, vae=vae,
+                   losses=losses, mode="x0", scale=0.3, start_percent=0.0, end_percent=0.7, loss_resolution=384)[0]
+    out = g.add("SamplerCustomAdvanced", 3, noise=noise, guider=guider, sampler=sampler, sigmas=low,
+                latent_image=latent)[0]
+    finish(g, out, vae, losses, "flux2")

@@ -25,6 +25,8 @@ Modules:
 - :mod:`.install`: stand-ins under a workflow's own names, and tiny mode's input changes;
 - :mod:`.tiny_text`: tiny mode's seeded conditioning in place of text encoders that cannot shrink
   (a table by CLIPLoader type; no torch);
+- :mod:`.tiny_dit`: tiny mode's test loaders (SGTestDiTLoader, SGTestKLVAE) in place of UNETLoader /
+  VAELoader for stand-ins those would build at full size, and both rewrites together (no torch);
 - :mod:`.suite_models`: the tests' model set and the families' set.
 
 Adding a model family (recipe):
@@ -44,6 +46,8 @@ Adding a model family (recipe):
 3. If shipped workflows name its real files, add the real names to :mod:`.names` (``STANDIN_FOR``)
    and their builders to ``install.STANDINS``; a new TAESD pair goes in ``decoders.TAESD_PAIRS``.
    A text encoder ComfyUI builds at full size (CLIPLoader types such as ``qwen_image``) gets an entry
-   in ``tiny_text.FIXED_TEXT_ENCODERS`` with the context width the family's stand-in reads.
+   in ``tiny_text.FIXED_TEXT_ENCODERS`` with the context width the family's stand-in reads. A tiny
+   DiT's real file name goes in ``names.DIT_UNETS`` (tiny mode loads it with SGTestDiTLoader), a narrow
+   VAE VAELoader cannot build in ``names.NARROW_VAES`` (SGTestKLVAE).
 4. Bump ``common.CACHE_VERSION`` only when an existing stand-in's bytes change.
 """

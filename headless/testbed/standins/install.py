@@ -20,6 +20,8 @@ from .common import cached, place
 from .decoders import TAESD_PAIRS, build_taesd_pair, taesd_vae_state_dict
 from .extras import CONTROLNET_FILE, build_controlnet, build_empty_lora
 from .families import FAMILIES, build_diffusion_model
+from .flux2 import VAE_FILE as FLUX2_VAE_FILE
+from .flux2 import flux2_vae_state_dict
 from .loss_nets import TINY_OPENCLIP, TINY_OPENCLIP_ARCH, build_open_clip, build_vgg, tiny_open_clip_config
 from .names import STANDIN_FOR, STANDIN_FOR_FOLDER, TAESD_NAMES, model_files, unsafe_model_name
 from .qwen_image import CACHE_PREFIX as QWEN_CACHE
@@ -27,7 +29,8 @@ from .qwen_image import FAMILY as QWEN_IMAGE
 from .qwen_image import LIGHTTAE_FILE, WAN_VAE_FILE, build_lighttae, build_wan21_vae
 from .qwen_image import build_diffusion_model as build_qwen_image_dit
 from .text_encoders import build_clip_l, build_t5_placeholder, build_text_encoder_placeholder
-from .tiny_text import fixed_text_encoder, replace_fixed_text_encoders
+from .tiny_dit import tiny_rewrite
+from .tiny_text import fixed_text_encoder
 
 
 def build_family_vae(key: str, path: Path, seed: int = 90) -> None:
@@ -60,6 +63,11 @@ STANDINS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "qwen_image": (f"{QWEN_CACHE}{QWEN_IMAGE.file}", build_qwen_image_dit),
     "wan21_vae": (f"{QWEN_CACHE}{WAN_VAE_FILE}", build_wan21_vae),
     "lighttaew2_1": (f"{QWEN_CACHE}{LIGHTTAE_FILE}", build_lighttae),
+    # Tiny DiTs (SGTestDiTLoader reads them; tiny_dit swaps UNETLoader for it) and Flux.2's narrow VAE
+    # (SGTestKLVAE), under the cache names families.diffusion_cached and suite_models use (one copy each).
+    "z_image": ("z_image.safetensors", lambda p: build_diffusion_model("z_image", p)),
+    "flux2": ("flux2.safetensors", lambda p: build_diffusion_model("flux2", p)),
+    "flux2_vae": (FLUX2_VAE_FILE, lambda p: save_file(flux2_vae_state_dict(), str(p))),
     # Under the name of a text encoder tiny mode never loads (tiny_text): only for the loader's choice list.
     "text_encoder_placeholder": ("text_encoder_placeholder.safetensors", build_text_encoder_placeholder),
 }
@@ -158,12 +166,13 @@ def family_overrides(api_prompt: dict) -> dict[str, dict]:
 
 
 def tiny_prompt(api_prompt: dict, size: int = 128, steps: int = 4) -> dict:
-    """The prompt tiny mode runs: text encoders that cannot shrink replaced, then :func:`tiny_overrides` set.
+    """The prompt tiny mode runs: :func:`.tiny_dit.tiny_rewrite` (text encoders that cannot shrink,
+    loaders of full-size builds), then :func:`tiny_overrides` set.
 
-    Needs the SGTest* stand-in nodes when a text encoder was replaced (``ValueError`` when one
-    cannot be, see :func:`.tiny_text.replace_fixed_text_encoders`).
+    Needs the SGTest* stand-in nodes when something was replaced (``ValueError`` when a text
+    encoder cannot be, see :func:`.tiny_text.replace_fixed_text_encoders`).
     """
-    api, _replaced = replace_fixed_text_encoders(api_prompt)
+    api, _replaced = tiny_rewrite(api_prompt)
     for node_id, changes in tiny_overrides(api, size, steps).items():
         inputs = api[node_id]["inputs"]
         inputs.update({k: v for k, v in changes.items() if not isinstance(inputs.get(k), list)})

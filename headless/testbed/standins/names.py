@@ -29,6 +29,9 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
     ("UpscaleModelLoader", "model_name"): "upscale_models",
     ("StyleGuidanceVGGLoader", "vgg_name"): "vgg",
     ("StyleGuidanceOpenCLIPLoader", "clip_name"): "open_clip",
+    # The test loaders tiny mode puts in place of UNETLoader / VAELoader (tiny_dit): same file, same folder.
+    ("SGTestDiTLoader", "unet_name"): "diffusion_models",
+    ("SGTestKLVAE", "vae_name"): "vae",
 }
 # VAELoader names that are not files in models/vae but TAESD pairs in models/vae_approx.
 TAESD_NAMES = ("taesd", "taesdxl", "taesd3", "taef1", "pixel_space")
@@ -52,6 +55,15 @@ QWEN_IMAGE_UNET = "qwen_image_fp8_e4m3fn.safetensors"
 QWEN_IMAGE_TEXT_ENCODER = "qwen_2.5_vl_7b_fp8_scaled.safetensors"
 QWEN_IMAGE_VAE = "qwen_image_vae.safetensors"
 LIGHTTAEW2_1 = "lighttaew2_1.safetensors"
+# Z-Image Turbo as ComfyUI's own template (image_z_image_turbo.json) names its files (Comfy-Org/z_image_turbo);
+# its VAE is Flux's ae.safetensors (FLUX_VAE).
+Z_IMAGE_UNET = "z_image_turbo_bf16.safetensors"
+Z_IMAGE_TEXT_ENCODER = "qwen_3_4b.safetensors"
+# Flux.2 dev as ComfyUI's own templates (image_flux2.json, image_flux2_text_to_image.json) name its files
+# (Comfy-Org/flux2-dev).
+FLUX2_UNET = "flux2_dev_fp8mixed.safetensors"
+FLUX2_TEXT_ENCODER = "mistral_3_small_flux2_bf16.safetensors"
+FLUX2_VAE = "flux2-vae.safetensors"
 
 # (folder, real file name) -> the stand-in written under that name (a key of install.STANDINS).
 STANDIN_FOR: dict[tuple[str, str], str] = {
@@ -64,7 +76,16 @@ STANDIN_FOR: dict[tuple[str, str], str] = {
     ("diffusion_models", QWEN_IMAGE_UNET): "qwen_image",
     ("vae", QWEN_IMAGE_VAE): "wan21_vae",
     ("vae_approx", LIGHTTAEW2_1): "lighttaew2_1",
+    ("diffusion_models", Z_IMAGE_UNET): "z_image",
+    ("diffusion_models", FLUX2_UNET): "flux2",
+    ("vae", FLUX2_VAE): "flux2_vae",
 }
+# Diffusion-model files whose stand-in is a tiny DiT (standins.dit): UNETLoader would build it at the
+# width detection forces, so tiny mode loads it with SGTestDiTLoader (tiny_dit). File -> family key.
+DIT_UNETS: dict[str, str] = {Z_IMAGE_UNET: "z_image", FLUX2_UNET: "flux2"}
+# VAE files whose stand-in is a narrow KL VAE VAELoader cannot build (its config is fixed at full width):
+# tiny mode loads them with SGTestKLVAE and these inputs (tiny_dit). File -> (z_channels, batch_norm_latent).
+NARROW_VAES: dict[str, tuple[int, bool]] = {FLUX2_VAE: (32, True)}
 # Any other file name in these folders -> this stand-in (a VGG named like torchvision's .pth: "vgg19_pth").
 STANDIN_FOR_FOLDER: dict[str, str] = {
     "checkpoints": "sd15_complete",

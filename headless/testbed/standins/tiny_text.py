@@ -5,12 +5,15 @@ ComfyUI builds most text encoders from a fixed configuration whatever the file h
 no tiny file can stand in for them. In tiny mode each ``CLIPTextEncode`` fed by such a
 ``CLIPLoader`` becomes ``SGTestConditioning`` (``headless/testbed/standin_nodes.py``: seeded
 random conditioning from the prompt text) with the context the family's stand-in model reads,
-and the loader, then orphaned, is dropped: its file is never needed. The test nodes are not
-part of the pack; the runner registers them only in tiny mode.
+and the loader, then orphaned, is dropped: its file is never needed. Where the family's
+conditioning carries more than the context (Flux.2: ``pooled_output`` None, its encoder gives no
+pooled vector), ``SGTestConditioningExtra`` nodes (``headless/testbed/standin_dit_nodes.py``) add
+those keys, the last one under the replaced node's id. The test nodes are not part of the pack;
+the runner registers them only in tiny mode.
 
 :data:`FIXED_TEXT_ENCODERS` is the table, one :class:`FixedTextEncoder` per CLIPLoader type
-(and, where one type loads several encoders, a file-name match): context tokens, width and
-pooled width, equal to what the stand-in of ``family`` was built for (a test checks it).
+(and, where one type loads several encoders, a file-name match): context tokens, width, pooled
+width and extra keys, equal to what the stand-in of ``family`` was built for (a test checks it).
 Plain data and dict surgery: no torch, no ComfyUI.
 """
 
@@ -20,6 +23,7 @@ import copy
 from dataclasses import dataclass, field
 
 CONDITIONING_NODE = "SGTestConditioning"
+EXTRA_NODE = "SGTestConditioningExtra"
 # Text-encode nodes the rewrite replaces: class -> its text input.
 TEXT_ENCODE_NODES = {"CLIPTextEncode": "text"}
 
@@ -35,6 +39,8 @@ class FixedTextEncoder:
     pooled: int = 0  # pooled vector width (0: the encoder gives none)
     tokens: int = 32  # context length (any length works; short keeps the stand-in cheap)
     name_contains: str | None = None  # only files whose name contains this (lower case)
+    # Keys beyond the context, as the family's Family.cond_extra: (key, shape for SGTestConditioningExtra; "" = None)
+    extra: tuple[tuple[str, str], ...] = ()
 
     def matches(self, clip_type: object, clip_name: object) -> bool:
         if clip_type != self.clip_type or not isinstance(clip_name, str):
@@ -43,12 +49,15 @@ class FixedTextEncoder:
 
 
 # CLIPLoader type -> the conditioning tiny mode puts in place of its text encoder; first match wins,
-# so an entry with ``name_contains`` goes before its type's catch-all. Real widths, for the entries
-# of the families that follow (their stand-ins may be narrower: use the stand-in's): Qwen3 4B 2560
-# (Z-Image: type lumina2, file qwen_3_4b*), Gemma 2 2B 2304 (Lumina 2: type lumina2), Mistral 3 24B
-# 3 x 5120 (Flux.2: type flux2).
+# so an entry with ``name_contains`` goes before its type's catch-all. The widths are the stand-ins'
+# (the real ones: Qwen2.5-VL 7B 3584, Qwen3 4B 2560, Mistral 3 24B 3 x 5120). Z-Image's Qwen3 4B
+# shares type lumina2 with Lumina 2's Gemma 2 2B, and Flux.2 Klein's Qwen3 shares type flux2 with
+# dev's Mistral: the file name tells them apart (Lumina 2 and Klein have no workflow, so no entry).
 FIXED_TEXT_ENCODERS: tuple[FixedTextEncoder, ...] = (
     FixedTextEncoder("qwen_image", "Qwen2.5-VL 7B", "qwen_image", dim=3584),
+    FixedTextEncoder("lumina2", "Qwen3 4B", "z_image", dim=64, name_contains="qwen_3_4b"),
+    FixedTextEncoder("flux2", "Mistral 3 Small 24B", "flux2", dim=64, name_contains="mistral",
+                     extra=(("pooled_output", ""),)),
 )
 
 
@@ -72,6 +81,7 @@ class Replacement:
     def describe(self) -> str:
         e = self.encoder
         shape = f"{e.tokens}x{e.dim}" + (f", pooled {e.pooled}" if e.pooled else "")
+        shape += "".join(f", {key} {value or 'None'}" for key, value in e.extra)
         return (f"text encoder {self.file} ({e.encoder}, CLIPLoader node {self.loader}, type {e.clip_type}) not loaded: "
                 f"node(s) {', '.join(self.nodes)} give seeded random conditioning ({CONDITIONING_NODE}, {shape})")
 
@@ -82,6 +92,21 @@ def _title(node: dict) -> str:
 
 def _links_to(value: object, node_id: str) -> bool:
     return isinstance(value, list) and len(value) == 2 and str(value[0]) == node_id
+
+
+def _conditioning(nid: str, text: object, encoder: FixedTextEncoder, title: str) -> dict[str, dict]:
+    """The nodes in place of text-encode node ``nid``: SGTestConditioning, then one
+    SGTestConditioningExtra per extra key; the last of them takes ``nid`` (links to it stay valid)."""
+    ids = [f"{nid}_tiny{i}" for i in range(len(encoder.extra))] + [nid]
+    nodes = {ids[0]: {"class_type": CONDITIONING_NODE,
+                      "inputs": {"text": text, "seed": 0, "tokens": encoder.tokens, "dim": encoder.dim,
+                                 "pooled_dim": encoder.pooled},
+                      "_meta": {"title": title}}}
+    for i, (key, shape) in enumerate(encoder.extra):
+        nodes[ids[i + 1]] = {"class_type": EXTRA_NODE,
+                             "inputs": {"conditioning": [ids[i], 0], "key": key, "shape": shape, "seed": i},
+                             "_meta": {"title": f"{title}: {key}"}}
+    return nodes
 
 
 def replace_fixed_text_encoders(api: dict) -> tuple[dict, list[Replacement]]:
@@ -111,10 +136,7 @@ def replace_fixed_text_encoders(api: dict) -> tuple[dict, list[Replacement]]:
         rep = Replacement(loader_id, str((node.get("inputs") or {}).get("clip_name")), encoder)
         for nid, _name, user in users:
             text = (user.get("inputs") or {}).get(TEXT_ENCODE_NODES[user["class_type"]], "")
-            new[nid] = {"class_type": CONDITIONING_NODE,
-                        "inputs": {"text": text, "seed": 0, "tokens": encoder.tokens, "dim": encoder.dim,
-                                   "pooled_dim": encoder.pooled},
-                        "_meta": {"title": f"{_title(user)} (tiny mode: seeded conditioning)"}}
+            new.update(_conditioning(nid, text, encoder, f"{_title(user)} (tiny mode: seeded conditioning)"))
             rep.nodes.append(nid)
         del new[loader_id]
         done.append(rep)
