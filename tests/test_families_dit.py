@@ -1,9 +1,11 @@
-"""Z-Image (Turbo), Flux.2 dev, Chroma, Lumina 2, HiDream and OmniGen2: detected by ComfyUI, behaving, guided, refused where they must.
+"""Z-Image (Turbo), Flux.2 dev, Chroma, Lumina 2, HiDream, OmniGen2 and HunyuanImage 2.1: detected by ComfyUI, behaving,
+guided, refused where they must.
 
 Stand-ins come from headless.testbed.standins (one module per family, tiny, built through ComfyUI's own
 ``supported_models`` classes and loaded by SGTestDiTLoader: standin_dit_nodes.py says why not
 UNETLoader). The Flux-latent families decode with taef1 (and the narrow 16-channel KL VAE); Flux.2 with
-its narrow VAE (128-channel packed latents; ComfyUI 0.3.75 has no tiny decoder for it). Guided results
+its narrow VAE (128-channel packed latents; ComfyUI 0.3.75 has no tiny decoder for it); HunyuanImage 2.1 with
+its narrow VAE (64 channels, 32x downsampling; SGTestHunyuanImageVAE: VAELoader builds it full width). Guided results
 are scored by the twin VGG/open_clip networks (never the guiding ones) and pixel MSE, as in test_families.
 """
 
@@ -22,13 +24,17 @@ from headless.testbed.standins.families import FAMILIES
 
 pytestmark = pytest.mark.compat  # tiny stand-ins: the whole file also runs against the newer ComfyUI tree
 
-KEYS = ("z_image", "flux2", "chroma", "lumina2", "hidream", "omnigen2")
+KEYS = ("z_image", "flux2", "chroma", "lumina2", "hidream", "omnigen2", "hunyuan_image")
 FLUX_LATENTS = ("z_image", "chroma", "lumina2", "hidream", "omnigen2")
 # Guided must end with the twin-scored total at most this fraction of plain's (scale 0.3, 4 steps, 64 px).
 MAX_RATIO = 0.85
-MODEL_TYPES = {"z_image": "FLOW", "lumina2": "FLOW", "hidream": "FLOW", "omnigen2": "FLOW", "chroma": "FLUX", "flux2": "FLUX"}
+MODEL_TYPES = {"z_image": "FLOW", "lumina2": "FLOW", "hidream": "FLOW", "omnigen2": "FLOW", "chroma": "FLUX", "flux2": "FLUX",
+               "hunyuan_image": "FLOW"}
 IMAGE_MODELS = {"z_image": "lumina2", "lumina2": "lumina2", "hidream": "hidream", "chroma": "chroma", "flux2": "flux2",
-                "omnigen2": "omnigen2"}
+                "omnigen2": "omnigen2", "hunyuan_image": "hunyuan_video"}
+DOWNSCALE = {"flux2": 16, "hunyuan_image": 32}  # the others: 8 (Flux.1's latents)
+# The families with no tiny decoder: their own (narrow) VAE, latent channels and the picture a 2x2 latent gives.
+OWN_VAE = {"flux2": 128, "hunyuan_image": 64}
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +80,9 @@ def test_comfyui_detects_the_family_and_the_velocity_has_unit_rms(comfy, comfy_b
     assert type(model.latent_format).__name__ == fam.latent_format
     assert model.latent_format.latent_channels == fam.latent_channels
     assert model.model_type == getattr(ModelType, MODEL_TYPES[key]) and isinstance(model.model_sampling, CONST)
-    down = 16 if key == "flux2" else 8
-    assert tuple(comfy.output("enc")["samples"].shape) == (1, fam.latent_channels, F.SIZE // down, F.SIZE // down)
+    down = DOWNSCALE.get(key, 8)
+    side = F.SIZE // down
+    assert tuple(comfy.output("enc")["samples"].shape) == (1, fam.latent_channels, side, side)
 
     outputs: list[torch.Tensor] = []
     hook = model.diffusion_model.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach().float()))
@@ -90,42 +97,48 @@ def test_comfyui_detects_the_family_and_the_velocity_has_unit_rms(comfy, comfy_b
     assert all(0.5 < r < 2.0 for r in rms), rms
 
 
-def test_flux2_vae_does_not_saturate(comfy, dits):
-    """Unit-normal 128-channel Flux.2 latents decode through ComfyUI's VAE to mid-grey pictures with spread."""
-    g = {"vae": F.vae_node(FAMILIES["flux2"], "kl"), "noise": {"class_type": "SGTestLatent", "inputs": {
-        "channels": 128, "size": 4, "seed": 0, "batch_size": 2, "scale": 1.0, "shift": 0.0}}}
+@pytest.mark.parametrize("key", OWN_VAE)
+def test_own_vae_does_not_saturate(comfy, dits, key):
+    """Unit-normal model latents (Flux.2: 128 packed channels; HunyuanImage 2.1: 64) decode through ComfyUI's
+    VAE to mid-grey pictures with spread."""
+    fam, channels, down = FAMILIES[key], OWN_VAE[key], DOWNSCALE[key]
+    g = {"vae": F.vae_node(fam, "kl"), "noise": {"class_type": "SGTestLatent", "inputs": {
+        "channels": channels, "size": 64 // down, "seed": 0, "batch_size": 2, "scale": fam.vae_scale, "shift": 0.0}}}
     g["dec"] = {"class_type": "VAEDecode", "inputs": {"samples": link("noise"), "vae": link("vae")}}
     g["out"] = {"class_type": "PreviewImage", "inputs": {"images": link("dec")}}
     comfy.run(g)
     images = comfy.output("dec")
     clamped = float(((images <= 0.002) | (images >= 0.998)).float().mean())
-    print(f"flux2 VAE: {tuple(images.shape)} mean {float(images.mean()):.3f} std {float(images.std()):.3f} "
+    print(f"{key} VAE: {tuple(images.shape)} mean {float(images.mean()):.3f} std {float(images.std()):.3f} "
           f"clamped {clamped:.1%}")
     assert tuple(images.shape) == (2, 64, 64, 3)
     assert 0.3 < float(images.mean()) < 0.7 and float(images.std()) > 0.08 and clamped < 0.05
     assert float((images[0] - images[1]).abs().mean()) > 0.05
 
 
-def test_flux2_vae_autograd_matches_finite_differences(comfy, dits, pack):
-    """The guidance copy of Flux.2's VAE (batch-norm statistics, 2x2 unpacking): ComfyUI's numbers, unclamped,
-    and a gradient that central differences along a random direction confirm (float64, error printed)."""
+@pytest.mark.parametrize("key", OWN_VAE)
+def test_own_vae_autograd_matches_finite_differences(comfy, dits, pack, key):
+    """The guidance copy of Flux.2's VAE (batch-norm statistics, 2x2 unpacking) and of HunyuanImage 2.1's (pixel
+    shuffles, 32x): ComfyUI's numbers, unclamped, and a gradient that central differences along a random
+    direction confirm (float64, error printed)."""
     adapter = importlib.import_module(f"{pack.__name__}.sampler.comfy_adapter")
-    g = {"vae": F.vae_node(FAMILIES["flux2"], "kl"), "show": {"class_type": "PreviewAny", "inputs": {"source": link("vae")}}}
+    g = {"vae": F.vae_node(FAMILIES[key], "kl"), "show": {"class_type": "PreviewAny", "inputs": {"source": link("vae")}}}
     comfy.run(g)
     comfy_vae = comfy.output("vae")
     gen = torch.Generator().manual_seed(1)
-    z = torch.randn((1, 128, 2, 2), generator=gen)
+    z = torch.randn((1, OWN_VAE[key], 2, 2), generator=gen)
+    side = 2 * DOWNSCALE[key]
     with torch.inference_mode():  # as ComfyUI runs a prompt
         theirs = comfy_vae.decode(z).float().movedim(-1, 1)  # clamped to [0, 1]
     with adapter.autograd_enabled():
         dec = adapter.DecoderCopy(comfy_vae.first_stage_model)
         ours = dec(z).detach()
         inside = (theirs > 0.01) & (theirs < 0.99)
-        assert ours.shape == (1, 3, 32, 32)
+        assert ours.shape == (1, 3, side, side)
         assert float((ours - theirs)[inside].abs().max()) < 2e-3
 
         dec = dec.double()
-        w = torch.randn((1, 3, 32, 32), generator=gen, dtype=torch.float64)
+        w = torch.randn((1, 3, side, side), generator=gen, dtype=torch.float64)
         zd = z.double().requires_grad_(True)
         (grad,) = torch.autograd.grad((dec(zd) * w).sum(), zd)
         d = torch.randn(z.shape, generator=gen, dtype=torch.float64)
@@ -135,7 +148,7 @@ def test_flux2_vae_autograd_matches_finite_differences(comfy, dits, pack):
             numeric = float(((exact(z.double() + h * d) - exact(z.double() - h * d)) * w).sum() / (2 * h))
         analytic = float((grad * d).sum())
         rel = abs(analytic - numeric) / max(abs(numeric), 1e-12)
-        print(f"flux2 VAE: directional derivative autograd {analytic:.6g} finite differences {numeric:.6g} "
+        print(f"{key} VAE: directional derivative autograd {analytic:.6g} finite differences {numeric:.6g} "
               f"rel. error {rel:.2e}")
         assert torch.isfinite(grad).all() and float(grad.abs().sum()) > 0
         assert rel < 1e-5
@@ -149,7 +162,10 @@ def _cases():
     cases = []
     for key in KEYS:
         for node, mode in (("sampler", "x0"), ("sampler", "xt"), ("guider", "xt"), ("apply", "x0")):
-            cases.append(pytest.param(key, node, mode, "taesd", id=f"{key}-{node}-{mode}"))  # Flux.2: its VAE
+            marks = ()
+            if (key, node, mode) == ("hunyuan_image", "sampler", "xt"):  # measured: Gram 1.014 (CLIP pulls against it)
+                marks = pytest.mark.xfail(strict=True, reason="HunyuanImage stand-in: Gram's twin score rises in xt (1.014; 0.8.0: 1.001)")
+            cases.append(pytest.param(key, node, mode, "taesd", id=f"{key}-{node}-{mode}", marks=marks))  # Flux.2, Hunyuan: own VAE
     for key in FLUX_LATENTS:  # the (narrow) 16-channel KL VAE in place of Flux's ae.safetensors
         cases.append(pytest.param(key, "sampler", "x0", "kl", id=f"{key}-sampler-x0-kl"))
     return cases
@@ -228,12 +244,14 @@ WRONG = [
     ("hidream", "lighttaew2_1", ("HiDream", "Flux.1 latents"), ("lighttaew2_1", "Wan 2.1")),
     ("flux2", "taef1", ("Flux2", "Flux.2", "128 channels", "the Flux.2 VAE"), ("taef1", "Flux.1", "16 channels")),
     ("omnigen2", "taesd3", ("Omnigen2", "OmniGen2", "Flux.1 latents"), ("taesd3", "SD3")),
+    ("hunyuan_image", "taef1", ("HunyuanImage21", "HunyuanImage 2.1", "64 channels"), ("taef1", "Flux.1", "16 channels")),
+    ("flux2", "hunyuan_vae", ("Flux2", "Flux.2", "128 channels"), ("64 latent channels", "HunyuanImage 2.1")),
 ]
 
 
 def _wrong_vae(wrong: str) -> dict:
-    if wrong == "flux2_vae":
-        return F.vae_node(FAMILIES["flux2"], "kl")
+    if wrong in ("flux2_vae", "hunyuan_vae"):
+        return F.vae_node(FAMILIES[wrong.removesuffix("_vae").replace("hunyuan", "hunyuan_image")], "kl")
     if wrong == "lighttaew2_1":
         return {"class_type": "VAELoader", "inputs": {"vae_name": "lighttaew2_1.safetensors"}}
     return {"class_type": "VAELoader", "inputs": {"vae_name": wrong}}

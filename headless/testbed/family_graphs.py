@@ -49,6 +49,10 @@ def vae_node(fam: Family, vae: str) -> dict:
 
         return {"class_type": "SGTestKLVAE", "inputs": {"vae_name": VAE_FILE, "z_channels": VAE_Z,
                                                         "batch_norm_latent": True}}
+    if fam.latent_format == "HunyuanImage21":  # no tiny decoder either; VAELoader would build it full width
+        from .standins.hunyuan_image import VAE_FILE as HUNYUAN_VAE
+
+        return {"class_type": "SGTestHunyuanImageVAE", "inputs": {"vae_name": HUNYUAN_VAE}}
     return {"class_type": "SGTestKLVAE", "inputs": {"vae_name": fam.kl_vae_file, "z_channels": fam.latent_channels}}
 
 

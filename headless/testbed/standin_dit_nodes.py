@@ -134,4 +134,74 @@ class SGTestConditioningExtra:
         return ([[c, {**extra, key: value}] for c, extra in conditioning],)
 
 
-NODE_CLASS_MAPPINGS = {"SGTestDiTLoader": SGTestDiTLoader, "SGTestConditioningExtra": SGTestConditioningExtra}
+class SGTestHunyuanImageVAE:
+    """A narrow HunyuanImage 2.1 VAE from models/vae, in ComfyUI's own VAE class.
+
+    VAELoader detects the file (``decoder.conv_in`` reads 64 channels) and builds the full-width
+    autoencoder (~405M parameters, widths fixed in ``comfy.sd.VAE``). This node builds the same
+    ``AutoencodingEngine`` of ``comfy.ldm.hunyuan_video.vae`` at the widths the file's weights have, and
+    gives it ComfyUI's VAE object with the settings ``comfy.sd.VAE`` gives that family (64 channels,
+    32x down/upscale, its memory estimates): VAEEncode/VAEDecode and guidance see what a real file gives.
+    """
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"vae_name": ("STRING", {"default": "sg_tiny_hunyuan_image_vae.safetensors"})}}
+
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "run"
+    CATEGORY = "_for_testing/style_guidance"
+
+    @staticmethod
+    def ddconfig(sd: dict) -> dict:
+        """The config of ``comfy.sd.VAE``'s HunyuanImage 2.1 branch, at the widths of ``sd``'s weights."""
+        widths, i = [], 0
+        while f"encoder.down.{i}.block.0.conv2.weight" in sd:
+            widths.append(int(sd[f"encoder.down.{i}.block.0.conv2.weight"].shape[0]))
+            i += 1
+        blocks = len({k.split(".")[4] for k in sd if k.startswith("encoder.down.0.block.")})
+        return {"block_out_channels": widths, "in_channels": 3, "out_channels": 3, "num_res_blocks": blocks,
+                "ffactor_spatial": 32, "downsample_match_channel": True, "upsample_match_channel": True,
+                "z_channels": int(sd["decoder.conv_in.weight"].shape[1])}
+
+    def run(self, vae_name):
+        import comfy.model_management as mm
+        import comfy.model_patcher
+        import comfy.sd
+        import comfy.utils
+        import folder_paths
+        from comfy.ldm.models.autoencoder import AutoencoderKL, AutoencodingEngine
+
+        sd = comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("vae", vae_name), safe_load=True)
+        if sd.get("decoder.conv_in.weight") is None or sd["decoder.conv_in.weight"].shape[1] != 64:
+            raise ValueError(f"vae_name: {vae_name} is not a HunyuanImage 2.1 VAE (64 latent channels)")
+        ddconfig = self.ddconfig(sd)
+        # ComfyUI's VAE object (its defaults, as this ComfyUI sets them), first on a one-level placeholder ...
+        placeholder = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
+                       "ch": 32, "ch_mult": [1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+        params = {"ddconfig": placeholder, "embed_dim": 4}
+        vae = comfy.sd.VAE(sd=AutoencoderKL(**params).state_dict(), config={"params": params})
+        # ... then with the autoencoder and settings comfy.sd.VAE gives a HunyuanImage 2.1 file.
+        model = AutoencodingEngine(
+            regularizer_config={"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"},
+            encoder_config={"target": "comfy.ldm.hunyuan_video.vae.Encoder", "params": ddconfig},
+            decoder_config={"target": "comfy.ldm.hunyuan_video.vae.Decoder", "params": ddconfig}).eval()
+        missing, _ = model.load_state_dict(sd, strict=False)
+        if missing:
+            raise ValueError(f"vae_name: {vae_name} lacks {missing[:3]}")
+        vae.latent_channels = ddconfig["z_channels"]
+        vae.downscale_ratio = vae.upscale_ratio = 32
+        vae.working_dtypes = [torch.float16, torch.bfloat16, torch.float32]
+        vae.memory_used_encode = lambda shape, dtype: (700 * shape[2] * shape[3]) * mm.dtype_size(dtype)
+        vae.memory_used_decode = lambda shape, dtype: (700 * shape[2] * shape[3] * 32 * 32) * mm.dtype_size(dtype)
+        vae.vae_dtype = mm.vae_dtype(vae.device, vae.working_dtypes)
+        vae.first_stage_model = model.to(vae.vae_dtype)
+        vae.patcher = comfy.model_patcher.ModelPatcher(model, load_device=vae.device,
+                                                       offload_device=mm.vae_offload_device())
+        vae.size = None
+        vae.model_size()
+        return (vae,)
+
+
+NODE_CLASS_MAPPINGS = {"SGTestDiTLoader": SGTestDiTLoader, "SGTestConditioningExtra": SGTestConditioningExtra,
+                       "SGTestHunyuanImageVAE": SGTestHunyuanImageVAE}

@@ -10,11 +10,26 @@ from pathlib import Path
 
 import torch
 
-from . import chroma, dit, flux, flux2, hidream, lumina2, omnigen2, qwen_image, sd2, sd3, sd15, sdxl, z_image
+from . import (
+    chroma,
+    dit,
+    flux,
+    flux2,
+    hidream,
+    hunyuan_image,
+    lumina2,
+    omnigen2,
+    qwen_image,
+    sd2,
+    sd3,
+    sd15,
+    sdxl,
+    z_image,
+)
 from .common import cached, save_streaming
 from .family import Family
 
-_MODULES = (sd15, sd2, sdxl, sd3, flux, qwen_image, z_image, flux2, chroma, lumina2, hidream, omnigen2)
+_MODULES = (sd15, sd2, sdxl, sd3, flux, qwen_image, z_image, flux2, chroma, lumina2, hidream, omnigen2, hunyuan_image)
 FAMILIES: dict[str, Family] = {m.FAMILY.key: m.FAMILY for m in _MODULES}
 
 

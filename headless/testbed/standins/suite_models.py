@@ -82,12 +82,14 @@ def build_families(models_dir: Path, keys: tuple[str, ...] = ("sd2v", "sdxl", "s
 
 
 def build_dit_families(models_dir: Path, keys: tuple[str, ...] = ("z_image", "flux2", "chroma", "lumina2", "hidream",
-                                                                 "omnigen2")) -> dict[str, str]:
+                                                                 "omnigen2", "hunyuan_image")) -> dict[str, str]:
     """The newer DiT families' tiny stand-ins (SGTestDiTLoader) and their decoders; return their file names.
 
     The Flux-latent families (Z-Image, Chroma, Lumina 2, HiDream, OmniGen2) decode with ``taef1`` or the narrow
-    16-channel KL VAE (as Flux.1's tests); Flux.2 with its narrow VAE (SGTestKLVAE, batch_norm_latent).
+    16-channel KL VAE (as Flux.1's tests); Flux.2 with its narrow VAE (SGTestKLVAE, batch_norm_latent);
+    HunyuanImage 2.1 with its narrow VAE (SGTestHunyuanImageVAE).
     """
+    from . import hunyuan_image
     from .flux2 import VAE_FILE, flux2_vae_state_dict
 
     names: dict[str, str] = {}
@@ -107,4 +109,8 @@ def build_dit_families(models_dir: Path, keys: tuple[str, ...] = ("z_image", "fl
     if not target.is_file():
         place(cached(VAE_FILE, lambda p: save_file(flux2_vae_state_dict(), str(p))), target)
     names["flux2_vae"] = VAE_FILE
+    target = models_dir / "vae" / hunyuan_image.VAE_FILE
+    if not target.is_file():
+        place(cached(hunyuan_image.VAE_FILE, lambda p: save_file(hunyuan_image.vae_state_dict(), str(p))), target)
+    names["hunyuan_image_vae"] = hunyuan_image.VAE_FILE
     return names
