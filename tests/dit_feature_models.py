@@ -70,8 +70,11 @@ def _accepted(config_class: str, config: dict) -> dict:
            "SD3": "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper"}[config_class]
     accepted = accepted_arguments(ldm)
     out = {k: v for k, v in config.items() if accepted is None or k in accepted or k == "image_model"}
-    if config_class in ("Flux", "Flux2") and accepted is not None and "txt_ids_dims" in accepted:
-        out.setdefault("txt_ids_dims", [])
+    if config_class in ("Flux", "Flux2", "Chroma") and accepted is not None:  # fields 0.8.0 added (its detection's)
+        if "txt_ids_dims" in accepted:
+            out.setdefault("txt_ids_dims", [])
+        if "vec_in_dim" in accepted:
+            out.setdefault("vec_in_dim", None)
     return out
 
 
