@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import dit_presets
 from .content import patch_nce
 from .inputs import derive_seed, pair, pair_index, resize_constant
 from .terms import LatentGuidanceLoss, ModelProbe
@@ -57,6 +58,9 @@ class ModelLayout:
     input_blocks: int  # number of UNet input blocks
     level_ends: tuple[int, ...]  # input blocks that close a resolution level (the block before each downsample, and the last)
     attn1: tuple[AttentionKey, ...]  # self-attention layers in forward order (input, middle, output)
+    # DiTs: the blocks in forward order, as ComfyUI keys them in patches_replace["dit"] (("double_block", i),
+    # ("single_block", i)); empty for a UNet. ZeCon's "blocks" are then indices into it, AD's layers (name, i, 0).
+    blocks: tuple[tuple[str, int], ...] = ()
 
 
 class AttentionCapture(NamedTuple):
@@ -68,6 +72,10 @@ class AttentionCapture(NamedTuple):
     out: Tensor
     heads: int
     hw: tuple[int, int]  # the token grid (h, w) of the layer (N = h*w)
+    # Joint text+image attention (DiTs): the text tokens' keys/values of the same call (B, N_txt, heads*dim).
+    # The AD target keeps them beside the style's image keys/values (docs/model_features.md says why).
+    k_keep: Tensor | None = None
+    v_keep: Tensor | None = None
 
 
 @runtime_checkable
@@ -111,6 +119,8 @@ ZECON_BLOCK_PRESETS: dict[str, Callable[[ModelLayout], tuple[int, ...]]] = {
     "fine levels (input blocks 0,2,5; cheapest)": lambda lay: (0, *lay.level_ends[:2]),
     # The two deepest levels: object layout rather than edges (runs the whole encoder).
     "coarse levels (input blocks 8,11 on SD1.5)": lambda lay: tuple(lay.level_ends[-2:]),
+    # DiT presets (losses/dit_presets.py); refused on a UNet.
+    **{name: None for name in dit_presets.ZECON_DIT_PRESETS},
 }
 DEFAULT_ZECON_MODEL_PRESET = next(iter(ZECON_BLOCK_PRESETS))
 
@@ -126,6 +136,7 @@ AD_LAYER_PRESETS: dict[str, Callable[[ModelLayout], tuple[AttentionKey, ...]]] =
     "decoder, all self-attentions": _decoder,
     "encoder + middle self-attentions": lambda lay: tuple(k for k in lay.attn1 if k[0] != "output"),
     "all self-attentions": lambda lay: lay.attn1,
+    **{name: None for name in dit_presets.AD_DIT_PRESETS},
 }
 DEFAULT_AD_PRESET = next(iter(AD_LAYER_PRESETS))
 
@@ -134,6 +145,11 @@ def resolve_zecon_blocks(preset: str, layout: ModelLayout, who: str = "ZeCon (mo
     """The input blocks a ZeCon preset names on this model (sorted, unique); ValueError if none."""
     if preset not in ZECON_BLOCK_PRESETS:
         raise ValueError(f"{who}: unknown layer preset {preset!r}; choose one of {list(ZECON_BLOCK_PRESETS)}")
+    if layout.blocks:  # a DiT: indices into its blocks in forward order
+        return dit_presets.dit_zecon_blocks(preset, len(layout.blocks), who, layout.family)
+    if ZECON_BLOCK_PRESETS[preset] is None:
+        raise ValueError(f"{who}: the preset {preset!r} is for DiT models; on this {layout.family} UNet choose one of "
+                         f"{[k for k, v in ZECON_BLOCK_PRESETS.items() if v is not None]}")
     blocks = tuple(sorted({b for b in ZECON_BLOCK_PRESETS[preset](layout) if 0 <= b < layout.input_blocks}))
     if not blocks:
         raise ValueError(f"{who}: the preset {preset!r} names no input block of this {layout.family} model")
@@ -144,6 +160,11 @@ def resolve_ad_layers(preset: str, layout: ModelLayout, who: str = "Attention Di
     """The self-attention layers an AD preset names on this model (forward order); ValueError if none."""
     if preset not in AD_LAYER_PRESETS:
         raise ValueError(f"{who}: unknown layer preset {preset!r}; choose one of {list(AD_LAYER_PRESETS)}")
+    if layout.blocks:  # a DiT: the joint attention of whole blocks
+        return tuple((*layout.blocks[i], 0) for i in dit_presets.dit_ad_layers(preset, len(layout.blocks), who, layout.family))
+    if AD_LAYER_PRESETS[preset] is None:
+        raise ValueError(f"{who}: the preset {preset!r} is for DiT models; on this {layout.family} UNet choose one of "
+                         f"{[k for k, v in AD_LAYER_PRESETS.items() if v is not None]}")
     layers = AD_LAYER_PRESETS[preset](layout)
     if not layers:
         raise ValueError(f"{who}: the preset {preset!r} names no self-attention layer of this {layout.family} "
@@ -162,9 +183,11 @@ def _as_latent_batch(latent: Tensor, name: str) -> Tensor:
         raise ValueError(f"{name}: expected a latent tensor, got {type(latent).__name__}")
     if latent.dim() == 3:
         latent = latent.unsqueeze(0)
+    if latent.dim() == 5 and latent.shape[2] == 1:  # Qwen-Image's one-frame latents (B,C,1,h,w)
+        latent = latent[:, :, 0]
     if latent.dim() != 4 or latent.numel() == 0:
         raise ValueError(f"{name}: expected an image latent (B,C,h,w), got shape {tuple(latent.shape)} "
-                         "(video/audio latents are not supported)")
+                         "(video/audio latents of more than one frame are not supported)")
     with torch.inference_mode(False):
         out = latent.detach().float().clone().contiguous()
     if not bool(torch.isfinite(out).all()):
@@ -178,15 +201,25 @@ def _split_heads(t: Tensor, heads: int) -> Tensor:
     return t.view(b, n, heads, hd // heads).transpose(1, 2)
 
 
+def _check_x0(x0: Tensor, who: str) -> None:
+    if not (x0.dim() == 4 or (x0.dim() == 5 and x0.shape[2] == 1)):
+        raise ValueError(f"{who}: expected an image latent (B,C,h,w) or a one-frame latent (B,C,1,h,w), "
+                         f"got shape {tuple(x0.shape)}")
+
+
 def ad_loss(out: Tensor, q: Tensor, k_ref: Tensor, v_ref: Tensor, heads: int, scale: float = 1.0,
-            token_weight: Tensor | None = None) -> Tensor:
+            token_weight: Tensor | None = None, k_keep: Tensor | None = None, v_keep: Tensor | None = None) -> Tensor:
     """Per-sample AD loss (B,) of one layer: mean |out - Attn(scale*q, k_ref, v_ref)| (target detached).
 
     ``out``/``q`` are the output's attention result and queries (B, N, heads*dim), ``k_ref``/``v_ref``
     the reference's keys/values (B, N_ref, heads*dim; N_ref may differ from N). ``token_weight``
-    (B, N) restricts the mean to (weighted) output tokens.
+    (B, N) restricts the mean to (weighted) output tokens. ``k_keep``/``v_keep`` (B, N_txt, heads*dim):
+    keys/values the target attends to beside the reference's (a DiT's text tokens, as in ``out``).
     """
     qh = _split_heads(q, heads)
+    if k_keep is not None and v_keep is not None:
+        k_ref = torch.cat([k_keep.to(k_ref.dtype), k_ref], dim=1)
+        v_ref = torch.cat([v_keep.to(v_ref.dtype), v_ref], dim=1)
     with torch.no_grad():
         target = F.scaled_dot_product_attention(qh * scale, _split_heads(k_ref, heads).to(qh.dtype),
                                                 _split_heads(v_ref, heads).to(qh.dtype))
@@ -230,11 +263,15 @@ class _ModelFeatureTerm(LatentGuidanceLoss):
         self._cache.clear()
         self._host_cache.clear()
 
-    def reference_at(self, probe: ModelProbe, size: tuple[int, int] | None, device: torch.device) -> Tensor:
-        """The reference latents in model space (R,C,h,w), stretched to ``size`` when one is given."""
+    def reference_at(self, probe: ModelProbe, size: tuple[int, int] | None, device: torch.device,
+                     ndim: int = 4) -> Tensor:
+        """The reference latents in model space (R,C,h,w), stretched to ``size`` when one is given;
+        ``ndim`` 5: with the frame axis of a one-frame latent (R,C,1,h,w)."""
         ref = self.reference.to(device)
         if size is not None and tuple(ref.shape[-2:]) != tuple(size):
             ref = resize_constant(ref, tuple(size))
+        if ndim == 5:
+            ref = ref.unsqueeze(2)
         return probe.to_model_space(ref).float()
 
     def token_weights(self, hw: tuple[int, int], b: int, device: torch.device) -> Tensor | None:
@@ -286,12 +323,12 @@ class ModelZeConLoss(_ModelFeatureTerm):
 
     def content_features(self, probe: FeatureProbe, x0_shape: torch.Size, device: torch.device) -> dict[int, Tensor]:
         """Detached content features per block, for a batch shaped like x0 (cached for the run)."""
-        b, _, h, w = x0_shape
+        b, (h, w) = x0_shape[0], x0_shape[-2:]
         blocks = self.blocks(probe.layout())
         sigma = float(probe.sigma_min)
 
         def make() -> dict[int, Tensor]:
-            content = pair(self.reference_at(probe, (h, w), device), b)
+            content = pair(self.reference_at(probe, (h, w), device, len(x0_shape)), b)
             x = probe.noised(content, self._noise(probe, x0_shape, device), sigma)
             return {k: v.detach() for k, v in probe.input_block_features(x, sigma, blocks).items()}
 
@@ -306,8 +343,7 @@ class ModelZeConLoss(_ModelFeatureTerm):
 
     def forward_latent(self, x0: Tensor, probe: FeatureProbe) -> Tensor:
         """Per-sample PatchNCE loss (B,) summed over the chosen input blocks."""
-        if x0.dim() != 4:
-            raise ValueError(f"{self.node_name}: expected an image latent (B,C,h,w), got shape {tuple(x0.shape)}")
+        _check_x0(x0, self.node_name)
         blocks = self.blocks(probe.layout())
         targets = self.content_features(probe, x0.shape, x0.device)
         sigma = float(probe.sigma_min)
@@ -363,12 +399,11 @@ class AttentionDistillationLoss(_ModelFeatureTerm):
 
     def forward_latent(self, x0: Tensor, probe: FeatureProbe) -> Tensor:
         """Per-sample AD loss (B,), mean over the chosen layers."""
-        if x0.dim() != 4:
-            raise ValueError(f"{self.node_name}: expected an image latent (B,C,h,w), got shape {tuple(x0.shape)}")
+        _check_x0(x0, self.node_name)
         layers = self.layers(probe.layout())
         sigma = float(probe.sigma)
         b = x0.shape[0]
-        style = self.reference_at(probe, None, x0.device)
+        style = self.reference_at(probe, None, x0.device, x0.dim())
         r = style.shape[0]
         noise = torch.randn(tuple(x0.shape), generator=self.generator).to(x0.device)
         if style.shape[1:] == x0.shape[1:]:
@@ -383,7 +418,7 @@ class AttentionDistillationLoss(_ModelFeatureTerm):
             c, s = caps[key], ref[key]
             weight = self.token_weights(c.hw, b, c.q.device)
             total = total + ad_loss(c.out, c.q, pair(s.k, b).to(c.q.device), pair(s.v, b).to(c.q.device), c.heads,
-                                    self.attn_scale, weight)
+                                    self.attn_scale, weight, c.k_keep, c.v_keep)
         return total / len(layers)
 
     def describe(self) -> str:

@@ -35,9 +35,10 @@ from ._common import (
 
 log = logging.getLogger("style_guidance")
 
-_MODEL_NOTE = (" Works with UNet models (SD1.x, SD2.x, SDXL and fine-tunes); other families (SD3, Flux, other DiTs) are "
-               "refused with a message before sampling. Uses the sampler's model as loaded and patched (LoRA etc. apply) "
-               "and its positive conditioning.")
+_MODEL_NOTE = (" Works with UNet models (SD1.x, SD2.x, SDXL and fine-tunes) and with Flux.1, Flux.2, Chroma, Qwen-Image "
+               "and SD3/SD3.5 DiTs (on a DiT: the picture's tokens of chosen blocks; presets in thirds of the block "
+               "stack); other families (Z-Image, Lumina 2, HiDream, video models) are refused with a message before "
+               "sampling. Uses the sampler's model as loaded and patched (LoRA etc. apply) and its positive conditioning.")
 
 
 def _out() -> list:

@@ -44,7 +44,9 @@ import comfy.samplers
 import torch
 
 from ..losses.model_features import AttentionCapture, AttentionKey, ModelLayout
+from . import dit_probe
 from .autograd_compat import ordinary_weights
+from .dit_probe import StopForward as _StopForward
 
 log = logging.getLogger("style_guidance")
 
@@ -68,10 +70,6 @@ _SPATIAL = ("control", "gligen")
 
 class UnsupportedModel(ValueError):
     """The model's blocks or attention cannot be hooked by the model-feature terms."""
-
-
-class _StopForward(Exception):
-    """Raised by the probe's own patch once everything wanted is captured (never escapes the probe)."""
 
 
 @dataclass
@@ -120,21 +118,28 @@ _LAYOUTS: weakref.WeakKeyDictionary[torch.nn.Module, ModelLayout] = weakref.Weak
 
 
 def model_layout(base_model) -> ModelLayout:
-    """The UNet's input blocks, level ends and self-attention layers; UnsupportedModel otherwise."""
+    """The UNet's input blocks, level ends and self-attention layers, or a supported DiT's blocks
+    (sampler/dit_probe.py); UnsupportedModel otherwise."""
     from comfy.ldm.modules.attention import SpatialTransformer, SpatialVideoTransformer
     from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, UNetModel
 
     family = _family(base_model)
     dm = getattr(base_model, "diffusion_model", None)
-    if not isinstance(dm, UNetModel):
-        kind = type(dm).__name__ if dm is not None else "no diffusion model"
-        raise UnsupportedModel(
-            f"the {family} model ({kind}) has no UNet input blocks or UNet self-attention layers to hook; the "
-            "model-feature terms work on UNet models (SD1.x, SD2.x, SDXL and their fine-tunes). SD3, Flux and "
-            "other DiT models are not supported: use the VGG/CLIP terms with them")
-    hit = _LAYOUTS.get(dm)
+    hit = _LAYOUTS.get(dm) if dm is not None else None
     if hit is not None:
         return hit
+    if not isinstance(dm, UNetModel):
+        info = dit_probe.dit_info(dm) if dm is not None else None
+        if info is None or not info.blocks:
+            kind = type(dm).__name__ if dm is not None else "no diffusion model"
+            raise UnsupportedModel(
+                f"the {family} model ({kind}) is not supported: it has no UNet blocks and no DiT blocks the pack can "
+                "hook through ComfyUI's patches_replace['dit']; the model-feature terms work on UNet models (SD1.x, "
+                f"SD2.x, SDXL and fine-tunes) and on {dit_probe.SUPPORTED_TEXT} DiTs. Use the VGG/CLIP terms with it")
+        layout = ModelLayout(family=family, input_blocks=len(info.blocks), level_ends=(),
+                             attn1=tuple((*b, 0) for b in info.blocks), blocks=info.blocks)
+        _LAYOUTS[dm] = layout
+        return layout
     if any(isinstance(m, SpatialVideoTransformer) for m in dm.modules()):
         raise UnsupportedModel(f"the {family} model is a video UNet; the model-feature terms work on image UNets only")
     downs = [i for i, blk in enumerate(dm.input_blocks) if any(isinstance(m, Downsample) for m in blk.modules())]
@@ -177,6 +182,12 @@ def check_supported(model_patcher, terms: Iterable, who: str | None = None) -> N
     except UnsupportedModel as e:
         names = ", ".join(sorted({getattr(t, "node_name", t.kind) for t in latent}))
         raise ValueError(f"{who + ': ' if who else ''}{names}: {e}") from None
+    if layout.blocks and any(callable(getattr(t, "layers", None)) for t in latent) \
+            and not dit_probe.attention_override_available():
+        names = ", ".join(sorted({getattr(t, "node_name", t.kind) for t in latent if callable(getattr(t, "layers", None))}))
+        raise ValueError(f"{who + ': ' if who else ''}{names}: this ComfyUI has no attention override "
+                         f"(transformer_options['optimized_attention_override']) to read the {layout.family} DiT's "
+                         "attention; update ComfyUI, or use the VGG/CLIP style terms")
     for t in latent:
         for resolve in ("blocks", "layers"):
             fn = getattr(t, resolve, None)
@@ -303,7 +314,10 @@ class ComfyModelProbe:
                     pass
 
     def input_block_features(self, x: torch.Tensor, sigma: float, blocks: Sequence[int]) -> dict[int, torch.Tensor]:
-        """Outputs of the given UNet input blocks (as carried on to the skip connections)."""
+        """Outputs of the given UNet input blocks (as carried on to the skip connections); on a DiT, the image
+        tokens of its blocks at these forward indices, on the token grid (sampler/dit_probe.py)."""
+        if self.layout().blocks:
+            return self._dit_blocks(x, sigma, blocks)
         wanted = set(int(b) for b in blocks)
         deepest = max(wanted)
         got: dict[int, torch.Tensor] = {}
@@ -333,6 +347,8 @@ class ComfyModelProbe:
                        reference: bool = False) -> dict[AttentionKey, AttentionCapture]:
         """q, k, v and result of the given self-attention layers (see the module docstring)."""
         order = {k: i for i, k in enumerate(self.layout().attn1)}
+        if self.layout().blocks:
+            return self._dit_attention(x, sigma, [tuple(k) for k in layers], order, reference)
         wanted = [tuple(k) for k in layers]
         unknown = [k for k in wanted if k not in order]
         if unknown:
@@ -357,6 +373,39 @@ class ComfyModelProbe:
                 f"model features: self-attention layer(s) {missing} did not run; a patch that skips or caches "
                 "blocks (DeepCache, TeaCache, ...) or a wrapper that replaces the UNet's forward is in the way")
         return got
+
+    # -- DiTs (sampler/dit_probe.py) -------------------------------------------------------------
+    def _dit_info(self) -> dit_probe.DiTInfo:
+        info = dit_probe.dit_info(self.model.diffusion_model)
+        assert info is not None  # model_layout found the blocks
+        return info
+
+    def _dit_blocks(self, x: torch.Tensor, sigma: float, blocks: Sequence[int]) -> dict[int, torch.Tensor]:
+        got: dict[int, torch.Tensor] = {}
+        opts = self._options()
+        dit_probe.block_options(opts, self._dit_info(), x, {int(b): int(b) for b in blocks}, got)
+        self._run(x, sigma, opts, reference=False)
+        _check_ran(sorted(set(int(b) for b in blocks) - set(got)), "DiT block(s) (forward index)")
+        return got
+
+    def _dit_attention(self, x: torch.Tensor, sigma: float, wanted: list, order: dict,
+                       reference: bool) -> dict[AttentionKey, AttentionCapture]:
+        unknown = [k for k in wanted if k not in order]
+        if unknown:
+            raise ValueError(f"model features: no block {unknown[0]} in this model")
+        got: dict[AttentionKey, AttentionCapture] = {}
+        opts = self._options()
+        dit_probe.attention_options(opts, self._dit_info(), x, {order[k]: k for k in wanted}, got)
+        self._run(x, sigma, opts, reference)
+        _check_ran([k for k in wanted if k not in got], "DiT block attention(s)")
+        return got
+
+
+def _check_ran(missing: list, what: str) -> None:
+    if missing:
+        raise RuntimeError(
+            f"model features: {what} {missing} did not run; a patch that skips or caches blocks (TeaCache, "
+            "EasyCache, ...) or a wrapper that replaces the model's forward is in the way")
 
 
 def _capturing_attention(key: AttentionKey, existing: Callable | None, got: dict, stop: bool,

@@ -142,7 +142,7 @@ def test_presets_name_the_published_layers_on_real_architectures(pk, comfy_base)
     assert {k[:2] for k in sdxl.attn1[64:70]} == {("output", 3), ("output", 4), ("output", 5)}
 
 
-def test_unsupported_family_is_refused_naming_node_and_family(pk, comfy_base):
+def test_flux_layout_is_found_and_a_missing_model_refused(pk, comfy_base):
     import comfy.supported_models as sm
 
     from headless.testbed.standins.flux import FLUX_CONFIG, flux_params
@@ -150,10 +150,13 @@ def test_unsupported_family_is_refused_naming_node_and_family(pk, comfy_base):
     flux = sm.Flux(flux_params({**FLUX_CONFIG, "depth_single_blocks": 1}))  # + what the installed Flux requires
     base = flux.get_model({}, device="meta")
     term = pk.lm.AttentionDistillationLoss(torch.zeros(1, 16, 8, 8))
-    with pytest.raises(ValueError, match=r"Attention Distillation Style Loss \(Style Guidance\): the Flux model .* not supported"):
-        pk.mf.check_supported(SimpleNamespace(model=base), [term])
+    pk.mf.check_supported(SimpleNamespace(model=base), [term])  # DiTs: tests/test_model_features_dit.py
+    assert pk.mf.model_layout(base).blocks == (("double_block", 0), ("single_block", 0))
+    video = SimpleNamespace(model=SimpleNamespace(diffusion_model=torch.nn.Linear(1, 1), model_config=type("WAN21", (), {})()))
+    with pytest.raises(ValueError, match=r"Attention Distillation Style Loss \(Style Guidance\): the WAN21 model .* not supported"):
+        pk.mf.check_supported(video, [term])
     term.weight = 0.0  # an inactive term costs nothing and is not checked
-    pk.mf.check_supported(SimpleNamespace(model=base), [term])
+    pk.mf.check_supported(video, [term])
 
 
 def test_tiny_model_layout_and_preset_check(pk, loaded):

@@ -90,7 +90,9 @@ def test_presets_resolve_and_refuse_unknown_names():
         resolve_ad_layers("nope", LAYOUT)
     with pytest.raises(ValueError, match="unknown layer preset"):
         ModelZeConLoss(torch.zeros(1, 4, 8, 8), preset="nope")
-    assert len(AD_LAYER_PRESETS) == 4
+    assert len(AD_LAYER_PRESETS) == 7  # 4 UNet presets + 3 DiT ones (refused on a UNet)
+    with pytest.raises(ValueError, match="is for DiT models"):
+        resolve_ad_layers("early blocks (DiT: the pass stops after them)", LAYOUT)
 
 
 def test_ad_loss_is_zero_when_the_reference_is_the_output_itself():

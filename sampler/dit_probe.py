@@ -1,0 +1,223 @@
+"""What the model-feature probe reads inside a DiT (Flux, Flux.2, Chroma, Qwen-Image, SD3).
+
+Two of ComfyUI's own extension points, installed only in the probe's private copy of
+``model_options`` (so the sampler's own passes and other packs' passes never see them):
+
+* ``transformer_options["patches_replace"]["dit"][(name, i)]``: a replacement for every block up to the
+  deepest wanted one. It calls the replacement another pack put there (with the same arguments), or
+  the block itself, and reads what the block gave: the image tokens of its output hidden states
+  (ZeCon), laid back on the latent's token grid (patch size handled; a one-frame latent's frame axis
+  is one grid), and which block runs (AD). After the deepest wanted block (or attention) the probe
+  raises its private stop exception: the rest of the model is never computed.
+* ``transformer_options["optimized_attention_override"]`` (``comfy.ldm.modules.attention.wrap_attn``,
+  ComfyUI 0.3.7x and 0.8.0): sees q, k, v of every attention call after RoPE. Inside a wanted block the
+  first call (the joint text+image attention) is recorded: the image tokens' queries, keys, values and
+  the attention result the model computed (another pack's override, when there is one, computes it:
+  the probe calls it and records its inputs and output), plus the text tokens' keys/values.
+
+Token order in the joint sequence: text first, then the image stream (Flux, Chroma and Flux.2 double
+and single blocks, Qwen-Image, SD3; a Flux double block with ``flipped_img_txt`` puts the image first).
+The image stream may carry reference latents after the picture's own tokens (Kontext, edit models):
+only the first h*w tokens are the picture.
+
+This module reads ComfyUI internals (class names, block lists, the transformer_options keys); it is
+kept apart so that a ComfyUI upgrade touches one file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..losses.model_features import AttentionCapture, AttentionKey
+
+__all__ = ["DiTInfo", "StopForward", "attention_override_available", "attention_options", "block_options",
+           "dit_info", "token_grid"]
+
+# diffusion model class -> (block list attribute, ComfyUI's key name) in forward order
+_FAMILIES: dict[str, tuple[tuple[str, str], ...]] = {
+    "comfy.ldm.flux.model.Flux": (("double_blocks", "double_block"), ("single_blocks", "single_block")),
+    "comfy.ldm.chroma.model.Chroma": (("double_blocks", "double_block"), ("single_blocks", "single_block")),
+    "comfy.ldm.qwen_image.model.QwenImageTransformer2DModel": (("transformer_blocks", "double_block"),),
+    "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper": (("joint_blocks", "double_block"),),
+}
+SUPPORTED_TEXT = "Flux.1, Flux.2, Chroma, Qwen-Image and SD3/SD3.5"
+
+
+class StopForward(Exception):
+    """Raised by the probe's own patch once everything wanted is captured (never escapes the probe)."""
+
+
+@dataclass(frozen=True)
+class DiTInfo:
+    """A DiT's blocks in forward order, its patch size and the double blocks that put the image first."""
+
+    blocks: tuple[tuple[str, int], ...]
+    patch: int
+    flipped: frozenset[tuple[str, int]]
+
+
+def _class_path(module: object) -> str:
+    return f"{type(module).__module__}.{type(module).__qualname__}"
+
+
+def dit_info(dm: torch.nn.Module) -> DiTInfo | None:
+    """The block layout of a supported DiT, or None for any other model."""
+    families = _FAMILIES.get(_class_path(dm))
+    if families is None:
+        return None
+    blocks: list[tuple[str, int]] = []
+    flipped = set()
+    for attr, name in families:
+        for i, blk in enumerate(getattr(dm, attr, None) or ()):
+            blocks.append((name, i))
+            if getattr(blk, "flipped_img_txt", False):
+                flipped.add((name, i))
+    p = getattr(dm, "patch_size", 1)
+    p = int(p[-1] if isinstance(p, (tuple, list)) else p)
+    return DiTInfo(tuple(blocks), p, frozenset(flipped))
+
+
+def attention_override_available() -> bool:
+    """Whether this ComfyUI routes attention through ``transformer_options["optimized_attention_override"]``."""
+    import comfy.ldm.modules.attention as attention
+
+    return callable(getattr(attention, "wrap_attn", None))
+
+
+def token_grid(x: torch.Tensor, patch: int) -> tuple[int, int]:
+    """The (h, w) token grid of a latent (B,C,h,w) or one-frame (B,C,1,h,w) after patching (padded up)."""
+    h, w = x.shape[-2:]
+    return math.ceil(h / patch), math.ceil(w / patch)
+
+
+def _dit_patches(opts: dict) -> tuple[dict, dict]:
+    """The probe's own copies of transformer_options and its patches_replace["dit"] (opts is already a copy)."""
+    to = opts["transformer_options"]
+    replace = dict(to.get("patches_replace", {}))
+    dit = dict(replace.get("dit", {}))
+    replace["dit"] = dit
+    to["patches_replace"] = replace
+    return to, dit
+
+
+class _Pass:
+    """One probe pass: which block runs, the text length it was given, the picture's token count."""
+
+    def __init__(self, info: DiTInfo, grid: tuple[int, int]) -> None:
+        self.info = info
+        self.grid = grid
+        self.n = grid[0] * grid[1]
+        self.block: tuple[str, int] | None = None
+        self.calls = 0
+        self.txt = 0  # text tokens in the joint sequence (from the last double block's arguments)
+        self.img_stream = 0  # tokens of the image stream of the running double block
+
+    def image_start(self, key: tuple[str, int], joint: bool) -> int:
+        """Where the picture's tokens start: in a block's image stream (``joint`` False) or the joint sequence."""
+        if key[0] == "single_block":  # the joint sequence is the block's own stream: text first
+            return self.txt
+        if not joint or key in self.info.flipped:
+            return 0
+        return self.txt
+
+    def text_slice(self, key: tuple[str, int]) -> slice:
+        if key[0] != "single_block" and key in self.info.flipped:
+            return slice(self.img_stream, None)
+        return slice(0, self.txt)
+
+
+def _install(opts: dict, info: DiTInfo, upto: int, st: _Pass,
+             after: Callable[[tuple[str, int], dict, dict], None]) -> None:
+    """Replace every block up to forward index ``upto``: track the pass, call the block, then ``after``."""
+    _, dit = _dit_patches(opts)
+    for key in info.blocks[: upto + 1]:
+        existing = dit.get(key)
+
+        def replace(args: dict, extra: dict, key=key, existing=existing) -> dict:
+            if key[0] != "single_block":
+                txt = args.get("txt")
+                st.txt = int(txt.shape[1]) if isinstance(txt, torch.Tensor) else 0
+                st.img_stream = int(args["img"].shape[1])
+            st.block, st.calls = key, 0
+            try:
+                out = existing(args, extra) if existing is not None else extra["original_block"](args)
+            finally:
+                st.block = None
+            after(key, args, out)
+            return out
+
+        dit[key] = replace
+
+
+def block_options(opts: dict, info: DiTInfo, x: torch.Tensor, indices: dict[int, int], got: dict[int, torch.Tensor]) -> None:
+    """Make ``opts`` record the image tokens of the blocks at forward ``indices`` (index -> result key) into ``got``
+    as (B, C, h, w) feature maps, and stop after the deepest one."""
+    st = _Pass(info, token_grid(x, info.patch))
+    deepest = max(indices)
+    position = {key: i for i, key in enumerate(info.blocks)}
+
+    def after(key: tuple[str, int], args: dict, out: dict) -> None:
+        i = position[key]
+        if i not in indices:
+            return
+        img = out["img"]
+        start = st.image_start(key, joint=False)
+        tokens = img[:, start: start + st.n]
+        b, n, c = tokens.shape
+        if n != st.n:
+            raise RuntimeError(f"model features: block {key} gave {n} picture tokens where the latent has {st.n}")
+        # a copy: later blocks (and ControlNet residuals) update hidden states in place
+        got[indices[i]] = tokens.transpose(1, 2).reshape(b, c, *st.grid).clone()
+        if i == deepest:
+            raise StopForward
+
+    _install(opts, info, deepest, st, after)
+
+
+def _to_tokens(t: torch.Tensor, heads_first: bool) -> torch.Tensor:
+    """(B, heads, N, dim) -> (B, N, heads*dim); (B, N, heads, dim) (SD3's values) and (B, N, heads*dim) alike."""
+    if heads_first:
+        b, h, n, d = t.shape
+        return t.transpose(1, 2).reshape(b, n, h * d)
+    return t.reshape(t.shape[0], t.shape[1], -1) if t.ndim == 4 else t
+
+
+def attention_options(opts: dict, info: DiTInfo, x: torch.Tensor, layers: dict[int, AttentionKey],
+                      got: dict[AttentionKey, AttentionCapture]) -> None:
+    """Make ``opts`` record the joint attention of the blocks at forward indices ``layers`` (index -> key) into
+    ``got``, and stop once the deepest one has run."""
+    st = _Pass(info, token_grid(x, info.patch))
+    deepest = max(layers)
+    position = {key: i for i, key in enumerate(info.blocks)}
+    to = opts["transformer_options"]
+    existing = to.get("optimized_attention_override")
+
+    def override(func, *args, **kwargs):
+        out = existing(func, *args, **kwargs) if existing is not None else func(*args, **kwargs)
+        key = st.block
+        if key is None or position[key] not in layers or st.calls > 0:
+            st.calls += 1
+            return out
+        st.calls += 1
+        q, k, v = (args[i] if len(args) > i else kwargs[n] for i, n in enumerate(("q", "k", "v")))
+        heads = int(args[3] if len(args) > 3 else kwargs["heads"])
+        first = bool(kwargs.get("skip_reshape", False))
+        q, k, v = (_to_tokens(t, first) for t in (q, k, v))
+        res = _to_tokens(out, bool(kwargs.get("skip_output_reshape", False)))
+        start = st.image_start(key, joint=True)
+        img, txt = slice(start, start + st.n), st.text_slice(key)
+        if q.shape[1] < start + st.n:
+            raise RuntimeError(f"model features: the attention of block {key} has {q.shape[1]} tokens, fewer than "
+                               f"text + picture ({start} + {st.n})")
+        got[layers[position[key]]] = AttentionCapture(q[:, img], k[:, img], v[:, img], res[:, img], heads, st.grid,
+                                                      k[:, txt], v[:, txt])
+        if position[key] == deepest:
+            raise StopForward
+        return out
+
+    to["optimized_attention_override"] = override
+    _install(opts, info, deepest, st, lambda *a: None)
