@@ -23,10 +23,12 @@ STEP_EVENT = "style_guidance.step"
 """Event name of one guided evaluation, sent to the prompt's client."""
 
 STEP_EVENT_FIELDS = ("node", "prompt_id", "evaluation", "step", "fraction", "sigma", "total", "terms",
-                     "zero_gradient")
+                     "zero_gradient", "scale")
 """Keys of a step event's data: the sampler node's id, the prompt, the running evaluation number,
 the sampling step it belongs to, the fraction of the schedule done, sigma, the weighted total, the
-terms (``{name: {"value", "weight", "share"}}``) and the names of terms whose gradient was zero."""
+terms (``{name: {"value", "weight", "share"}}``; the weight this step used, its schedule applied),
+the names of terms whose gradient was zero, and the guidance scale this step used (its schedule
+applied). Readers treat "scale" as optional: events before it have none."""
 
 STEP_TERM_FIELDS = ("value", "weight", "share")
 """Keys of each term of a step event."""

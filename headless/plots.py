@@ -1,4 +1,5 @@
-"""A picture of a guided run: every loss term's value and its share of the guidance, step by step.
+"""A picture of a guided run: every loss term's value and its share of the guidance, step by step,
+and the weights and scale each step used (their schedules: constant, linear, cosine, typed values).
 
 Needs matplotlib (the pack's optional ``plots`` extra in pyproject.toml); without it
 :func:`plot_steps` returns None and the runner writes the events as JSON only.
@@ -35,11 +36,19 @@ def step_positions(events: list[dict]) -> list[float]:
     return xs
 
 
+def _number(y) -> bool:
+    return isinstance(y, (int, float)) and not isinstance(y, bool) and math.isfinite(y)
+
+
 def series(events: list[dict]) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """{"value"|"share": {label: [(x, y), ...]}} with one label per term (per node when several)."""
+    """{"value"|"share"|"weight": {label: [(x, y), ...]}} with one label per term (per node when several),
+    and "scale": {label: ...} with one label per sampler node (events that carry the scale used)."""
     nodes = {e.get("node") for e in events}
-    out: dict[str, dict[str, list[tuple[float, float]]]] = {"value": defaultdict(list), "share": defaultdict(list)}
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {
+        k: defaultdict(list) for k in ("value", "share", "weight", "scale")}
     for x, e in zip(step_positions(events), events, strict=True):
+        if _number(e.get("scale")):
+            out["scale"]["scale" if len(nodes) == 1 else f"{e.get('node')}: scale"].append((x, float(e["scale"])))
         terms = e.get("terms") if isinstance(e.get("terms"), dict) else {}
         for name, t in terms.items():
             label = f"{e.get('node')}: {name}" if len(nodes) > 1 else str(name)
@@ -47,9 +56,9 @@ def series(events: list[dict]) -> dict[str, dict[str, list[tuple[float, float]]]
             away = isinstance(w, (int, float)) and not isinstance(w, bool) and w < 0
             if away:  # a negative weight: its share is drawn below zero, pointing away from its reference
                 label += " (negative weight: away)"
-            for what in ("value", "share"):
+            for what in ("value", "share", "weight"):
                 y = t.get(what) if isinstance(t, dict) else None
-                if isinstance(y, (int, float)) and not isinstance(y, bool) and math.isfinite(y):
+                if _number(y):
                     out[what][label].append((x, -float(y) if what == "share" and away else float(y)))
     return out
 
@@ -65,9 +74,9 @@ def plot_steps(events: list[dict], title: str) -> bytes | None:
         return None
 
     data = series(events)
-    fig = Figure(figsize=(8, 6), dpi=100, layout="constrained")
+    fig = Figure(figsize=(8, 8.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1, sharex=True)
+    top, bottom, curves = fig.subplots(3, 1, sharex=True, height_ratios=(3, 3, 2))
     for label, pts in sorted(data["value"].items()):
         pts = [(x, y) for x, y in pts if y > 0]  # log scale: zero and negative values cannot be drawn
         if pts:
@@ -78,9 +87,20 @@ def plot_steps(events: list[dict], title: str) -> bytes | None:
     for label, pts in sorted(data["share"].items()):
         bottom.plot(*zip(*pts, strict=True), marker=".", label=label)
     bottom.set_ylabel("share of the guidance (< 0: away)")
-    bottom.set_xlabel("sampling step")
     bottom.set_ylim(bottom=min(0.0, bottom.get_ylim()[0]))
-    for ax in (top, bottom):
+    # The schedules the run used: each term's weight (solid) and the guidance scale (dashed, right axis).
+    for label, pts in sorted(data["weight"].items()):
+        curves.plot(*zip(*pts, strict=True), marker=".", label=f"{label} weight")
+    curves.set_ylabel("weight used")
+    curves.set_xlabel("sampling step")
+    if data["scale"]:
+        right = curves.twinx()
+        for label, pts in sorted(data["scale"].items()):
+            right.plot(*zip(*pts, strict=True), linestyle="--", color="black", marker="x", label=label)
+        right.set_ylabel("scale used (dashed)")
+        right.set_ylim(bottom=0.0)
+        right.legend(fontsize="small", loc="upper right")
+    for ax in (top, bottom, curves):
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small", loc="best")

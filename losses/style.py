@@ -1,8 +1,9 @@
 """Style terms: Gram matrices of VGG features, CLIP embedding distance, and the range penalty.
 
-Batch pairing: generated sample i pairs with style image i % R and mask entry i % M. With a mask,
-the statistics of the *generated* image come from the masked region only; the style target
-always comes from the whole style image.
+Batch pairing: generated sample i pairs with style image i % R and mask entry i % M. With
+``style_batch="blend"`` the R style images make ONE target instead, the weighted mean of their
+targets (:mod:`.blend`). With a mask, the statistics of the *generated* image come from the
+masked region only; the style target always comes from the whole style image.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .blend import blend_targets, check_style_batch, resolve_blend_weights
 from .clip import CLIPImageEncoder
 from .content import masked_mean
 from .inputs import as_image_batch, check_generated, derive_seed, pair, resize_constant
@@ -61,6 +63,24 @@ def fit_side(image: Tensor, side: int | None, minimum: int = 32) -> Tensor:
     return resize_constant(image, (max(1, round(h * f)), max(1, round(w * f))))
 
 
+def _blend_setup(term: GuidanceLoss, style: Tensor, style_batch: str, blend_weights) -> None:
+    """Check the style-batch option and keep the normalised blend weights (None when pairing)."""
+    term.style_batch = check_style_batch(style_batch)
+    if style_batch == "pair":
+        if blend_weights is not None and (not isinstance(blend_weights, str) or blend_weights.strip()):
+            raise ValueError(f"{term.kind}: blend_weights are used only with style_batch='blend'; switch style_batch "
+                             "to blend or clear blend_weights")
+        term.blend_weights = None
+    else:
+        term.blend_weights = resolve_blend_weights(blend_weights, style.shape[0])
+
+
+def _blend_text(term: GuidanceLoss) -> str:
+    if term.blend_weights is None:
+        return ""
+    return ", blend " + ":".join(f"{w:.3g}" for w in term.blend_weights.tolist())
+
+
 class GramStyleLoss(GuidanceLoss):
     """Gatys' style loss: mean over layers of E_l between Gram matrices of generated and style features.
 
@@ -68,7 +88,9 @@ class GramStyleLoss(GuidanceLoss):
     weighted equally (w_l = 1/L), as in Gatys et al. 2016. The style image may have any size or
     aspect ratio (Gram statistics are spatial averages); ``style_size`` rescales it so its longer
     side has that many pixels first (the texture scale relative to the network's receptive fields;
-    also bounds the cost of building the target from a large photo). With a mask, gradients reach
+    also bounds the cost of building the target from a large photo). ``style_batch="blend"`` makes
+    the style batch one target, the ``blend_weights``-weighted mean of its Gram matrices per layer
+    (:mod:`.blend`); "pair" pairs sample i with style i % R. With a mask, gradients reach
     the masked region plus a fringe as wide as the receptive field of the deepest style layer.
     A term with weight 0 builds no target at all (it is never evaluated).
     """
@@ -83,6 +105,8 @@ class GramStyleLoss(GuidanceLoss):
         weight: float = 1.0,
         mask: Tensor | None = None,
         style_size: int | None = None,
+        style_batch: str = "pair",
+        blend_weights: str | Sequence[float] | None = None,
         **window: float,
     ) -> None:
         if extractor is None:
@@ -97,6 +121,7 @@ class GramStyleLoss(GuidanceLoss):
             raise ValueError(f"gram_style: style_size must be >= 0 (0 = as given), got {style_size}")
         style = fit_side(as_image_batch(style, "style image"), style_size)
         self.style_shape: tuple[int, ...] = tuple(style.shape)
+        _blend_setup(self, style, style_batch, blend_weights)
         if self.weight == 0.0:
             return  # never evaluated: skip the VGG pass over the style image
         with torch.inference_mode(False), torch.no_grad():
@@ -104,6 +129,8 @@ class GramStyleLoss(GuidanceLoss):
             feats = extractor.reference_features(style.clone().to(dev), self.layers)
             # Kept per layer in float32 (R,C,C); moved with the term, never cast to bf16.
             self._targets = {k: gram_matrix(v).detach() for k, v in feats.items()}
+            if self.blend_weights is not None:
+                self._targets = {k: blend_targets(v, self.blend_weights) for k, v in self._targets.items()}
 
     def required_layers(self) -> set[str]:
         return set(self.layers)
@@ -126,7 +153,8 @@ class GramStyleLoss(GuidanceLoss):
     def describe(self) -> str:
         r, _, h, w = self.style_shape
         mask = "none" if self.mask is None else "x".join(str(s) for s in self.mask.shape)
-        return f"GramStyleLoss(style {r}x{h}x{w}, layers={'+'.join(self.layers)}, mask={mask}{self.window_text()})"
+        return (f"GramStyleLoss(style {r}x{h}x{w}{_blend_text(self)}, layers={'+'.join(self.layers)}, "
+                f"mask={mask}{self.window_text()})")
 
 
 def clip_distance(a: Tensor, b: Tensor, kind: str) -> Tensor:
@@ -158,6 +186,8 @@ class CLIPStyleLoss(GuidanceLoss):
       ``gram_layers`` transformer layers (early layers carry colour and texture, not objects),
       matched to the same Gram averaged over style crops; no global embedding involved.
     The style image is first scaled so its longer side is ``style_size`` (crops are taken there).
+    ``style_batch="blend"``: the style batch makes one target, the ``blend_weights``-weighted mean
+    of the per-image targets (embeddings normalised again after the mean).
     With a mask, the generated image is shown with neutral grey (0.5) outside the mask and cutouts
     are taken inside the mask's bounding box, so no gradient reaches pixels outside the mask.
     """
@@ -179,6 +209,8 @@ class CLIPStyleLoss(GuidanceLoss):
         style_size: int | None = None,
         style_crops: int = 16,
         gram_layers: int = 3,
+        style_batch: str = "pair",
+        blend_weights: str | Sequence[float] | None = None,
         **window: float,
     ) -> None:
         if distance not in CLIP_DISTANCES:
@@ -206,11 +238,16 @@ class CLIPStyleLoss(GuidanceLoss):
         self.gram_layers = min(int(gram_layers), encoder.depth()) if target == "token_gram" else int(gram_layers)
         style = fit_side(as_image_batch(style, "style image"), style_size)
         self.style_shape: tuple[int, ...] = tuple(style.shape)
+        _blend_setup(self, style, style_batch, blend_weights)
         if self.weight == 0.0:
             return  # never evaluated: skip the encoder passes over the style image
         with torch.inference_mode(False), torch.no_grad():
             dev = next((p.device for p in encoder.parameters()), style.device)
             ref = self._style_target(style.clone().to(dev))
+            if self.blend_weights is not None:
+                ref = blend_targets(ref, self.blend_weights)
+                if self.target != "token_gram":
+                    ref = F.normalize(ref, dim=-1)
         register_reference(self, "style_target", ref)
 
     # -- the style side, once ----------------------------------------------------------------
@@ -313,7 +350,7 @@ class CLIPStyleLoss(GuidanceLoss):
         what = {"embedding": "embedding", "crop_embedding": f"embedding over {self.style_crops} style crops",
                 "token_gram": f"token Gram after {self.gram_layers} layers"}[self.target]
         return (
-            f"CLIPStyleLoss(style {r}x{h}x{w}, encoder={self.encoder.name}, {what}, {cut}, "
+            f"CLIPStyleLoss(style {r}x{h}x{w}{_blend_text(self)}, encoder={self.encoder.name}, {what}, {cut}, "
             f"distance={self.distance}, flip={self.flip}, seed={self.seed}, mask={mask}{self.window_text()})"
         )
 

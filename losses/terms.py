@@ -9,13 +9,14 @@ A term is built once from its reference image (targets precomputed, stored as bu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from .inputs import as_mask_batch, check_generated, derive_seed, pair, resize_constant
+from .schedule import Schedule
 
 __all__ = [
     "FeatureExtractor",
@@ -116,6 +117,8 @@ class GuidanceLoss(nn.Module):
         seed: int = 0,
         start_percent: float = 0.0,
         end_percent: float = 1.0,
+        weight_curve: str = "constant",
+        weight_values: str | Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         weight = float(weight)
@@ -134,6 +137,9 @@ class GuidanceLoss(nn.Module):
         # sampler applies the window rule, the term only carries the numbers.
         self.start_percent: float = start
         self.end_percent: float = end
+        # How the weight follows the steps inside that window (losses/schedule.py; constant = the window alone).
+        self.schedule: Schedule = Schedule.make(weight_curve, weight_values, start, end, name="weight_curve",
+                                           values_name="weight_values")
         # Public counter: how many guided evaluations used this term (tests count windows with it).
         self.evaluations: int = 0
         # Per-size caches of constant tensors (resized references, target features, masks) and
@@ -164,10 +170,15 @@ class GuidanceLoss(nn.Module):
         return f"{type(self).__name__}(mask={mask}{self.window_text()})"
 
     def window_text(self) -> str:
-        """', steps 20%-70%' when the term has its own window, else ''."""
+        """', steps 20%-70%' when the term has its own window (', weight linear_up' with a curve), else ''."""
+        curve = "" if self.schedule.curve == "constant" else f", weight {self.schedule.text()}"
         if self.start_percent == 0.0 and self.end_percent == 1.0:
-            return ""
-        return f", steps {self.start_percent:.0%}-{self.end_percent:.0%}"
+            return curve
+        return f", steps {self.start_percent:.0%}-{self.end_percent:.0%}{curve}"
+
+    def weight_at(self, fraction: float) -> float:
+        """The weight at this fraction of the steps: weight x the schedule's factor (0 outside the window)."""
+        return self.weight * self.schedule.factor(fraction)
 
     # -- common behaviour -----------------------------------------------------------------------
 

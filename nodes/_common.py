@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..losses import CombinedLoss, comfy_image_to_nchw, comfy_mask_to_bhw
+from ..losses.schedule import CURVES, Schedule
 from ..sampler.settings import RECURRENCE_MAX, GuidanceSettings
 from ._api import io
 
@@ -89,20 +90,36 @@ def chain_inputs(kind: str) -> list:
                                 "sampler's own window (ZeCon, for one, gates its content terms to part of the schedule).")),
         io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
                        tooltip=f"This {kind} term stops guiding at this fraction of the steps."),
+        io.Combo.Input("weight_curve", options=list(CURVES), default=CURVES[0], optional=True,
+                       tooltip=(f"How this {kind} term's weight follows the steps inside its start/end_percent: "
+                                "constant (the window alone), linear_up (0 -> weight), linear_down (weight -> 0), "
+                                "cosine (weight -> 0 along half a cosine), or values (factors typed in "
+                                "weight_values). Step events and plots report the weight each step used.")),
+        io.String.Input("weight_values", default="", optional=True,
+                        tooltip=("values curve only: factors of the weight, separated by commas, spread evenly over "
+                                 "the term's window and joined by straight lines (e.g. '1, 1, 0'). Each >= 0.")),
     ]
 
 
-def term_options(start_percent: float | None, end_percent: float | None) -> dict[str, float]:
-    """Keyword arguments for a loss term's own window."""
+def term_options(start_percent: float | None, end_percent: float | None, weight_curve: str | None = None,
+                 weight_values: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for a loss term's own window and weight curve."""
     return {"start_percent": 0.0 if start_percent is None else float(start_percent),
-            "end_percent": 1.0 if end_percent is None else float(end_percent)}
+            "end_percent": 1.0 if end_percent is None else float(end_percent),
+            "weight_curve": weight_curve or CURVES[0], "weight_values": weight_values or ""}
 
 
 def check_term_window(values: dict[str, Any]) -> str | None:
-    """Cross-check of a loss node's own window."""
+    """Cross-check of a loss node's own window and weight curve."""
     start, end = values.get("start_percent"), values.get("end_percent")
     if start is not None and end is not None and not start < end:
         return f"start_percent ({start}) must be below end_percent ({end}): the term guides only between them"
+    curve, text = values.get("weight_curve"), values.get("weight_values")
+    if curve is not None and (isinstance(text, str) or curve != "values"):  # linked text: checked at execution
+        try:
+            Schedule.make(curve, text, name="weight_curve", values_name="weight_values")
+        except ValueError as e:
+            return str(e)
     return None
 
 
@@ -141,6 +158,16 @@ _SETTINGS_INPUTS: dict[str, Callable[[GuidanceSettings], io.Input]] = {
         "loss_resolution", default=d.loss_resolution, min=0, max=4096, step=8,
         tooltip=("Longer side (px) the decoded image is downscaled to before the loss networks; 0 = decoded size "
                  "(at least 32 px). 384-512 keeps 1024 px generations fast and within memory.")),
+    "scale_curve": lambda d: io.Combo.Input(
+        "scale_curve", options=list(CURVES), default=d.scale_curve, optional=True,
+        tooltip=("How the scale follows the steps inside start/end_percent: constant (the window alone), linear_up "
+                 "(0 -> scale), linear_down (scale -> 0), cosine (scale -> 0 along half a cosine), or values (the "
+                 "factors typed in scale_values). The step plot shows the scale each step used.")),
+    "scale_values": lambda d: io.String.Input(
+        "scale_values", default=d.scale_values, optional=True,
+        tooltip=("values curve only: factors of scale, separated by commas, spread evenly over the window and "
+                 "joined by straight lines (e.g. '0, 1, 1, 0.3'). Each >= 0. Can be linked from a node that outputs "
+                 "text.")),
 }
 assert set(_SETTINGS_INPUTS) == set(GuidanceSettings.names()), "every guidance setting needs its node input"
 
@@ -157,8 +184,16 @@ def settings_from(values: dict, mode: str | None = None) -> GuidanceSettings:
 
 
 def check_settings(values: dict[str, Any]) -> str | None:
-    """Cross-checks of the guidance settings (windows, recurrence) on the values given."""
-    return GuidanceSettings.from_values(values).validate()
+    """Cross-checks of the guidance settings (windows, recurrence, the scale's curve) on the values given."""
+    settings = GuidanceSettings.from_values(values)
+    problem = settings.validate()
+    if problem or (values.get("scale_values") is None and settings.scale_curve == "values"):
+        return problem  # linked values: checked when the sampler starts
+    try:
+        Schedule.make(settings.scale_curve, settings.scale_values, name="scale_curve", values_name="scale_values")
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 # ------------------------------------------------------------------ validation
@@ -172,7 +207,8 @@ def validated(*, combos: tuple[str, ...] | None = None, ints: tuple[str, ...] = 
     So this takes over the node's Float inputs, its Combo inputs (``combos`` limits them, e.g.
     to leave file lists to ComfyUI) and the Int inputs named in ``ints``, and checks each:
     finite, inside [min, max], one of the options (``aliases`` maps old saved values). Then the
-    node's cross-field ``check``. Every message names the input and what to do.
+    node's cross-field ``check``, which also sees the node's text inputs (weights or curve values
+    typed as text, which it parses). Every message names the input and what to do.
     """
 
     def decorate(cls: type) -> type:
@@ -182,6 +218,7 @@ def validated(*, combos: tuple[str, ...] | None = None, ints: tuple[str, ...] = 
         combo_inputs = {i.id: i for i in schema.inputs if isinstance(i, io.Combo.Input)
                         and (combos is None or i.id in combos)}
         names = [*floats, *int_inputs, *combo_inputs]
+        texts = [i.id for i in schema.inputs if isinstance(i, io.String.Input)]
         old = aliases or {}
 
         def number_problem(name: str, v: Any) -> str | None:
@@ -214,7 +251,8 @@ def validated(*, combos: tuple[str, ...] | None = None, ints: tuple[str, ...] = 
             return True
 
         params = [inspect.Parameter("cls", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        params += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names]
+        params += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                   for n in [*names, *texts]]
         # ComfyUI reads the parameter names to decide which inputs to hand over (and not check itself).
         validate_inputs.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         cls.validate_inputs = classmethod(validate_inputs)

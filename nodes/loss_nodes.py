@@ -18,6 +18,7 @@ from ..losses import (
     VGGContentLoss,
     ZeConLoss,
 )
+from ..losses.blend import STYLE_BATCH_MODES, parse_blend_weights
 from ..losses.inputs import FIT_MODES
 from ._api import io
 from ._common import (
@@ -74,7 +75,39 @@ def _style_size_input() -> io.Int.Input:
     return io.Int.Input("style_size", default=512, min=0, max=4096, step=8, optional=True, tooltip=STYLE_SIZE_TOOLTIP)
 
 
+def _blend_inputs() -> list:
+    """How a batch of style images is used: paired by index, or blended into one target."""
+    return [
+        io.Combo.Input("style_batch", options=list(STYLE_BATCH_MODES), default=STYLE_BATCH_MODES[0], optional=True,
+                       tooltip=("How a batch of several style images is used. pair: sample i follows style i mod R "
+                                "(one style per sample). blend: every sample follows ONE target, the weighted mean of "
+                                "the style images' targets (a mix of styles; weights in blend_weights).")),
+        io.String.Input("blend_weights", default="", optional=True,
+                        tooltip=("blend only: one weight per style image, in batch order, separated by commas "
+                                 "(e.g. '1, 0.5': two thirds of the first style, one third of the second). Empty = "
+                                 "equal. Each >= 0; to move away from a style, give it its own term with a negative "
+                                 "weight. Can be linked from a node that outputs text.")),
+    ]
+
+
+def _check_style_term(values: dict) -> str | None:
+    """Window, then the blend weights' text (their count is checked against the batch at execution)."""
+    problem = check_term_window(values)
+    if problem:
+        return problem
+    text = values.get("blend_weights")
+    if isinstance(text, str) and text.strip():
+        if values.get("style_batch", "pair") == "pair":
+            return "blend_weights are used only with style_batch = blend; switch style_batch to blend or clear them"
+        try:
+            parse_blend_weights(text)
+        except ValueError as e:
+            return str(e)
+    return None
+
+
 _check = validated(check=check_term_window)
+_check_style = validated(check=_check_style_term)
 
 
 @_check
@@ -94,10 +127,11 @@ class StyleGuidanceContentMSE(io.ComfyNode):
 
     @classmethod
     def execute(cls, content, weight: float, fit: str, losses: CombinedLoss | None = None, mask=None,
-                start_percent: float | None = None, end_percent: float | None = None) -> io.NodeOutput:
+                start_percent: float | None = None, end_percent: float | None = None, weight_curve: str | None = None,
+                weight_values: str | None = None) -> io.NodeOutput:
         with building():
             term = ContentMSELoss(reference(content, "content"), weight=weight, mask=optional_mask(mask), fit=fit,
-                                  **term_options(start_percent, end_percent))
+                                  **term_options(start_percent, end_percent, weight_curve, weight_values))
         return io.NodeOutput(chain(losses, term))
 
 
@@ -121,11 +155,12 @@ class StyleGuidanceVGGContent(io.ComfyNode):
 
     @classmethod
     def execute(cls, content, vgg, weight: float, layers: str, fit: str, losses=None, mask=None,
-                start_percent: float | None = None, end_percent: float | None = None) -> io.NodeOutput:
+                start_percent: float | None = None, end_percent: float | None = None, weight_curve: str | None = None,
+                weight_values: str | None = None) -> io.NodeOutput:
         with building():
             term = VGGContentLoss(reference(content, "content"), vgg, VGG_CONTENT_LAYER_PRESETS[layers],
                                   weight=weight, mask=optional_mask(mask), fit=fit,
-                                  **term_options(start_percent, end_percent))
+                                  **term_options(start_percent, end_percent, weight_curve, weight_values))
         return io.NodeOutput(chain(losses, term))
 
 
@@ -159,16 +194,17 @@ class StyleGuidanceZeCon(io.ComfyNode):
     @classmethod
     def execute(cls, content, vgg, weight: float, layers: str, num_patches: int, tau: float, seed: int, fit: str,
                 losses=None, mask=None, start_percent: float | None = None,
-                end_percent: float | None = None) -> io.NodeOutput:
+                end_percent: float | None = None, weight_curve: str | None = None,
+                weight_values: str | None = None) -> io.NodeOutput:
         preset = ZECON_LAYER_PRESETS[resolve_alias(layers, ZECON_PRESET_ALIASES)]
         with building():
             term = ZeConLoss(reference(content, "content"), vgg, preset, num_patches=num_patches,
                              tau=tau, weight=weight, mask=optional_mask(mask), seed=seed, fit=fit,
-                             **term_options(start_percent, end_percent))
+                             **term_options(start_percent, end_percent, weight_curve, weight_values))
         return io.NodeOutput(chain(losses, term))
 
 
-@_check
+@_check_style
 class StyleGuidanceCLIPStyle(io.ComfyNode):
     """CLIP style term: embedding distance to the style image, or early-token Gram matrices."""
 
@@ -202,7 +238,7 @@ class StyleGuidanceCLIPStyle(io.ComfyNode):
                     io.Int.Input("gram_layers", default=3, min=1, max=48, optional=True,
                                  tooltip="token gram only: transformer layers run before the tokens are taken (early: colour and fine texture)."),
                     _style_size_input(),
-                    *chain_inputs("style")],
+                    *chain_inputs("style"), *_blend_inputs()],
             outputs=_out(),
         )
 
@@ -210,7 +246,9 @@ class StyleGuidanceCLIPStyle(io.ComfyNode):
     def execute(cls, style, weight: float, num_cutouts: int, cut_min: float, distance: str, flip: bool, seed: int,
                 open_clip=None, clip_vision=None, losses=None, mask=None, target: str | None = None,
                 gram_layers: int = 3, style_size: int = 512, start_percent: float | None = None,
-                end_percent: float | None = None) -> io.NodeOutput:
+                end_percent: float | None = None, weight_curve: str | None = None,
+                weight_values: str | None = None, style_batch: str | None = None,
+                blend_weights: str | None = None) -> io.NodeOutput:
         if (open_clip is None) == (clip_vision is None):
             raise ValueError("CLIP style: connect exactly one CLIP model, either open_clip (Load open_clip) or "
                              "clip_vision (core Load CLIP Vision).")
@@ -225,11 +263,12 @@ class StyleGuidanceCLIPStyle(io.ComfyNode):
             term = CLIPStyleLoss(reference(style, "style"), encoder, weight=weight, mask=optional_mask(mask),
                                  num_cutouts=num_cutouts, cut_min=cut_min, distance=distance, flip=flip, seed=seed,
                                  target=kind, style_size=style_size, gram_layers=gram_layers,
-                                 **term_options(start_percent, end_percent))
+                                 style_batch=style_batch or "pair", blend_weights=blend_weights,
+                                 **term_options(start_percent, end_percent, weight_curve, weight_values))
         return io.NodeOutput(chain(losses, term))
 
 
-@_check
+@_check_style
 class StyleGuidanceGramStyle(io.ComfyNode):
     """Gram-matrix (texture/colour statistics) distance to the style image on VGG19 features."""
 
@@ -244,17 +283,20 @@ class StyleGuidanceGramStyle(io.ComfyNode):
                     io.Combo.Input("layers", options=list(GRAM_LAYER_PRESETS), default=next(iter(GRAM_LAYER_PRESETS)),
                                    tooltip="Which VGG layers' statistics to match: early = fine texture/colour, deep = larger motifs."),
                     _style_size_input(),
-                    *chain_inputs("style")],
+                    *chain_inputs("style"), *_blend_inputs()],
             outputs=_out(),
         )
 
     @classmethod
     def execute(cls, style, vgg, weight: float, layers: str, losses=None, mask=None, style_size: int = 512,
-                start_percent: float | None = None, end_percent: float | None = None) -> io.NodeOutput:
+                start_percent: float | None = None, end_percent: float | None = None, weight_curve: str | None = None,
+                weight_values: str | None = None, style_batch: str | None = None,
+                blend_weights: str | None = None) -> io.NodeOutput:
         with building():
             term = GramStyleLoss(reference(style, "style"), vgg, GRAM_LAYER_PRESETS[layers], weight=weight,
                                  mask=optional_mask(mask), style_size=style_size,
-                                 **term_options(start_percent, end_percent))
+                                 style_batch=style_batch or "pair", blend_weights=blend_weights,
+                                 **term_options(start_percent, end_percent, weight_curve, weight_values))
         return io.NodeOutput(chain(losses, term))
 
 
@@ -275,9 +317,10 @@ class StyleGuidanceRange(io.ComfyNode):
 
     @classmethod
     def execute(cls, weight: float, losses=None, mask=None, start_percent: float | None = None,
-                end_percent: float | None = None) -> io.NodeOutput:
+                end_percent: float | None = None, weight_curve: str | None = None,
+                weight_values: str | None = None) -> io.NodeOutput:
         with building():
-            term = RangeLoss(weight=weight, mask=optional_mask(mask), **term_options(start_percent, end_percent))
+            term = RangeLoss(weight=weight, mask=optional_mask(mask), **term_options(start_percent, end_percent, weight_curve, weight_values))
         return io.NodeOutput(chain(losses, term))
 
 

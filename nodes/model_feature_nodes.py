@@ -87,10 +87,11 @@ class StyleGuidanceModelZeCon(io.ComfyNode):
     @classmethod
     def execute(cls, content, weight: float, layers: str, num_patches: int, tau: float, seed: int,
                 losses=None, mask=None, start_percent: float | None = None,
-                end_percent: float | None = None) -> io.NodeOutput:
+                end_percent: float | None = None, weight_curve: str | None = None,
+                weight_values: str | None = None) -> io.NodeOutput:
         with building():
             term = ModelZeConLoss(_samples(content, "content"), layers, num_patches=num_patches, tau=tau, weight=weight,
-                                  mask=optional_mask(mask), seed=seed, **term_options(start_percent, end_percent))
+                                  mask=optional_mask(mask), seed=seed, **term_options(start_percent, end_percent, weight_curve, weight_values))
         return io.NodeOutput(chain(losses, term))
 
 
@@ -128,10 +129,11 @@ class StyleGuidanceAttentionDistillation(io.ComfyNode):
 
     @classmethod
     def execute(cls, style, weight: float, layers: str, seed: int, losses=None, mask=None,
-                start_percent: float | None = None, end_percent: float | None = None) -> io.NodeOutput:
+                start_percent: float | None = None, end_percent: float | None = None, weight_curve: str | None = None,
+                weight_values: str | None = None) -> io.NodeOutput:
         with building():
             term = AttentionDistillationLoss(_samples(style, "style"), layers, weight=weight, mask=optional_mask(mask),
-                                             seed=seed, **term_options(start_percent, end_percent))
+                                             seed=seed, **term_options(start_percent, end_percent, weight_curve, weight_values))
         return io.NodeOutput(chain(losses, term))
 
 

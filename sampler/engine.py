@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..losses.schedule import Schedule
 from ..losses.terms import ModelProbe
 from .balance import Balance, balanced_direction, combine_groups, common_scale, shares
 from .guidance import guided_prediction, in_window, resize_for_loss
@@ -49,20 +50,30 @@ class StepReport:
     shares: dict[str, float]
     zero: list[str] = field(default_factory=list)
     unguided_samples: int = 0
+    scale: float = 0.0
 
     def as_event(self, step: int) -> dict:
-        """The JSON payload of a step event (``protocol.STEP_EVENT``; the sampler adds node, prompt, evaluation)."""
+        """The JSON payload of a step event (``protocol.STEP_EVENT``; the sampler adds node, prompt, evaluation).
+
+        Weights and the scale are the values this evaluation used: their schedules applied.
+        """
         return {
             "step": step, "fraction": self.fraction, "sigma": self.sigma, "total": self.total,
             "terms": {k: {"value": self.values[k], "weight": self.weights[k], "share": self.shares.get(k, 0.0)}
                       for k in self.values},
-            "zero_gradient": list(self.zero),
+            "zero_gradient": list(self.zero), "scale": self.scale,
         }
 
     def text(self) -> str:
         """One line for the node's progress text."""
         parts = " ".join(f"{k}={v:.4g}({self.shares.get(k, 0.0):.0%})" for k, v in self.values.items())
         return f"step {self.fraction:.0%} sigma {self.sigma:.3g}: {parts}"
+
+
+def scale_schedule(settings: GuidanceSettings) -> Schedule:
+    """The scale's curve over the sampler's window (constant: the window alone); ValueError names the input."""
+    return Schedule.make(settings.scale_curve, settings.scale_values, settings.start_percent, settings.end_percent,
+                         name="scale_curve", values_name="scale_values")
 
 
 class GuidanceEngine:
@@ -77,6 +88,7 @@ class GuidanceEngine:
         self.autocast_dtype: torch.dtype | None = None
         self.evaluations = 0
         self._warned: set[str] = set()
+        self._scale_schedule = scale_schedule(settings)
         self._check_windows()
 
     def _check_windows(self) -> None:
@@ -101,21 +113,32 @@ class GuidanceEngine:
         self._warned = set()
 
     def terms_at(self, fraction: float) -> tuple[list[str], list[tuple[str, object]]]:
-        """Names of the image terms, and (name, term) of the latent terms, guiding at this fraction."""
-        image = [n for n, t in self.losses.image_terms if in_window(fraction, t.start_percent, t.end_percent)]
-        latent = [(n, t) for n, t in self.losses.latent_terms if in_window(fraction, t.start_percent, t.end_percent)]
+        """Names of the image terms, and (name, term) of the latent terms, guiding at this fraction.
+
+        A term guides where its scheduled weight is not 0: inside its window, where its curve is not 0.
+        """
+        image = [n for n, t in self.losses.image_terms if t.weight_at(fraction) != 0.0]
+        latent = [(n, t) for n, t in self.losses.latent_terms if t.weight_at(fraction) != 0.0]
         return image, latent
+
+    def weights_at(self, fraction: float, names: list[str]) -> dict[str, float]:
+        """The scheduled weight of each named term at this fraction."""
+        return {n: self.losses.terms[self.losses.names.index(n)].weight_at(fraction) for n in names}
+
+    def scale_at(self, fraction: float) -> float:
+        """The guidance scale at this fraction: scale x the scale curve over the sampler's window (0 outside)."""
+        return self.settings.scale * self._scale_schedule.factor(fraction)
 
     def wants(self, fraction: float) -> bool:
         """Whether the evaluation at this fraction of the schedule is guided at all."""
         s = self.settings
-        if not in_window(fraction, s.start_percent, s.end_percent):
+        if not in_window(fraction, s.start_percent, s.end_percent) or self.scale_at(fraction) == 0.0:
             return False
         image, latent = self.terms_at(fraction)
         return bool(image or latent)
 
     # -- the maths ---------------------------------------------------------------
-    def _image_group(self, x0: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, Balance]:
+    def _image_group(self, x0: torch.Tensor, names: list[str], fraction: float) -> tuple[torch.Tensor, Balance]:
         """Balanced pixel-space direction of the image terms, taken back to x0 through the decoder."""
         images = resize_for_loss(self.decode(x0), self.settings.loss_resolution)
         leaf = images.detach().requires_grad_(True)
@@ -124,15 +147,15 @@ class GuidanceEngine:
                 result = self.losses.evaluate(leaf, names)
         else:
             result = self.losses.evaluate(leaf, names)
-        bal = balanced_direction(result.terms, result.weights, leaf)
+        bal = balanced_direction(result.terms, self.weights_at(fraction, list(result.terms)), leaf)
         (g,) = torch.autograd.grad(images, x0, grad_outputs=bal.direction.to(images.dtype))
         return g, bal
 
     def _latent_group(self, x0: torch.Tensor, terms: list[tuple[str, object]],
-                      probe: ModelProbe) -> Balance:
+                      probe: ModelProbe, fraction: float) -> Balance:
         """Balanced x0-space direction of the terms on the model's own features."""
         values = {name: term.forward_latent(x0, probe).float() for name, term in terms}  # type: ignore[attr-defined]
-        return balanced_direction(values, {name: term.weight for name, term in terms}, x0)  # type: ignore[attr-defined]
+        return balanced_direction(values, {name: term.weight_at(fraction) for name, term in terms}, x0)  # type: ignore[attr-defined]
 
     def direction(self, x0: torch.Tensor, fraction: float, sigma: float,
                   make_probe: Callable[[], ModelProbe] | None = None) -> tuple[torch.Tensor, StepReport]:
@@ -141,13 +164,13 @@ class GuidanceEngine:
         groups: list[Balance] = []
         directions: list[torch.Tensor] = []
         if image:
-            g, bal = self._image_group(x0, image)
+            g, bal = self._image_group(x0, image, fraction)
             groups.append(bal)
             directions.append(g)
         if latent:
             if make_probe is None:
                 raise RuntimeError("latent loss terms need the diffusion model, but no model probe was given")
-            bal = self._latent_group(x0, latent, make_probe())
+            bal = self._latent_group(x0, latent, make_probe(), fraction)
             groups.append(bal)
             directions.append(bal.direction)
         unit = common_scale(groups)  # budgets as shares of the largest weight: no overflow, scale-free
@@ -176,7 +199,7 @@ class GuidanceEngine:
         share = dict(zip(names, packed[1 + n:1 + 2 * n], strict=True))
         zero = [k for k, alive in zip(names, packed[1 + 2 * n:], strict=True) if not alive]
         total = sum(weights[k] * values[k] for k in names)
-        report = StepReport(fraction, sigma, total, values, weights, share, zero, unguided)
+        report = StepReport(fraction, sigma, total, values, weights, share, zero, unguided, self.scale_at(fraction))
         for k in zero:
             if k not in self._warned:
                 self._warned.add(k)
@@ -197,7 +220,7 @@ class GuidanceEngine:
         x0 = denoised.detach().float().clone().requires_grad_(True)
         grad, _ = self.direction(x0, fraction, sigma, make_probe)
         with torch.no_grad():
-            return guided_prediction(x_t.detach(), denoised.detach(), grad, self.settings.scale,
+            return guided_prediction(x_t.detach(), denoised.detach(), grad, self.scale_at(fraction),
                                      self.settings.grad_clip)
 
     def guide_xt(self, x_t: torch.Tensor, denoise_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -210,5 +233,5 @@ class GuidanceEngine:
         g_x0, _ = self.direction(x0, fraction, sigma, make_probe)
         (grad,) = torch.autograd.grad(denoised, x, grad_outputs=g_x0.to(denoised.dtype))
         with torch.no_grad():
-            return guided_prediction(x_t.detach(), denoised.detach(), grad, self.settings.scale,
+            return guided_prediction(x_t.detach(), denoised.detach(), grad, self.scale_at(fraction),
                                      self.settings.grad_clip)

@@ -27,6 +27,9 @@ class GuidanceSettings:
     recurrence_end_percent: float = 1.0
     grad_clip: float = 0.0
     loss_resolution: int = 0
+    # The scale's curve over the window and its typed values (losses/schedule.py; checked by scale_schedule()).
+    scale_curve: str = "constant"
+    scale_values: str = ""
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

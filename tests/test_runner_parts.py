@@ -486,7 +486,7 @@ def test_step_plot_is_a_picture(tmp_path):
     assert json.loads((tmp_path / "a.steps.json").read_text())["events"][3]["step"] == 2
     with Image.open(tmp_path / "a.steps.png") as im:
         im.load()
-        assert im.size == (800, 600)
+        assert im.size == (800, 850)  # values, shares, and the weights and scale each step used
         px = np.asarray(im.convert("RGB")).astype(int)
     colourful = (np.abs(px[..., 0] - px[..., 1]) + np.abs(px[..., 1] - px[..., 2])) > 60
     assert colourful.sum() > 500  # coloured lines were drawn, not an empty frame
@@ -522,3 +522,14 @@ def test_a_negative_weight_is_drawn_below_zero_and_named():
     assert data["share"]["gram_style (negative weight: away)"] == [(0.0, -0.25)]
     assert data["share"]["content_mse"] == [(0.0, 0.75)]
     assert data["value"]["gram_style (negative weight: away)"] == [(0.0, 1.0)]  # the value keeps its sign
+
+
+def test_the_plot_series_carry_the_scheduled_weights_and_scale():
+    """Schedules: the weight and scale each step used are series of their own (the curve the run used)."""
+    events = [{"node": "1", "step": i, "scale": 0.5 * i / 3, "terms": {
+        "gram_style": {"value": 1.0, "weight": 2.0 * (1 - i / 3), "share": 0.5}}} for i in range(3)]
+    events.append({"node": "1", "step": 3, "terms": {}})  # an event without a scale (older packs) is skipped
+    data = plots.series(events)
+    assert data["scale"]["scale"] == [(0.0, 0.0), (1.0, 0.5 / 3), (2.0, 1.0 / 3)]
+    assert [y for _, y in data["weight"]["gram_style"]] == pytest.approx([2.0, 4 / 3, 2 / 3])
+    assert plots.plot_steps(events, "curves") is not None

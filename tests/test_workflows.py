@@ -18,7 +18,8 @@ pytestmark = pytest.mark.compat  # also run against the newer ComfyUI tree (.ci/
 WORKFLOWS = REPO_ROOT / "workflows"
 EXPECTED = {"style_transfer_sd15", "style_transfer_fast", "style_transfer_sdxl", "style_transfer_sd35",
             "style_transfer_flux", "style_transfer_qwen_image", "style_transfer_z_image_turbo", "style_transfer_flux2",
-            "style_transfer_controlnet", "stock_ksampler_patch", "ablation_grid", "style_transfer_model_features"}
+            "style_transfer_controlnet", "stock_ksampler_patch", "ablation_grid", "style_transfer_model_features",
+            "style_transfer_regions"}
 # Workflows of the tiny DiT families: the family ComfyUI's detection must name in the tiny run.
 DIT_WORKFLOWS = {"style_transfer_z_image_turbo": "z_image", "style_transfer_flux2": "flux2"}
 

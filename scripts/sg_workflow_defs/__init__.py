@@ -15,6 +15,7 @@ from .families import (
     style_transfer_sdxl,
 )
 from .features import ablation_grid, stock_ksampler_patch, style_transfer_controlnet, style_transfer_model_features
+from .regions import style_transfer_regions
 
 DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
     "style_transfer_sd15": style_transfer_sd15,
@@ -29,4 +30,5 @@ DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
     "stock_ksampler_patch": stock_ksampler_patch,
     "ablation_grid": ablation_grid,
     "style_transfer_model_features": style_transfer_model_features,
+    "style_transfer_regions": style_transfer_regions,
 }
