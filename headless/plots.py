@@ -10,6 +10,8 @@ import io
 import math
 from collections import defaultdict
 
+from .protocol import current_term_name
+
 
 def matplotlib_available() -> bool:
     try:
@@ -42,6 +44,7 @@ def series(events: list[dict]) -> dict[str, dict[str, list[tuple[float, float]]]
     for x, e in zip(step_positions(events), events, strict=True):
         terms = e.get("terms") if isinstance(e.get("terms"), dict) else {}
         for name, t in terms.items():
+            name = current_term_name(name)  # an old run's kinds read as today's
             label = f"{e.get('node')}: {name}" if len(nodes) > 1 else str(name)
             w = t.get("weight") if isinstance(t, dict) else None
             away = isinstance(w, (int, float)) and not isinstance(w, bool) and w < 0

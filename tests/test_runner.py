@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "workflows" / "images"
 CONTENT = IMAGES / "style_guidance_content.jpg"
 STYLE = IMAGES / "style_guidance_style.jpg"
-TERMS = {"content_mse", "vgg_content", "zecon", "clip_style", "gram_style"}
+TERMS = {"pixel_mse_content", "vgg_content", "vgg_patchnce_content", "clip_style", "gram_style"}
 ARTIFACTS = REPO / "test-artifacts"
 
 
