@@ -121,3 +121,50 @@ def test_search_finds_the_pack_by_what_it_does(editor, comfy_server):  # noqa: F
         if query == "style transfer" and not aliases:
             continue  # no node title says "transfer"; this ComfyUI sends no search aliases (feature-detected)
         assert ours and ours[0] == MAIN_NODES[0], f"{query!r}: {shown}"
+
+
+_OPEN_HELP_JS = """async (nodeId) => {
+  // What the node library's help button does: the library tab, then the node's help page.
+  const pinia = document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia;
+  const defs = pinia._s.get('nodeDef'), help = pinia._s.get('nodeHelp');
+  const tab = pinia._s.get('sidebarTab');
+  if (tab && tab.activeSidebarTabId !== 'node-library') tab.toggleSidebarTab('node-library');
+  help.openHelp(defs.nodeDefsByName[nodeId]);
+  return !!defs.nodeDefsByName[nodeId];
+}"""
+
+_HELP_PAGE_JS = """() => {
+  const page = document.querySelector('.node-help-content');
+  if (!page) return null;
+  const panel = page.getBoundingClientRect();
+  const blocks = [...page.querySelectorAll('pre')].map(pre => {
+    const box = pre.getBoundingClientRect();
+    return {overflowX: getComputedStyle(pre).overflowX, scrollWidth: pre.scrollWidth, clientWidth: pre.clientWidth,
+            right: box.right, panelRight: panel.right};
+  });
+  const links = [...page.querySelectorAll('a')].map(a => a.getAttribute('href'));
+  return {blocks, links, text: page.innerText, width: panel.width};
+}"""
+
+
+@pytest.mark.parametrize("node_id", ["StyleGuidanceSampler", "StyleGuidanceGramStyle"])
+def test_help_page_formulas_wrap_in_the_panel(editor, node_id):  # noqa: F811
+    """Formula lines wrap in the narrow help panel instead of ending at its edge; the page links the docs."""
+    errors_before = len(editor.page_errors)
+    editor.context = f"help page {node_id}"
+    assert editor.page.evaluate(_OPEN_HELP_JS, node_id), f"the editor has no node definition {node_id}"
+    editor.page.locator(".node-help-content pre").first.wait_for(state="visible", timeout=15_000)
+    editor.page.wait_for_timeout(500)
+    shown = editor.page.evaluate(_HELP_PAGE_JS)
+    OUT.mkdir(parents=True, exist_ok=True)
+    editor.page.screenshot(path=str(OUT / f"help-{node_id}.png"))
+    assert shown and shown["blocks"], shown
+    # Without the pack's rule the panel (330 px here) cuts the long formula lines at its edge.
+    cut = [b for b in shown["blocks"] if b["scrollWidth"] > b["clientWidth"] + 1 or b["right"] > b["panelRight"] + 1]
+    assert not cut, f"formula lines cut off at the {shown['width']:.0f} px panel's edge (not wrapped): {cut}"
+    assert any(h and h.endswith("#readme") for h in shown["links"]), shown["links"]
+    assert any(h and h.endswith("/tree/main/docs") for h in shown["links"]), shown["links"]
+    for leak in ("scripts/", "python -m", "old rule"):
+        assert leak not in shown["text"], leak
+    editor.page.keyboard.press("Escape")
+    _no_page_errors(editor, errors_before)
