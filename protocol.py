@@ -37,10 +37,11 @@ STEP_TERM_FIELDS = ("value", "weight", "share")
 MEASURE_UI_KEY = "style_guidance"
 """Key of the Measure node's structured payload in its ``ui`` output (a one-element list of JSON)."""
 
-MEASURE_VERSION = 3
-"""Version of that payload: ``{"version": 3, "total", "terms": [{MEASURE_TERM_FIELDS}],
-"quality": {MEASURE_QUALITY_FIELDS}}``. Version 2 had no "quality"; version 1 (no "version" key)
-was ``{term: value, ..., "total": t}``; readers accept all three."""
+MEASURE_VERSION = 4
+"""Version of that payload: ``{"version": 4, "total", "terms": [{MEASURE_TERM_FIELDS}],
+"quality": {MEASURE_QUALITY_FIELDS}}``. Version 3 was the same with the old term kinds
+(``LEGACY_TERM_KINDS``); version 2 had no "quality"; version 1 (no "version" key) was
+``{term: value, ..., "total": t}``; readers accept all four and map old kinds to new."""
 
 MEASURE_TERM_FIELDS = ("name", "kind", "value", "weight", "weight_share", "share", "note")
 """Keys of each term of a Measure payload (versions 2 and 3)."""
@@ -50,5 +51,55 @@ MEASURE_QUALITY_FIELDS = ("LPIPS", "CFSD", "note")
 against its content picture (null when not computed) and a note (what was computed with which files,
 or why nothing was)."""
 
-__all__ = ["MEASURE_QUALITY_FIELDS", "MEASURE_TERM_FIELDS", "MEASURE_UI_KEY", "MEASURE_VERSION", "STEP_EVENT",
+# ---------------------------------------------------------------- term kinds
+TERM_KINDS = {
+    "pixel_mse_content": ("StyleGuidanceContentMSE", "Pixel MSE"),
+    "vgg_content": ("StyleGuidanceVGGContent", "VGG"),
+    "vgg_patchnce_content": ("StyleGuidanceZeCon", "VGG PatchNCE"),
+    "clip_style": ("StyleGuidanceCLIPStyle", "CLIP"),
+    "gram_style": ("StyleGuidanceGramStyle", "Gram"),
+    "range": ("StyleGuidanceRange", "Range"),
+    "zecon_content": ("StyleGuidanceModelZeCon", "ZeCon"),
+    "attention_distillation_style": ("StyleGuidanceAttentionDistillation", "Attention Distillation"),
+}
+"""Each loss term's kind -> (the node that makes it, a short label for one-line progress text).
+
+One name per term: a kind is its node's title without "Loss (Style Guidance)", lower case, words
+joined by "_" (:func:`kind_of_title`), so "VGG PatchNCE Content Loss" reports
+``vgg_patchnce_content``. A term's default name (step events, Measure, plots) is its kind, with
+"#2", "#3", ... for repeats. The node ids stay as they were: saved workflows store them."""
+
+LEGACY_TERM_KINDS = {
+    "content_mse": "pixel_mse_content",
+    "zecon": "vgg_patchnce_content",
+    "zecon_model": "zecon_content",
+    "attention_distillation": "attention_distillation_style",
+}
+"""Kinds before Measure payload version 4 -> the current ones. No old kind is a current kind, so
+an old name maps to one term whatever file (versioned or not) it came from."""
+
+
+def kind_of_title(display_name: str) -> str:
+    """The term kind a loss node's title gives: "Gram Style Loss (Style Guidance)" -> "gram_style"."""
+    words = display_name.replace("(Style Guidance)", "").split()
+    if words and words[-1] == "Loss":
+        words = words[:-1]
+    return "_".join("".join(c for c in w.lower() if c.isalnum()) for w in words)
+
+
+def current_term_name(name: str) -> str:
+    """A term name (kind, optionally "#n") with an old kind mapped to the current one."""
+    base, sep, rest = str(name).partition("#")
+    return LEGACY_TERM_KINDS.get(base, base) + sep + rest
+
+
+def term_label(name: str) -> str:
+    """A term's short label for progress text: "vgg_patchnce_content#2" -> "VGG PatchNCE #2"."""
+    base, sep, rest = current_term_name(name).partition("#")
+    label = TERM_KINDS[base][1] if base in TERM_KINDS else base
+    return f"{label} #{rest}" if sep else label
+
+
+__all__ = ["LEGACY_TERM_KINDS", "TERM_KINDS", "current_term_name", "kind_of_title", "term_label",
+           "MEASURE_QUALITY_FIELDS", "MEASURE_TERM_FIELDS", "MEASURE_UI_KEY", "MEASURE_VERSION", "STEP_EVENT",
            "STEP_EVENT_FIELDS", "STEP_TERM_FIELDS"]

@@ -11,6 +11,8 @@ import io
 import math
 from collections import defaultdict
 
+from .protocol import current_term_name
+
 
 def matplotlib_available() -> bool:
     try:
@@ -51,6 +53,7 @@ def series(events: list[dict]) -> dict[str, dict[str, list[tuple[float, float]]]
             out["scale"]["scale" if len(nodes) == 1 else f"{e.get('node')}: scale"].append((x, float(e["scale"])))
         terms = e.get("terms") if isinstance(e.get("terms"), dict) else {}
         for name, t in terms.items():
+            name = current_term_name(name)  # an old run's kinds read as today's
             label = f"{e.get('node')}: {name}" if len(nodes) > 1 else str(name)
             w = t.get("weight") if isinstance(t, dict) else None
             away = isinstance(w, (int, float)) and not isinstance(w, bool) and w < 0

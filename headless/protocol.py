@@ -36,6 +36,12 @@ MEASURE_UI_KEY: str = _protocol.MEASURE_UI_KEY
 MEASURE_VERSION: int = _protocol.MEASURE_VERSION
 MEASURE_TERM_FIELDS: tuple[str, ...] = _protocol.MEASURE_TERM_FIELDS
 MEASURE_QUALITY_FIELDS: tuple[str, ...] = _protocol.MEASURE_QUALITY_FIELDS
+TERM_KINDS: dict[str, tuple[str, str]] = _protocol.TERM_KINDS
+LEGACY_TERM_KINDS: dict[str, str] = _protocol.LEGACY_TERM_KINDS
+kind_of_title = _protocol.kind_of_title
+current_term_name = _protocol.current_term_name
+term_label = _protocol.term_label
 
-__all__ = ["MEASURE_QUALITY_FIELDS", "MEASURE_TERM_FIELDS", "MEASURE_UI_KEY", "MEASURE_VERSION", "STEP_EVENT",
+__all__ = ["LEGACY_TERM_KINDS", "TERM_KINDS", "current_term_name", "kind_of_title", "term_label",
+           "MEASURE_QUALITY_FIELDS", "MEASURE_TERM_FIELDS", "MEASURE_UI_KEY", "MEASURE_VERSION", "STEP_EVENT",
            "STEP_EVENT_FIELDS", "STEP_TERM_FIELDS"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .protocol import MEASURE_QUALITY_FIELDS, MEASURE_UI_KEY, STEP_EVENT
+from .protocol import MEASURE_QUALITY_FIELDS, MEASURE_UI_KEY, STEP_EVENT, current_term_name
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -124,18 +124,20 @@ def _ui_text(value: Any) -> str | None:
 
 
 def parse_measure(payload: str | dict) -> dict:
-    """A Measure node's JSON, in the version-3 layout whichever version it came in.
+    """A Measure node's JSON, in the version-4 layout whichever version it came in.
 
-    Version 3: ``{"version": 3, "total", "terms": [{"name", "kind", "value", "weight",
-    "weight_share", "share", "note"}], "quality": {"LPIPS", "CFSD", "note"}}``; version 2 is the
-    same without "quality" (read as all None). Version 1 (no "version" key) is ``{term: value, ...,
-    "total": t}``; its terms get None for what it did not report. Raises ValueError otherwise.
+    Version 4: ``{"version": 4, "total", "terms": [{"name", "kind", "value", "weight",
+    "weight_share", "share", "note"}], "quality": {"LPIPS", "CFSD", "note"}}``; version 3 is the
+    same with the old term kinds (``content_mse``, ``zecon``, ``zecon_model``,
+    ``attention_distillation``), read as the current ones; version 2 is version 3 without
+    "quality" (read as all None). Version 1 (no "version" key) is ``{term: value, ..., "total": t}``;
+    its terms get None for what it did not report. Raises ValueError otherwise.
     """
     data = json.loads(payload) if isinstance(payload, str) else payload
     if not isinstance(data, dict):
         raise ValueError("the Measure node's JSON is not an object")
     if "version" not in data:
-        terms = [{"name": str(k), "kind": None, "value": _num(v), "weight": None, "weight_share": None,
+        terms = [{"name": current_term_name(k), "kind": None, "value": _num(v), "weight": None, "weight_share": None,
                   "share": None, "note": None} for k, v in data.items() if k != "total"]
         return {"version": 1, "total": _num(data.get("total")), "terms": terms, "quality": _quality(None)}
     if not isinstance(data.get("terms"), list):
@@ -144,7 +146,10 @@ def parse_measure(payload: str | dict) -> dict:
     for t in data["terms"]:
         if not isinstance(t, dict) or "name" not in t:
             raise ValueError("a term of the Measure node's JSON has no name")
-        terms.append({"name": str(t["name"]), "kind": t.get("kind"), "value": _num(t.get("value")),
+        # Old kinds are never current ones, so mapping every payload's names is safe.
+        name, kind = current_term_name(t["name"]), t.get("kind")
+        kind = current_term_name(kind) if isinstance(kind, str) else kind
+        terms.append({"name": name, "kind": kind, "value": _num(t.get("value")),
                       "weight": _num(t.get("weight")), "weight_share": _num(t.get("weight_share")),
                       "share": _num(t.get("share")), "note": t.get("note")})
     return {"version": data["version"], "total": _num(data.get("total")), "terms": terms,

@@ -101,7 +101,7 @@ class _ContentTerm(GuidanceLoss):
 class ContentMSELoss(_ContentTerm):
     """Pixel MSE in [0,1] RGB between the generated image and the content resized to its size."""
 
-    kind = "content_mse"
+    kind = "pixel_mse_content"
 
     def __init__(self, content: Tensor, weight: float = 1.0, mask: Tensor | None = None, fit: str = "stretch",
                  **window: float) -> None:
@@ -212,7 +212,7 @@ class ZeConLoss(_FeatureContentTerm):
     after :meth:`reset_rng`. N is capped at the layer's h*w. Content features are detached.
     """
 
-    kind = "zecon"
+    kind = "vgg_patchnce_content"
 
     def __init__(
         self,

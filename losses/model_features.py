@@ -295,7 +295,7 @@ class ModelZeConLoss(_ModelFeatureTerm):
     from the term's generator (inside the mask when one is given); content features are detached.
     """
 
-    kind = "zecon_model"
+    kind = "zecon_content"
     node_name = "ZeCon Content Loss (Style Guidance)"
 
     def __init__(self, content: Tensor, preset: str = DEFAULT_ZECON_MODEL_PRESET, num_patches: int = 256,
@@ -380,7 +380,7 @@ class AttentionDistillationLoss(_ModelFeatureTerm):
     latent keeps its own size (attention takes any number of keys).
     """
 
-    kind = "attention_distillation"
+    kind = "attention_distillation_style"
     node_name = "Attention Distillation Style Loss (Style Guidance)"
 
     def __init__(self, style: Tensor, preset: str = DEFAULT_AD_PRESET, weight: float = 1.0,

@@ -20,7 +20,7 @@ from ..losses import (
 )
 from ..losses.blend import STYLE_BATCH_MODES, parse_blend_weights
 from ..losses.inputs import FIT_MODES
-from ._api import io
+from ._api import io, optional_schema_args
 from ._common import (
     CATEGORY,
     PAIRING_NOTE,
@@ -211,6 +211,7 @@ class StyleGuidanceCLIPStyle(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
+            **optional_schema_args(search_aliases=["style transfer", "style loss", "clip guidance"]),
             node_id="StyleGuidanceCLIPStyle", display_name="CLIP Style Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description=("CLIP style term over cutouts of the generated image. The whole-image embedding captures the "
                          "overall look but also pulls in the style image's content and is weak on colour; the crop-mean "
@@ -275,6 +276,7 @@ class StyleGuidanceGramStyle(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
+            **optional_schema_args(search_aliases=["style transfer", "style loss", "neural style", "texture loss"]),
             node_id="StyleGuidanceGramStyle", display_name="Gram Style Loss (Style Guidance)", category=f"{CATEGORY}/losses",
             description=("Gatys' style loss: matches VGG19 feature correlations (textures, brush strokes, colours) of the "
                          "style image; each layer normalised as Gatys et al. did, so deep layers count as much as early ones."),

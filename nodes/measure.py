@@ -7,15 +7,17 @@ import json
 import torch
 
 from ..losses import CombinedLoss
-from ..protocol import MEASURE_UI_KEY
+from ..protocol import MEASURE_UI_KEY, TERM_KINDS
 from ..sampler.measure import measure
 from . import _quality
 from ._api import io
 from ._common import CATEGORY, GuidanceLossType, building, reference
 
-# One float output per kind, in this order (output indices are part of saved workflows: append only).
-KINDS = ("content_mse", "vgg_content", "zecon", "clip_style", "gram_style", "range", "zecon_model",
-         "attention_distillation")
+# One float output per kind, in this order (output indices are part of saved workflows: append only;
+# the names follow protocol.TERM_KINDS, the slots were content_mse, vgg_content, zecon, clip_style,
+# gram_style, range, zecon_model, attention_distillation before Measure payload version 4).
+KINDS = ("pixel_mse_content", "vgg_content", "vgg_patchnce_content", "clip_style", "gram_style", "range",
+         "zecon_content", "attention_distillation_style")
 # Then the optional quality scores (nodes/_quality.py), in this order.
 QUALITY = ("LPIPS", "CFSD")
 DISPLAY_NAME = "Measure Losses (Style Guidance)"
@@ -50,17 +52,19 @@ class StyleGuidanceMeasure(io.ComfyNode):
                                tooltip=("Quality scores of the style-transfer evaluation protocol, beside the loss terms: "
                                         "LPIPS (AlexNet v0.1, lower = closer to the content's look) and CFSD (VGG19 relu3_1 "
                                         "self-similarity, lower = the content's structure kept), of the image against "
-                                        "'content', as 'python -m headless evaluate' scores a saved pair. Weights are read, "
+                                        "'content', as the pack's evaluation scores a saved pair. Weights are read, "
                                         "never downloaded: models/evaluation/alexnet-owt-7be5be79.pth (+ the lpips package's "
                                         "heads) and models/vgg/vgg19-dcbee923.pth. CFSD at 512 px is slow on a CPU.")),
             ],
             outputs=[
-                io.String.Output(display_name="text", tooltip="One line per term: name, value, weight, share of the direction."),
-                io.String.Output(display_name="json", tooltip=("{'version': 3, 'total': ..., 'terms': [{name, kind, value, "
+                io.String.Output(display_name="text", tooltip=("One line per term: its node's name, value, weight, share "
+                                                               "of the direction (also shown on this node).")),
+                io.String.Output(display_name="json", tooltip=("{'version': 4, 'total': ..., 'terms': [{name, kind, value, "
                                                                "weight, weight_share, share, note}, ...], 'quality': "
                                                                "{LPIPS, CFSD, note}} as JSON.")),
                 io.Float.Output(display_name="total", tooltip="Weighted total loss (mean over the batch)."),
-                *[io.Float.Output(display_name=k, tooltip=f"Unweighted {k} value (sum over terms of that kind; 0 if none).")
+                *[io.Float.Output(display_name=k, tooltip=(f"Unweighted value of the {_title(k)} term ({k}; the "
+                                                           "sum if the chain has several, 0 if none)."))
                   for k in KINDS],
                 *[io.Float.Output(display_name=k.lower(), tooltip=f"{k} of the image against 'content' (mean over the "
                                                                   "batch); -1 when not computed (quality 'off').")
@@ -103,6 +107,12 @@ class StyleGuidanceMeasure(io.ComfyNode):
         ui = {"text": [text], MEASURE_UI_KEY: [payload]}
         extra = [-1.0 if result.quality.get(k) is None else float(result.quality[k]) for k in QUALITY]
         return io.NodeOutput(text, payload, result.total, *[by_kind[k] for k in KINDS], *extra, ui=ui)
+
+
+def _title(kind: str) -> str:
+    """The node title a kind comes from, without the pack suffix: 'vgg_patchnce_content' -> 'VGG PatchNCE Content Loss'."""
+    part = {"content": " Content", "style": " Style"}.get(kind.rsplit("_", 1)[-1], "")
+    return f"{TERM_KINDS[kind][1]}{part} Loss"
 
 
 def _device_of(losses: CombinedLoss) -> torch.device:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..sampler import comfy_adapter as adapter
 from ..sampler.latent_checks import check_latent
-from ._api import io
+from ._api import io, optional_schema_args
 from ._common import CATEGORY, GuidanceLossType, check_settings, guidance_inputs, settings_from, validated
 
 _VAE_TIP = ("Decoder used to turn predictions into pixels for the losses (any VAE; 'taesd'/'taesdxl' from the core "
@@ -29,6 +29,7 @@ class StyleGuidanceSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
+            **optional_schema_args(search_aliases=["style transfer", "neural style transfer", "guided sampling", "image guidance"]),
             node_id="StyleGuidanceSampler", display_name="Guided KSampler (Style Guidance)", category=f"{CATEGORY}/sampling",
             description=("A KSampler whose every step is steered by the gradient of the connected losses. Start from the "
                          "VAE-encoded content image with denoise < 1 to keep its layout."),

@@ -148,13 +148,13 @@ def _progress_reporter(steps: Callable[[], int | None]) -> Callable[[StepReport]
     counter = iter(range(1 << 30))
 
     def report(step: StepReport) -> None:
-        text = step.text()
-        log.debug("[Style Guidance] %s", text)
-        if hasattr(server, "send_progress_text"):
-            server.send_progress_text(text, node_id)
         evaluation = next(counter)
         n = steps()
         index = round(step.fraction * n) if n else evaluation
+        text = step.text(min(index + 1, n) if n else None, n)  # step i of n, from 1 as the progress bar counts
+        log.debug("[Style Guidance] %s", text)
+        if hasattr(server, "send_progress_text"):
+            server.send_progress_text(text, node_id)
         event = {"node": node_id, "prompt_id": prompt_id, "evaluation": evaluation, **step.as_event(index)}
         server.send_sync(STEP_EVENT, event, getattr(server, "client_id", None))
 

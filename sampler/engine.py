@@ -25,6 +25,7 @@ import torch
 
 from ..losses.schedule import Schedule
 from ..losses.terms import ModelProbe
+from ..protocol import term_label
 from .balance import Balance, balanced_direction, combine_groups, common_scale, shares
 from .guidance import guided_prediction, in_window, resize_for_loss
 from .settings import GuidanceSettings
@@ -64,10 +65,17 @@ class StepReport:
             "zero_gradient": list(self.zero), "scale": self.scale,
         }
 
-    def text(self) -> str:
-        """One line for the node's progress text."""
-        parts = " ".join(f"{k}={v:.4g}({self.shares.get(k, 0.0):.0%})" for k, v in self.values.items())
-        return f"step {self.fraction:.0%} sigma {self.sigma:.3g}: {parts}"
+    def text(self, step: int | None = None, steps: int | None = None) -> str:
+        """One short line for the node's progress text: the step and the term that steers most.
+
+        The full record (every term's value, weight and share, sigma) is the step event
+        (:meth:`as_event`), which the runner keeps as ``<name>.steps.json`` and plots.
+        """
+        where = f"step {step}/{steps}" if step is not None and steps else f"step {self.fraction:.0%}"
+        if not self.shares:
+            return f"{where}, no term guides"
+        name, share = max(self.shares.items(), key=lambda kv: abs(kv[1]))
+        return f"{where}, led by {term_label(name)} ({share:.0%})"
 
 
 def scale_schedule(settings: GuidanceSettings) -> Schedule:

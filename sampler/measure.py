@@ -14,7 +14,7 @@ import torch
 
 from ..losses import CombinedLoss
 from ..losses.terms import ModelProbe
-from ..protocol import MEASURE_QUALITY_FIELDS, MEASURE_VERSION
+from ..protocol import MEASURE_QUALITY_FIELDS, MEASURE_VERSION, term_label
 from .balance import Balance, balanced_direction, shares
 from .guidance import resize_for_loss
 
@@ -53,13 +53,15 @@ class Measurement:
                 "quality": quality}
 
     def text(self) -> str:
+        """One line per term, by its node's label (a note on its own line), then the total and the quality scores."""
         lines = []
         for t in self.terms:
             share = ("no gradient" if t.share is None or not math.isfinite(t.share)
-                     else f"{t.share:.0%} of the direction")
-            value = "n/a" if t.value is None else f"{t.value:.6g}"
-            line = f"{t.name}: {value} (weight {t.weight:g} = {t.weight_share:.0%}; {share})"
-            lines.append(line + (f" - {t.note}" if t.note else ""))
+                     else f"steers {t.share:.0%}")
+            value = "n/a" if t.value is None else f"{t.value:.4g}"
+            lines.append(f"{term_label(t.name)}: {value} · weight {t.weight:g} ({t.weight_share:.0%}) · {share}")
+            if t.note:
+                lines.append(f"  ({t.note})")
         lines.append(f"total: {self.total:.6g}")
         for k in MEASURE_QUALITY_FIELDS:
             v = self.quality.get(k)

@@ -8,7 +8,7 @@ A run's per-step record is what the headless runner writes next to each result,
 guided model evaluation, as the guidance engine emits it (``sampler.engine.StepReport.as_event``)::
 
     {"node": "17", "step": 3, "fraction": 0.15, "sigma": 4.2, "total": 0.81,
-     "terms": {"content_mse": {"value": 0.021, "weight": 1.0, "share": 0.2}, ...},
+     "terms": {"pixel_mse_content": {"value": 0.021, "weight": 1.0, "share": 0.2}, ...},
      "zero_gradient": ["range"]}
 
 (a bare list of events works too). For every term whose kind has a node (``TERM_NODES``) this
@@ -44,17 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "web" / "docs"
 README_PLOT = ROOT / "docs" / "steps_style_transfer_fast.png"
 
-# Loss kind (the term's name before any '#n') -> the node that makes that term.
-TERM_NODES = {
-    "content_mse": "StyleGuidanceContentMSE",
-    "vgg_content": "StyleGuidanceVGGContent",
-    "zecon": "StyleGuidanceZeCon",
-    "clip_style": "StyleGuidanceCLIPStyle",
-    "gram_style": "StyleGuidanceGramStyle",
-    "range": "StyleGuidanceRange",
-    "zecon_model": "StyleGuidanceModelZeCon",
-    "attention_distillation": "StyleGuidanceAttentionDistillation",
-}
+sys.path.insert(0, str(ROOT))
+from headless.protocol import TERM_KINDS, current_term_name  # noqa: E402  (the runner's copy of protocol.py)
+
+# Loss kind (the term's name before any '#n') -> the node that makes that term (one table: protocol.py).
+TERM_NODES = {kind: node for kind, (node, _label) in TERM_KINDS.items()}
 STAND_IN_NOTE = "random-weight stand-in models: the mechanics, not a real picture's figures"
 W, H = 640, 330
 LEFT, RIGHT, TOP, BOTTOM = 70, 60, 56, 62
@@ -69,6 +63,8 @@ def load_run(path: Path) -> list[dict]:
         raise ValueError(f"{path}: no step events")
     for i, e in enumerate(events):
         terms = e.get("terms") if isinstance(e, dict) else None
+        if isinstance(terms, dict):  # an old run's kinds (protocol.LEGACY_TERM_KINDS) read as today's
+            e["terms"] = terms = {current_term_name(k): v for k, v in terms.items()}
         if "fraction" not in e or not isinstance(terms, dict) or \
                 not all(isinstance(t, dict) and "value" in t for t in terms.values()):
             raise ValueError(f"{path}: event {i} needs 'fraction' and 'terms' {{name: {{value, weight, share}}}} "
@@ -232,7 +228,6 @@ def every_loss_node(api: dict) -> dict:
 
 def make_runs(work: Path) -> dict[str, Path]:
     """Run both stand-in prompts through the headless runner; {run name: its .steps.json}."""
-    sys.path.insert(0, str(ROOT))
     from headless.locate import locate_comfyui
     from headless.testbed import base as comfy_host
     from headless.testbed.standins import install as tm

@@ -26,7 +26,7 @@ from losses import (
 from sampler.balance import balanced_direction, shares
 
 # The weights every shipped workflow used before balancing (MSE, VGG, PatchNCE, CLIP, Gram).
-WEIGHTS = {"content_mse": 1.0, "vgg_content": 1.0, "zecon": 0.5, "clip_style": 1.5, "gram_style": 1.0}
+WEIGHTS = {"pixel_mse_content": 1.0, "vgg_content": 1.0, "vgg_patchnce_content": 0.5, "clip_style": 1.5, "gram_style": 1.0}
 
 
 def _picture(seed: int, size: int) -> torch.Tensor:
@@ -51,9 +51,9 @@ def encoders() -> dict:
 def _chain(vgg, encoder, size: int) -> CombinedLoss:
     content, style = _picture(1, size), _picture(2, size + 32)
     return CombinedLoss([
-        ContentMSELoss(content, weight=WEIGHTS["content_mse"]),
+        ContentMSELoss(content, weight=WEIGHTS["pixel_mse_content"]),
         VGGContentLoss(content, vgg, weight=WEIGHTS["vgg_content"]),
-        ZeConLoss(content, vgg, weight=WEIGHTS["zecon"], num_patches=128),
+        ZeConLoss(content, vgg, weight=WEIGHTS["vgg_patchnce_content"], num_patches=128),
         CLIPStyleLoss(style, encoder, weight=WEIGHTS["clip_style"], num_cutouts=4),
         GramStyleLoss(style, vgg, weight=WEIGHTS["gram_style"]),
     ])

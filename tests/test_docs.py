@@ -110,3 +110,28 @@ def test_readme_shows_a_step_plot():
 def test_plot_ticks_cover_the_values(lo, hi):
     ticks = _script("gen_doc_pictures").nice_ticks(lo, hi)
     assert ticks[0] <= lo and ticks[-1] >= hi and len(ticks) <= 12
+
+
+@pytest.mark.parametrize("line,kind", [
+    ("(`scripts/gen_doc_pictures.py --run`): *it shows the mechanics*", "a command line"),
+    ("computed by the same code as `python -m headless evaluate`", "a command line"),
+    ("see tests/test_balance.py for the figures", "a developer file path"),
+    ("(under the old rule of one normalisation for the summed loss it held 0.00003 % of the direction)",
+     "the history of an old rule"),
+    ("（在舊的規則下只對加總後的損失正規化一次）", "the history of an old rule"),
+])
+def test_help_page_leak_check_catches_developer_and_history_text(line, kind):
+    """Issue 21, item 6: a help page shows no command line, developer path or history of old rules."""
+    gen_docs = _script("gen_docs")
+    assert any(found.startswith(kind) for found in gen_docs.leaks(f"Intro.\n\n{line}\n")), gen_docs.leaks(line)
+    assert not gen_docs.leaks(f"{gen_docs.MARKER}\nA VGG19 only used to compare pictures, at 512 px.\n")
+
+
+def test_help_pages_link_the_readme_and_the_docs():
+    gen_docs = _script("gen_docs")
+    pages = sorted((ROOT / "web" / "docs").glob("*.md")) + sorted((ROOT / "web" / "docs").glob("*/zh-TW.md"))
+    assert len(pages) >= 24
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert f"]({gen_docs.REPOSITORY}#readme)" in text and f"]({gen_docs.REPOSITORY}/tree/main/docs)" in text, page
+        assert not gen_docs.leaks(text), (page, gen_docs.leaks(text))

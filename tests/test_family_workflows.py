@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "workflows" / "images"
 WORKFLOWS = sorted(p.stem for p in (REPO / "workflows").glob("*.json"))
 # Loss node -> the term it adds (what Measure names it).
-TERM_OF = {"StyleGuidanceContentMSE": "content_mse", "StyleGuidanceVGGContent": "vgg_content",
-           "StyleGuidanceZeCon": "zecon", "StyleGuidanceCLIPStyle": "clip_style", "StyleGuidanceGramStyle": "gram_style",
-           "StyleGuidanceModelZeCon": "zecon_model", "StyleGuidanceAttentionDistillation": "attention_distillation"}
+TERM_OF = {"StyleGuidanceContentMSE": "pixel_mse_content", "StyleGuidanceVGGContent": "vgg_content",
+           "StyleGuidanceZeCon": "vgg_patchnce_content", "StyleGuidanceCLIPStyle": "clip_style", "StyleGuidanceGramStyle": "gram_style",
+           "StyleGuidanceModelZeCon": "zecon_content", "StyleGuidanceAttentionDistillation": "attention_distillation_style"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.compat]
 

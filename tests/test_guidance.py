@@ -111,7 +111,7 @@ def test_scale_zero_is_plain_ksampler_bit_for_bit(comfy, tiny_models):
 
 def test_all_zero_weights_run_as_plain_sampling(comfy, tiny_models, caplog):
     g = G.base_graph(tiny_models)
-    last = G.add_all_losses(g, weights={k: 0.0 for k in ("mse", "vgg", "zecon", "clip", "gram")})
+    last = G.add_all_losses(g, weights={k: 0.0 for k in ("mse", "vgg", "patchnce", "clip", "gram")})
     G.add_ksampler(g, "plain", G.sampling())
     G.add_guided_sampler(g, "guided", last, G.guidance_options(scale=SCALE), G.sampling())
     for n in ("plain", "guided"):

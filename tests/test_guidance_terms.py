@@ -23,8 +23,8 @@ MAX_OWN_RATIO = 0.95
 
 # Chains a user builds: one term alone, content terms only, style terms only.
 CHAINS = {
-    "mse": ("mse",), "vgg": ("vgg",), "zecon": ("zecon",), "clip": ("clip",), "gram": ("gram",),
-    "content_only": ("mse", "vgg", "zecon"), "style_only": ("clip", "gram"),
+    "mse": ("mse",), "vgg": ("vgg",), "patchnce": ("patchnce",), "clip": ("clip",), "gram": ("gram",),
+    "content_only": ("mse", "vgg", "patchnce"), "style_only": ("clip", "gram"),
 }
 
 
@@ -36,7 +36,7 @@ def _score(g: dict, models: dict) -> str:
 @pytest.mark.parametrize("chain", list(CHAINS))
 def test_each_chain_lowers_its_own_scores_and_a_flipped_update_raises_them(comfy, tiny_models, chain):
     terms = CHAINS[chain]
-    mode = "xt" if chain in ("zecon", "style_only") else "x0"  # both modes, without doubling the cost
+    mode = "xt" if chain in ("patchnce", "style_only") else "x0"  # both modes, without doubling the cost
     g = G.base_graph(tiny_models)
     last = G.add_all_losses(g, terms=terms)
     score = _score(g, tiny_models)
@@ -64,7 +64,7 @@ def test_each_chain_lowers_its_own_scores_and_a_flipped_update_raises_them(comfy
 
 # The weights the shipped workflows use (see scripts/workflows.py): content and style half each,
 # shares 1/6 per content term and 1/4 per style term.
-SHIPPED = {"mse": 1.0, "vgg": 1.0, "zecon": 1.0, "clip": 1.5, "gram": 1.5}
+SHIPPED = {"mse": 1.0, "vgg": 1.0, "patchnce": 1.0, "clip": 1.5, "gram": 1.5}
 # Removing a term must raise its own independent score; the poster's colour term, Gram, clearly
 # (it was inert before the balance: +0.01 %).
 MIN_GRAM_RISE = 1.03
@@ -128,7 +128,7 @@ def test_a_term_without_gradient_is_named_not_dropped(comfy, tiny_models, pack, 
     report = {t["name"]: t for t in json.loads(comfy.output("m", 1))["terms"]}
     assert report["range"]["share"] is None and "zero gradient" in report["range"]["note"]
     assert report["range"]["weight_share"] == pytest.approx(0.5)  # still listed with its weight
-    assert report["content_mse"]["share"] == pytest.approx(1.0)
+    assert report["pixel_mse_content"]["share"] == pytest.approx(1.0)
     # The same chain in the engine, on a prediction whose pixels are in range (identity decoder).
     engine_mod = _pack_module(pack, "sampler.engine")
     settings = _pack_module(pack, "sampler.settings").GuidanceSettings(scale=0.5)
@@ -163,7 +163,7 @@ def test_bad_values_are_refused_at_validation_naming_the_input(comfy, tiny_model
 
 def test_saved_workflows_with_the_old_patchnce_preset_name_still_run(comfy, tiny_models):
     g = G.base_graph(tiny_models)
-    last = G.add_all_losses(g, terms=("zecon",))
+    last = G.add_all_losses(g, terms=("patchnce",))
     g[last]["inputs"]["layers"] = "conv1_1+conv2_1 (ZeCon code)"
     g["m"] = {"class_type": "StyleGuidanceMeasure", "inputs": {"image": G.link("style"), "losses": G.link(last), "seed": 0}}
     comfy.run(g)

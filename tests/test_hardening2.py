@@ -251,9 +251,9 @@ def test_a_term_outside_the_sampler_window_is_named_and_measure_says_its_window(
     g["m"] = {"class_type": "StyleGuidanceMeasure", "inputs": {"image": G.link("style"), "losses": G.link(last), "seed": 0}}
     with caplog.at_level(logging.WARNING, logger="style_guidance"):
         comfy.run(g)
-    assert _logged(caplog, "loss term(s) content_mse (0%-30%) never act")
+    assert _logged(caplog, "loss term(s) pixel_mse_content (0%-30%) never act")
     notes = {t["name"]: t["note"] for t in json.loads(comfy.output("m", 1))["terms"]}
-    assert "acts only in steps 0%-30%" in notes["content_mse"] and notes["gram_style"] is None
+    assert "acts only in steps 0%-30%" in notes["pixel_mse_content"] and notes["gram_style"] is None
 
 
 # ---------------------------------------------------------------- 6. non-finite latents into Invert

@@ -26,18 +26,18 @@ def test_all_five_losses_chain_and_measure(comfy, tiny_models):
     report = json.loads(comfy.output("m_content", 1))
     assert report["version"] == P.MEASURE_VERSION
     terms = {t["name"]: t for t in report["terms"]}
-    assert set(terms) == {"content_mse", "vgg_content", "zecon", "clip_style", "gram_style"}
+    assert set(terms) == {"pixel_mse_content", "vgg_content", "vgg_patchnce_content", "clip_style", "gram_style"}
     # Each term's weight and weight share are reported; shares of the live terms follow the weights.
-    weights = {"content_mse": 1.0, "vgg_content": 1.0, "zecon": 0.5, "clip_style": 1.0, "gram_style": 1.0}
+    weights = {"pixel_mse_content": 1.0, "vgg_content": 1.0, "vgg_patchnce_content": 0.5, "clip_style": 1.0, "gram_style": 1.0}
     assert {k: t["weight"] for k, t in terms.items()} == weights
     for k, t in terms.items():
         assert t["weight_share"] == pytest.approx(weights[k] / 4.5)
     # On the content image itself the pixel and VGG content gradients vanish: no share, a note.
-    for k in ("content_mse", "vgg_content"):
+    for k in ("pixel_mse_content", "vgg_content"):
         assert terms[k]["share"] is None and "zero gradient" in terms[k]["note"]
     live = {k: t["share"] for k, t in terms.items() if t["share"] is not None}
     assert sum(live.values()) == pytest.approx(1.0)
-    assert live["zecon"] == pytest.approx(0.5 / 2.5) and live["gram_style"] == pytest.approx(1.0 / 2.5)
+    assert live["vgg_patchnce_content"] == pytest.approx(0.5 / 2.5) and live["gram_style"] == pytest.approx(1.0 / 2.5)
     # Scoring the content image itself: the pixel and VGG content terms vanish.
     assert comfy.output("m_content", 3) == pytest.approx(0.0, abs=1e-10)
     assert comfy.output("m_content", 4) == pytest.approx(0.0, abs=1e-10)
@@ -49,7 +49,7 @@ def test_all_five_losses_chain_and_measure(comfy, tiny_models):
 
 def test_zero_weight_terms_are_reported_but_skip_their_network(comfy, tiny_models):
     g = G.base_graph(tiny_models)
-    last = G.add_all_losses(g, weights={"vgg": 0.0, "zecon": 0.0, "gram": 0.0})
+    last = G.add_all_losses(g, weights={"vgg": 0.0, "patchnce": 0.0, "gram": 0.0})
     _measure(g, "m", "content", last)
     comfy.run(g)
     vgg = comfy.output("vgg")
@@ -57,7 +57,7 @@ def test_zero_weight_terms_are_reported_but_skip_their_network(comfy, tiny_model
     g["m"]["inputs"]["seed"] = 1
     comfy.run(g)
     assert vgg.calls == before  # no active VGG term: VGG never ran
-    assert [t["name"] for t in json.loads(comfy.output("m", 1))["terms"]] == ["content_mse", "clip_style"]
+    assert [t["name"] for t in json.loads(comfy.output("m", 1))["terms"]] == ["pixel_mse_content", "clip_style"]
 
 
 def test_nan_reference_image_is_a_clear_error(comfy, tiny_models):

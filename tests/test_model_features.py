@@ -292,8 +292,8 @@ def test_nodes_append_their_terms_and_validate_presets(comfy, tiny_models, pk):
     comfy.run(g)
     chain = comfy.output("a")
     z, a = chain.terms
-    assert (z.kind, z.weight, z.num_patches, z.preset) == ("zecon_model", 0.5, 64, "fine levels (input blocks 0,2,5; cheapest)")
-    assert (a.kind, a.weight, a.space) == ("attention_distillation", 2.0, "latent")
+    assert (z.kind, z.weight, z.num_patches, z.preset) == ("zecon_content", 0.5, 64, "fine levels (input blocks 0,2,5; cheapest)")
+    assert (a.kind, a.weight, a.space) == ("attention_distillation_style", 2.0, "latent")
     assert a.reference.shape[-2:] == comfy.output("senc")["samples"].shape[-2:]
     bad = dict(g, a={**g["a"], "inputs": {**g["a"]["inputs"], "layers": "every layer"}})
     _, _, outputs, errors = comfy.validate(bad)

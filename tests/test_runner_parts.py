@@ -390,12 +390,27 @@ def test_measure_json_both_versions():
     v1 = results.parse_measure(json.dumps({"content_mse": 0.25, "zecon": 15.0, "total": 8.4}))
     assert v1["version"] == 1 and v1["total"] == 8.4
     assert [(t["name"], t["value"], t["weight"], t["share"]) for t in v1["terms"]] == [
-        ("content_mse", 0.25, None, None), ("zecon", 15.0, None, None)]
+        ("pixel_mse_content", 0.25, None, None), ("vgg_patchnce_content", 15.0, None, None)]  # old kinds, today's names
     v2 = results.parse_measure(json.dumps(V2))
     assert v2["terms"][1]["note"] == "zero gradient" and v2["terms"][0]["share"] == 0.55
     for bad in ("[1, 2]", '{"version": 2}', '{"version": 2, "terms": [{"value": 1}]}'):
         with pytest.raises(ValueError):
             results.parse_measure(bad)
+
+
+def test_old_term_kinds_read_as_todays():
+    """Payloads and step events from before Measure version 4 name terms by the old kinds."""
+    v3 = {"version": 3, "total": 1.0, "quality": {}, "terms": [
+        {"name": old, "kind": old.split("#")[0], "value": 1.0, "weight": 1.0, "weight_share": 0.25, "share": 0.25,
+         "note": None} for old in ("zecon", "zecon_model", "attention_distillation", "content_mse#2")]}
+    got = [(t["name"], t["kind"]) for t in results.parse_measure(json.dumps(v3))["terms"]]
+    assert got == [("vgg_patchnce_content", "vgg_patchnce_content"), ("zecon_content", "zecon_content"),
+                   ("attention_distillation_style", "attention_distillation_style"),
+                   ("pixel_mse_content#2", "pixel_mse_content")]
+    v4 = {**v3, "version": 4, "terms": [{**t, "name": n, "kind": k} for t, (n, k) in zip(v3["terms"], got, strict=True)]}
+    assert [(t["name"], t["kind"]) for t in results.parse_measure(v4)["terms"]] == got  # today's kinds unchanged
+    old_events = [{"node": "1", "step": 0, "terms": {"zecon": {"value": 2.0, "share": 1.0}}}]
+    assert set(plots.series(old_events)["value"]) == {"vgg_patchnce_content"}
 
 
 def test_losses_csv_one_row_per_pair():
@@ -409,12 +424,12 @@ def test_losses_csv_one_row_per_pair():
 
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["name"] for r in rows] == ["p0", "p1", "p2"]
-    assert rows[0]["content_mse"] == "0.25" and rows[0]["content_mse.weight"] == "1.0"
-    assert rows[0]["content_mse.share"] == "0.55" and rows[0]["gram_style.share"] == "" and rows[0]["total"] == "3.5"
-    assert rows[1]["content_mse"] == "nan" and rows[1]["gram_style"] == ""
+    assert rows[0]["pixel_mse_content"] == "0.25" and rows[0]["pixel_mse_content.weight"] == "1.0"
+    assert rows[0]["pixel_mse_content.share"] == "0.55" and rows[0]["gram_style.share"] == "" and rows[0]["total"] == "3.5"
+    assert rows[1]["pixel_mse_content"] == "nan" and rows[1]["gram_style"] == ""
     assert rows[2]["status"] == "failed" and rows[2]["error"] == "boom" and rows[2]["total"] == ""
     two = results.losses_csv([a], {"20": "m", "30": "n"})
-    assert "20/content_mse.share" in two.splitlines()[0] and "30/total" in two.splitlines()[0]
+    assert "20/pixel_mse_content.share" in two.splitlines()[0] and "30/total" in two.splitlines()[0]
     doc = results.strict_json(results.losses_doc([a, b], {"seed": float("nan")}))
     assert "NaN" not in doc and json.loads(doc)["seed"] is None
 
@@ -462,7 +477,7 @@ def synthetic_steps(n: int = 6) -> list[dict]:
         for repeat in range(2 if step in (2, 3) else 1):  # recurrence: two evaluations of steps 2 and 3
             decay = math.exp(-step / 2)
             events.append({"node": "17", "step": step, "fraction": step / n, "sigma": 10 * decay, "total": 2 * decay,
-                           "terms": {"content_mse": {"value": 0.3 * decay, "share": 0.4 + 0.02 * repeat},
+                           "terms": {"pixel_mse_content": {"value": 0.3 * decay, "share": 0.4 + 0.02 * repeat},
                                      "gram_style": {"value": 1e-5 * decay, "share": 0.6 - 0.02 * repeat},
                                      "clip_style": {"value": 0.0, "share": None}}})
     return events
@@ -473,7 +488,7 @@ def test_step_series_and_positions():
     xs = plots.step_positions(events)
     assert xs[:4] == [0.0, 1.0, 2.0, 2.5] and len(xs) == len(events)
     data = plots.series(events)
-    assert set(data["value"]) == {"content_mse", "gram_style", "clip_style"}
+    assert set(data["value"]) == {"pixel_mse_content", "gram_style", "clip_style"}
     assert "clip_style" not in data["share"]  # no share reported: nothing drawn
     assert data["value"]["gram_style"][0] == (0.0, 1e-5)
 
@@ -517,10 +532,10 @@ def test_without_matplotlib_only_the_json_is_written(tmp_path, monkeypatch):
 
 def test_a_negative_weight_is_drawn_below_zero_and_named():
     events = [{"node": "1", "step": 0, "terms": {"gram_style": {"value": 1.0, "weight": -1.0, "share": 0.25},
-                                                 "content_mse": {"value": 2.0, "weight": 3.0, "share": 0.75}}}]
+                                                 "pixel_mse_content": {"value": 2.0, "weight": 3.0, "share": 0.75}}}]
     data = plots.series(events)
     assert data["share"]["gram_style (negative weight: away)"] == [(0.0, -0.25)]
-    assert data["share"]["content_mse"] == [(0.0, 0.75)]
+    assert data["share"]["pixel_mse_content"] == [(0.0, 0.75)]
     assert data["value"]["gram_style (negative weight: away)"] == [(0.0, 1.0)]  # the value keeps its sign
 
 

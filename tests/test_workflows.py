@@ -106,7 +106,7 @@ def test_each_workflow_validates_and_runs(name, comfy, comfy_base):
         assert abs(sum(t["share"] or 0.0 for t in report["terms"]) - 1.0) < 1e-3, report
     if "StyleGuidanceAttentionDistillation" in kinds:  # measured on the model's own features
         names = {t["name"] for nid in measures for t in json.loads(comfy.output(nid, 1))["terms"]}
-        assert {"zecon_model", "attention_distillation"} <= names, names
+        assert {"zecon_content", "attention_distillation_style"} <= names, names
     if name == "ablation_grid":
         save = next(v for v in prompt.values() if v["class_type"] == "SaveImage")
         batch = comfy.output(save["inputs"]["images"][0])

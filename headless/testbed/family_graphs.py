@@ -23,7 +23,7 @@ FLUX_GUIDANCE = 3.5
 # The shipped default. Guidance's step is a fraction of the denoiser's own update, and 3 (the
 # SD1.5 tests' value) overshoots on SD2.x v-pred and the flow models: the twin-scored loss rises.
 SCALE = 0.3
-TWIN_TERMS = ("content_mse", "gram_style", "clip_style")
+TWIN_TERMS = ("pixel_mse_content", "gram_style", "clip_style")
 
 
 def model_node(fam: Family) -> dict:

@@ -29,9 +29,9 @@ def base_graph(models: dict, vae: str = "taesd", size: int = SIZE, batch: int = 
     return g
 
 
-TERMS = ("mse", "vgg", "zecon", "clip", "gram")
+TERMS = ("mse", "vgg", "patchnce", "clip", "gram")
 # Measure-output index of each term's own value (StyleGuidanceMeasure: text, json, total, then per kind).
-SCORE_INDEX = {"mse": 3, "vgg": 4, "zecon": 5, "clip": 6, "gram": 7}
+SCORE_INDEX = {"mse": 3, "vgg": 4, "patchnce": 5, "clip": 6, "gram": 7}
 
 
 def add_twin_networks(g: dict, models: dict) -> None:
@@ -45,12 +45,12 @@ def add_all_losses(g: dict, weights: dict[str, float] | None = None, prefix: str
                    terms: tuple[str, ...] = TERMS, vgg: str = "vgg", clip: str = "oclip",
                    cutouts: int = 2) -> str:
     """Chain the loss nodes named in ``terms`` (default all five); return the id of the last one."""
-    w = {"mse": 1.0, "vgg": 1.0, "zecon": 0.5, "clip": 1.0, "gram": 1.0, **(weights or {})}
+    w = {"mse": 1.0, "vgg": 1.0, "patchnce": 0.5, "clip": 1.0, "gram": 1.0, **(weights or {})}
     specs = {
         "mse": ("StyleGuidanceContentMSE", {"content": link("content"), "weight": w["mse"], "fit": "stretch"}),
         "vgg": ("StyleGuidanceVGGContent", {"content": link("content"), "vgg": link(vgg), "weight": w["vgg"],
                                             "layers": "relu4_2 (Gatys)", "fit": "stretch"}),
-        "zecon": ("StyleGuidanceZeCon", {"content": link("content"), "vgg": link(vgg), "weight": w["zecon"],
+        "patchnce": ("StyleGuidanceZeCon", {"content": link("content"), "vgg": link(vgg), "weight": w["patchnce"],
                                          "layers": "relu2_1+relu3_1+relu4_1", "num_patches": 64, "tau": 0.07,
                                          "seed": 0, "fit": "stretch"}),
         "clip": ("StyleGuidanceCLIPStyle", {"style": link("style"), "weight": w["clip"], "open_clip": link(clip),
@@ -101,7 +101,7 @@ def add_decode_measure(g: dict, node: str, latent_node: str, losses: str) -> tup
 
 
 # Chains of a mixed queue (benchmarks/bench_queue.py and its short twin in the tests).
-QUEUE_CHAINS: tuple[tuple[str, ...], ...] = (("mse",), ("mse", "gram"), ("vgg", "gram"), ("zecon", "clip"), TERMS)
+QUEUE_CHAINS: tuple[tuple[str, ...], ...] = (("mse",), ("mse", "gram"), ("vgg", "gram"), ("patchnce", "clip"), TERMS)
 
 
 def queue_prompt(models: dict, i: int, steps: int = 2, vae_name: str | None = None) -> dict[str, dict[str, Any]]:

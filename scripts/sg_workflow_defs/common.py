@@ -46,8 +46,8 @@ LOSS_TIPS = """
 - *scale* on the sampler: how hard guidance pushes (a fraction of each denoising step; 0 = plain sampling).
 - the *weight* on each loss node: its share of the guidance direction (weight / sum of the weights; each
   term's gradient is normalised on its own, so the shares hold whatever the loss's units). Shipped:
-  MSE 1, VGG 1, ZeCon 1 (content: half), CLIP 1.5, Gram 1.5 (style: half). The *Loss terms* box shows each
-  term's value, weight and measured share after a run.
+  Pixel MSE 1, VGG 1, VGG PatchNCE 1 (content: half), CLIP 1.5, Gram 1.5 (style: half). After a run the
+  *Loss terms of the result* node shows each term's value, weight and measured share on itself.
 - *denoise*: how much of the content image is re-drawn (lower keeps more content).
 """
 
@@ -77,7 +77,7 @@ def scaled_content(g: UIGraph, n: dict, size: int) -> None:
 
 
 def all_losses(g: UIGraph, n: dict, column: int = 2, weights: dict | None = None) -> tuple:
-    """The five losses chained: content MSE, VGG content, ZeCon, CLIP style, Gram style."""
+    """The five losses chained: Pixel MSE content, VGG content, VGG PatchNCE content, CLIP style, Gram style."""
     w = {**SHIPPED_WEIGHTS, **(weights or {})}
     chain = g.add("StyleGuidanceContentMSE", column, content=n["scaled"][0], weight=w["mse"])[0]
     chain = g.add("StyleGuidanceVGGContent", column, content=n["scaled"][0], vgg=n["vgg"][0], weight=w["vgg"], losses=chain)[0]
@@ -96,7 +96,7 @@ def finish(g: UIGraph, latent: tuple, vae: tuple, losses: tuple, prefix: str, co
 
 PROMPT = "an oil painting, rich colours, visible brush strokes"
 # Every workflow's weights: shares of the guidance direction (weight / 6), content half (MSE, VGG,
-# ZeCon, 1/6 each) and style half (CLIP, Gram, 1/4 each: semantics and colour/texture evenly).
+# VGG PatchNCE, 1/6 each) and style half (CLIP, Gram, 1/4 each: semantics and colour/texture evenly).
 SHIPPED_WEIGHTS = {"mse": 1.0, "vgg": 1.0, "zecon": 1.0, "clip": 1.5, "gram": 1.5}
 
 

@@ -72,10 +72,10 @@ def stock_ksampler_patch(g: UIGraph) -> None:
 
 def ablation_grid(g: UIGraph) -> None:
     g.note("# Ablation: each loss alone, then all five\n"
-           "The same content/style pair, seed and settings, sampled six times: with content MSE, VGG content, "
-           "ZeCon, CLIP style, Gram style alone, then all five combined. The results are saved as one batch "
+           "The same content/style pair, seed and settings, sampled six times: with Pixel MSE, VGG content, "
+           "VGG PatchNCE, CLIP style, Gram style alone, then all five combined. The results are saved as one batch "
            "(left to right in that order), and each is scored with all five losses by a *Measure Losses* node, "
-           "so the numbers compare like with like; the *Loss values* boxes show them after a run.\n"
+           "so the numbers compare like with like; after a run each *Scores* node shows them on itself.\n"
            + MODELS_NOTE.format(ckpt=SD15_CKPT, extra="- `models/vae_approx/taesd_*.safetensors` (madebyollin/taesd)\n"),
            0, height=480)
     n = loaders(g, SD15_CKPT, PROMPT)
@@ -133,7 +133,8 @@ pick your own in the two Load Image nodes (content: what to keep; style: how it 
 **What to change**
 - *scale* on the guider: how hard guidance pushes (0 = plain sampling from the inversion).
 - the *weight* on each loss node: its share of the guidance direction (here 1 and 1: half content, half
-  style). The *Loss terms* box shows each term's value, weight and measured share after a run.
+  style). After a run the *Loss terms of the result* node shows each term's value, weight and measured share
+  on itself.
 - *denoise* on Invert Latent: how much is re-drawn (with an inversion start, high values still keep the layout).
 """
 

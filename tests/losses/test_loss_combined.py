@@ -64,7 +64,7 @@ def test_zero_weight_term_costs_nothing(fresh_vgg, images) -> None:
     before = fresh_vgg.calls
     result = loss(images["noise"](3))
     assert fresh_vgg.calls == before  # the Gram term's extractor never ran
-    assert list(result.terms) == ["content_mse"] and list(result.weights) == ["content_mse"]
+    assert list(result.terms) == ["pixel_mse_content"] and list(result.weights) == ["pixel_mse_content"]
     assert "gram_style: weight=0" in loss.describe() and "off" in loss.describe()
 
 
@@ -85,11 +85,11 @@ def test_with_term_and_merge_do_not_mutate(images) -> None:
     second = first.with_term(ContentMSELoss(content, weight=3.0))
     third = second.with_term(RangeLoss())
     assert len(first) == 1 and len(second) == 2 and len(third) == 3
-    assert first.names == ("content_mse",)
-    assert second.names == ("content_mse", "content_mse#2")
-    assert [t.name for t in second.terms] == ["content_mse", "content_mse"]  # terms are not renamed
+    assert first.names == ("pixel_mse_content",)
+    assert second.names == ("pixel_mse_content", "pixel_mse_content#2")
+    assert [t.name for t in second.terms] == ["pixel_mse_content", "pixel_mse_content"]  # terms are not renamed
     merged = second.merge(CombinedLoss([ContentMSELoss(content)]))
-    assert merged.names == ("content_mse", "content_mse#2", "content_mse#3")
+    assert merged.names == ("pixel_mse_content", "pixel_mse_content#2", "pixel_mse_content#3")
     assert len(second) == 2
     assert list(merged) == [*second.terms, merged.terms[2]]
     with pytest.raises(TypeError):
@@ -102,7 +102,7 @@ def test_total_is_weighted_sum_of_reported_terms(vgg, images) -> None:
     x = (images["noise"](3, batch=2) * 1.4 - 0.2).requires_grad_(True)
     result = loss(x)
     assert isinstance(result, LossResult)
-    assert set(result.terms) == {"content_mse", "vgg_content", "gram_style", "zecon", "range"}
+    assert set(result.terms) == {"pixel_mse_content", "vgg_content", "gram_style", "vgg_patchnce_content", "range"}
     expected = sum(result.weights[n] * v for n, v in result.terms.items())
     assert result.total.shape == (2,) and result.total.dtype == torch.float32
     assert torch.allclose(result.total, expected)

@@ -45,11 +45,11 @@ def _score(term: GuidanceLoss, x: torch.Tensor) -> float:
 # name -> (build(vgg, clip, images), steps, lr, max ratio end/start)
 CASES: dict[str, tuple[Callable, int, float, float]] = {
     # measured ~7e-4
-    "content_mse": (lambda v, c, im: ContentMSELoss(im["smooth"](1)), 60, 0.05, 0.01),
+    "pixel_mse_content": (lambda v, c, im: ContentMSELoss(im["smooth"](1)), 60, 0.05, 0.01),
     # measured ~0.007 (relu4_2 is 4x4 at 32 px)
     "vgg_content": (lambda v, c, im: VGGContentLoss(im["smooth"](1), v, layers=("relu4_2",)), 80, 0.05, 0.1),
     # measured ~0.25; its floor is not 0 (identity still scores ~2.4 of a 9.2 start)
-    "zecon": (lambda v, c, im: ZeConLoss(im["smooth"](1), v), 100, 0.05, 0.5),
+    "vgg_patchnce_content": (lambda v, c, im: ZeConLoss(im["smooth"](1), v), 100, 0.05, 0.5),
     # measured ~0.045
     "gram_style": (lambda v, c, im: GramStyleLoss(im["texture"](2), v), 60, 0.1, 0.2),
     # measured ~0.21 (fresh random cutouts each step)
