@@ -85,7 +85,8 @@ def editor(comfy_server, comfy_base, tmp_path_factory):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     status, _ = wf.http_json(comfy_server.url + "/settings", SETTINGS)
     assert status == 200, f"POST /settings answered {status}"
-    wf.stage_images(comfy_base / "input")
+    # No copy of the sample images here: the pack put them in the fresh input/ as ComfyUI loaded it,
+    # and the Run button test below opens them from there.
 
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
@@ -174,6 +175,29 @@ def test_workflow_opens_validates_and_matches_its_twin(editor, comfy_server, com
                         "editor's export:\n  " + "\n  ".join(diffs))
 
     assert not problems, f"{path.name}:\n" + "\n".join(f"- {p}" for p in problems)
+    _no_page_errors(editor, errors_before)
+
+
+# Fit-to-view must leave every workflow readable: at the editor's "Fit view" (1920x1200 window,
+# side bar closed) node titles and widget text are drawn at 14 px x zoom; below 0.5 they are under
+# 7 px and cannot be read, so each workflow must fit at 50 % or more.
+MIN_FIT_VIEW_ZOOM = 0.5
+
+
+def test_every_workflow_is_readable_at_fit_to_view(editor):
+    """The editor's own Fit view of each workflow lands at MIN_FIT_VIEW_ZOOM or more."""
+    errors_before = len(editor.page_errors)
+    zooms = {}
+    for path in WORKFLOW_FILES:
+        editor.context = f"{path.stem} (fit view)"
+        _load(editor, path)
+        zooms[path.stem] = round(editor.fit_view_scale(), 3)
+        editor.fit_and_screenshot(ARTIFACTS / "fit_view" / f"{path.stem}.png")
+    (ARTIFACTS / "fit_view_zoom.json").write_text(json.dumps(zooms, indent=2) + "\n", encoding="utf-8")
+    print("\nfit-to-view zoom:", json.dumps(zooms, indent=1))
+    small = {k: v for k, v in zooms.items() if v < MIN_FIT_VIEW_ZOOM}
+    assert not small, (f"fit-to-view zoom under {MIN_FIT_VIEW_ZOOM:.0%} (too many nodes, or spread too far, to read "
+                       f"without zooming): {small}; screenshots in test-artifacts/browser/fit_view/")
     _no_page_errors(editor, errors_before)
 
 
