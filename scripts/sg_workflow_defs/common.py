@@ -112,20 +112,18 @@ def finish(g: UIGraph, latent: tuple, vae: tuple, losses: tuple, prefix: str, co
     return {"decode": decode, "save": save, "measure": scores, "preview": shown, "hop": hop}
 
 
-def standard_layout(g: UIGraph, note: UINode, n: dict, model: list[list], sampling: list, out: dict,
-                    networks: list | None = None) -> None:
+def standard_layout(g: UIGraph, note: UINode, n: dict, model: list[list], sampling: list, out: dict) -> None:
     """:func:`layout.arrange` for the workflows built from :func:`loaders`, :func:`all_losses` and :func:`finish`.
 
-    The decoder of the results sits under the sampler (its VAE through ``out["hop"]``).
+    ``model``: up to three columns of the model band; the decoder's VAE hop (``out["hop"]``) heads
+    the third, the decoder sits under the sampling nodes, and the scores start low enough (y 900)
+    for the loss chain's link to pass under the sampling column.
     """
-    if out.get("hop"):
-        model = [*model, [], []][:3]
-        model[2] = [out["hop"], *model[2]]
-    measure_y = {out["measure"].id: 900.0}
-    arrange(g, note, [n["content"], n["style"]], model,
-            networks if networks is not None else [n["scaled"], n["vgg"], n["oclip"]],
+    model = [*model, [], []][:3]
+    model[2] = [out["hop"], *model[2]]
+    arrange(g, note, [n["content"], n["style"]], model, [n["scaled"], n["vgg"], n["oclip"]],
             [n["content_losses"], n["style_losses"]], [*sampling, out["decode"]],
-            [out["save"], out["measure"], out["preview"]], measure_y)
+            [out["save"], out["measure"], out["preview"]], {out["measure"].id: 900.0})
 
 
 PROMPT = "an oil painting, rich colours, visible brush strokes"
