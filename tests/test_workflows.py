@@ -234,5 +234,5 @@ def test_nodes_carry_their_pack_and_version(name):
         props = node.get("properties", {})
         if node["type"].startswith("StyleGuidance"):
             assert (props.get("cnr_id"), props.get("ver")) == (script.PACK_ID, script.PACK_VERSION), node["type"]
-        elif node["type"] not in ("Note", "MarkdownNote"):
+        elif node["type"] not in ("Note", "MarkdownNote", "Reroute"):  # frontend-only nodes: no pack
             assert props.get("cnr_id") == "comfy-core" and props.get("ver"), f"{name}: {node['type']} has {props}"
