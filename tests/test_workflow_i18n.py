@@ -28,8 +28,8 @@ def test_every_title_and_note_is_translated(lang):
 
 def _english_words(text: str) -> list[str]:
     """Words of English prose left in a translated text (code, file names, model names aside)."""
-    bare = re.sub(r"`[^`]*`|\([^)]*\)|（[^）]*）|\S+\.(?:md|py|json|org|co|com)\S*", " ", text)
-    return [w for w in re.findall(r"[A-Za-z]{4,}", bare) if w.lower() in {
+    bare = re.sub(r"`[^`]*`|\([^)]*\)|（[^）]*）|\S+\.(?:md|py|json|org|co|com)\S*|\w*_\w*", " ", text)
+    return [w for w in re.findall(r"[A-Za-z]{4,}", bare) if w in {
         "the", "with", "from", "that", "this", "when", "each", "what", "your", "them", "there", "runs",
         "guidance", "content", "style", "image", "loss", "losses", "steps", "decoder", "result", "model"}]
 
