@@ -28,7 +28,9 @@ def test_every_title_and_note_is_translated(lang):
 
 def _english_words(text: str) -> list[str]:
     """Words of English prose left in a translated text (code, file names, model names aside)."""
-    bare = re.sub(r"`[^`]*`|\([^)]*\)|（[^）]*）|\S+\.(?:md|py|json|org|co|com)\S*|\w*_\w*", " ", text)
+    bare = re.sub(r"`[^`]*`", " ", text)  # code first: an asterisk inside must not pair with one outside
+    bare = re.sub(r"\*\*", " ", bare)  # bold marks, then *input names*, brackets, paths, identifiers
+    bare = re.sub(r"\*[^*\n]+\*|\([^)]*\)|（[^）]*）|\S+\.(?:md|py|json|org|co|com)\S*|\w*_\w*", " ", bare)
     return [w for w in re.findall(r"[A-Za-z]{4,}", bare) if w in {
         "the", "with", "from", "that", "this", "when", "each", "what", "your", "them", "there", "runs",
         "guidance", "content", "style", "image", "loss", "losses", "steps", "decoder", "result", "model"}]
