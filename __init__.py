@@ -25,6 +25,11 @@ else:
             return collect_nodes()
 
     async def comfy_entrypoint() -> StyleGuidanceExtension:
+        # ComfyUI loads the pack: the shipped workflows' sample images go to its input folder
+        # (absent ones only; see nodes/sample_images.py) so a template's first run finds them.
+        from .nodes.sample_images import install_sample_images
+
+        install_sample_images()
         return StyleGuidanceExtension()
 
 

@@ -327,21 +327,24 @@ class StyleGuidanceRange(io.ComfyNode):
 
 
 class StyleGuidanceCombine(io.ComfyNode):
-    """Joins two loss chains (e.g. two masked styles) into one."""
+    """Joins two or three loss chains (e.g. two masked styles) into one."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="StyleGuidanceCombine", display_name="Combine Losses (Style Guidance)", category=f"{CATEGORY}/losses",
-            description="Merges two GUIDANCE_LOSS chains; terms keep their own weights and masks.",
+            description="Merges two or three GUIDANCE_LOSS chains; terms keep their own weights and masks.",
             inputs=[GuidanceLossType.Input("losses_a", tooltip="First chain."),
-                    GuidanceLossType.Input("losses_b", tooltip="Second chain.")],
+                    GuidanceLossType.Input("losses_b", tooltip="Second chain."),
+                    GuidanceLossType.Input("losses_c", optional=True, tooltip="Optional third chain.")],
             outputs=_out(),
         )
 
     @classmethod
-    def execute(cls, losses_a: CombinedLoss, losses_b: CombinedLoss) -> io.NodeOutput:
-        return io.NodeOutput(losses_a.merge(losses_b))
+    def execute(cls, losses_a: CombinedLoss, losses_b: CombinedLoss,
+                losses_c: CombinedLoss | None = None) -> io.NodeOutput:
+        merged = losses_a.merge(losses_b)
+        return io.NodeOutput(merged if losses_c is None else merged.merge(losses_c))
 
 
 NODES = [StyleGuidanceContentMSE, StyleGuidanceVGGContent, StyleGuidanceZeCon, StyleGuidanceCLIPStyle,

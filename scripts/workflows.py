@@ -25,12 +25,14 @@ if str(ROOT) not in sys.path:
 
 if str(ROOT / "scripts") not in sys.path:
     sys.path.append(str(ROOT / "scripts"))
-from sg_workflow_defs import DEFINITIONS  # noqa: E402
+from sg_workflow_defs import DEFINITIONS, i18n  # noqa: E402
+from sg_workflow_defs.templates import index as template_index  # noqa: E402
 
 from headless.workflow import NodeDef, UIGraph, ui_to_api  # noqa: E402
 
 WORKFLOWS = ROOT / "workflows"
 API_DIR = WORKFLOWS / "api"
+TEMPLATE_INDEX = ROOT / "web" / "templates.json"  # the template browser's order (web/js/templates.js)
 
 # Node-pack properties the editor records on each node of a saved workflow (what ComfyUI-Manager
 # and the template browser read to say which pack, at which version, a node needs): the
@@ -122,6 +124,15 @@ def main() -> int:
         for name in DEFINITIONS:
             (WORKFLOWS / f"{name}.json").write_text(build(name, defs))
             print(f"wrote workflows/{name}.json")
+        TEMPLATE_INDEX.write_text(render(template_index()))
+        print(f"wrote {TEMPLATE_INDEX.relative_to(ROOT)}")
+        shipped = [json.loads(f.read_text()) for f in ui_files()]
+        i18n.WEB.mkdir(exist_ok=True)
+        for lang in i18n.LANGUAGES:
+            table, missing = i18n.table(shipped, lang)
+            (i18n.WEB / f"{lang}.json").write_text(render(table))
+            print(f"wrote web/workflow_i18n/{lang}.json" + (f" ({len(missing)} texts untranslated: see "
+                                                             f"scripts/translations/workflows.{lang}.json)" if missing else ""))
     if args.command in ("build", "export"):
         API_DIR.mkdir(exist_ok=True)
         for path, text in export(defs).items():

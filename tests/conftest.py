@@ -37,7 +37,6 @@ def comfy_base(comfy_root, tmp_path_factory) -> Path:
 
 def _import_and_build(comfy_root: Path, base: Path) -> None:
     import json
-    import shutil
 
     from headless.testbed import base as hc
     from headless.testbed.standins import install, suite_models
@@ -46,11 +45,10 @@ def _import_and_build(comfy_root: Path, base: Path) -> None:
     # need comfy's modules, then the custom nodes, as ComfyUI does at start-up.
     hc.configure_comfy(comfy_root, base)
     suite_models.build_all(base / "models")
-    # Stand-ins under the shipped workflows' own model names, and their sample images.
+    # Stand-ins under the shipped workflows' own model names. Their sample images are not copied:
+    # the pack copies them into the empty input/ as ComfyUI loads it (tests/test_sample_images.py).
     for twin in sorted((hc.REPO_ROOT / "workflows" / "api").glob("*.json")):
         install.install_for_workflow(base / "models", json.loads(twin.read_text()))
-    for image in (hc.REPO_ROOT / "workflows" / "images").iterdir():
-        shutil.copy(image, base / "input" / image.name)
     hc.init_nodes()
 
 

@@ -20,7 +20,8 @@ them. Last, the editor is switched to Traditional Chinese once: a node's title a
 labels must be the pack's translations.
 
 Artifacts: ``test-artifacts/browser/<workflow>.png`` (each loaded graph, the whole editor),
-``thumbnails/<workflow>.png`` and ``nodes/<NodeId>.png`` (only the graph),
+``fit_view/<workflow>.png`` and ``fit_view_zoom.json`` (the editor's Fit view of each, and its zoom),
+``zh-TW/style_transfer_fast.png``, ``nodes/<NodeId>.png`` (only the graph),
 ``zh-TW/<NodeId>.png``, ``<workflow>-after-run.png`` and ``console.log`` (console
 errors/warnings, page errors, failed requests). ``scripts/gen_pictures.py`` turns them into
 the committed pictures. Any uncaught JavaScript error (``pageerror``) fails the test it happens in.
@@ -85,7 +86,8 @@ def editor(comfy_server, comfy_base, tmp_path_factory):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     status, _ = wf.http_json(comfy_server.url + "/settings", SETTINGS)
     assert status == 200, f"POST /settings answered {status}"
-    wf.stage_images(comfy_base / "input")
+    # No copy of the sample images here: the pack put them in the fresh input/ as ComfyUI loaded it,
+    # and the Run button test below opens them from there.
 
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
@@ -132,7 +134,6 @@ def test_workflow_opens_validates_and_matches_its_twin(editor, comfy_server, com
     errors_before = len(editor.page_errors)
     editor.context = path.stem
     _load(editor, path, screenshot=ARTIFACTS / f"{path.stem}.png")
-    editor.graph_screenshot(ARTIFACTS / "thumbnails" / f"{path.stem}.png")  # template-browser thumbnail
     problems: list[str] = []  # everything wrong with this workflow, reported together
 
     bad = editor.bad_combo_values()
@@ -174,6 +175,52 @@ def test_workflow_opens_validates_and_matches_its_twin(editor, comfy_server, com
                         "editor's export:\n  " + "\n  ".join(diffs))
 
     assert not problems, f"{path.name}:\n" + "\n".join(f"- {p}" for p in problems)
+    _no_page_errors(editor, errors_before)
+
+
+# Fit-to-view must leave every workflow readable: at the editor's "Fit view" (1920x1200 window,
+# side bar closed) node titles and widget text are drawn at 14 px x zoom; below 0.5 they are under
+# 7 px and cannot be read, so each workflow must fit at 50 % or more.
+MIN_FIT_VIEW_ZOOM = 0.5
+
+
+def test_every_workflow_is_readable_at_fit_to_view(editor):
+    """The editor's own Fit view of each workflow lands at MIN_FIT_VIEW_ZOOM or more."""
+    errors_before = len(editor.page_errors)
+    zooms = {}
+    for path in WORKFLOW_FILES:
+        editor.context = f"{path.stem} (fit view)"
+        _load(editor, path)
+        zooms[path.stem] = round(editor.fit_view_scale(), 3)
+        editor.fit_and_screenshot(ARTIFACTS / "fit_view" / f"{path.stem}.png")
+    (ARTIFACTS / "fit_view_zoom.json").write_text(json.dumps(zooms, indent=2) + "\n", encoding="utf-8")
+    print("\nfit-to-view zoom:", json.dumps(zooms, indent=1))
+    small = {k: v for k, v in zooms.items() if v < MIN_FIT_VIEW_ZOOM}
+    assert not small, (f"fit-to-view zoom under {MIN_FIT_VIEW_ZOOM:.0%} (too many nodes, or spread too far, to read "
+                       f"without zooming): {small}; screenshots in test-artifacts/browser/fit_view/")
+    _no_page_errors(editor, errors_before)
+
+
+_I18N_JS = """(key) => {
+  const provides = document.getElementById('vue-app')?.__vue_app__?._context?.provides || {};
+  for (const s of Object.getOwnPropertySymbols(provides)) {
+    const v = provides[s];
+    if (typeof v?.global?.t === 'function') return v.global.t(key);
+  }
+  return null;
+}"""
+
+
+def test_template_browser_lists_the_starter_first_under_the_packs_name(editor):
+    """The editor's own template list (api.getWorkflowTemplates, what its browser shows) after web/js/templates.js."""
+    errors_before = len(editor.page_errors)
+    editor.context = "template browser"
+    names = editor.page.evaluate("async (f) => (await window.comfyAPI.api.api.getWorkflowTemplates())[f] || null",
+                                 PACK_DIR)
+    index = json.loads((wf.REPO_ROOT / "web" / "templates.json").read_text(encoding="utf-8"))
+    assert names == index["order"], names  # every shipped workflow, the starter first
+    label = editor.page.evaluate(_I18N_JS, f"templateWorkflows.category.{PACK_DIR}")
+    assert label == "Style Guidance", label
     _no_page_errors(editor, errors_before)
 
 
@@ -266,6 +313,13 @@ _NODE_TEXT_JS = """(type) => {
 }"""
 
 
+_WORKFLOW_TEXT_JS = """() => ({
+  titles: Object.fromEntries(window.app.graph.nodes.map(n => [String(n.id), n.title])),
+  groups: (window.app.graph.groups || window.app.graph._groups || []).map(g => g.title),
+  notes: window.app.graph.nodes.filter(n => n.type === 'MarkdownNote').map(n => n.widgets[0].value),
+})"""
+
+
 def test_editor_in_traditional_chinese(editor, comfy_server):
     """Switched to zh-TW once: a node's title, an input label and a widget label are the pack's translations."""
     node_id = "StyleGuidanceZeCon"
@@ -278,10 +332,23 @@ def test_editor_in_traditional_chinese(editor, comfy_server):
         editor.load(doc_graphs.build(info, node_id), "zh-TW.json")
         shown = editor.page.evaluate(_NODE_TEXT_JS, node_id)
         editor.graph_screenshot(ARTIFACTS / "zh-TW" / f"{node_id}.png")
+        # A shipped workflow, opened in zh-TW: its own titles, groups and note in one language.
+        _load(editor, wf.WORKFLOWS_DIR / f"{RUN_WORKFLOW}.json")
+        editor.page.wait_for_timeout(500)  # web/js/workflow_i18n.js translates after the graph is configured
+        texts = editor.page.evaluate(_WORKFLOW_TEXT_JS)
+        editor.fit_and_screenshot(ARTIFACTS / "zh-TW" / f"{RUN_WORKFLOW}.png")
     finally:
         editor.set_locale("en")
     assert shown, f"no {node_id} node in the loaded graph"
     assert shown["title"] == expected["display_name"], shown
     assert shown["inputs"]["content"] == expected["inputs"]["content"]["name"], shown
     assert shown["widgets"]["weight"] == expected["inputs"]["weight"]["name"], shown
+    table = json.loads((wf.REPO_ROOT / "web" / "workflow_i18n" / "zh-TW.json").read_text(encoding="utf-8"))
+    english = json.loads((wf.WORKFLOWS_DIR / f"{RUN_WORKFLOW}.json").read_text(encoding="utf-8"))
+    want = {str(n["id"]): table["titles"].get(n["title"], n["title"]) for n in english["nodes"] if n.get("title")}
+    assert {k: texts["titles"].get(k) for k in want} == want, texts["titles"]
+    assert "內容圖片" in want.values()
+    assert sorted(texts["groups"]) == sorted(table["titles"][g["title"]] for g in english["groups"]), texts["groups"]
+    note = next(n["widgets_values"][0] for n in english["nodes"] if n["type"] == "MarkdownNote")
+    assert texts["notes"] == [table["notes"][note]], texts["notes"][:1]
     _no_page_errors(editor, errors_before)

@@ -60,6 +60,19 @@ def test_zero_weight_terms_are_reported_but_skip_their_network(comfy, tiny_model
     assert [t["name"] for t in json.loads(comfy.output("m", 1))["terms"]] == ["pixel_mse_content", "clip_style"]
 
 
+def test_combine_takes_an_optional_third_chain(comfy, tiny_models):
+    g = G.base_graph(tiny_models)
+    chains = [G.add_all_losses(g, prefix=p, terms=(t,)) for p, t in (("a", "mse"), ("b", "gram"), ("c", "vgg"))]
+    g["two"] = {"class_type": "StyleGuidanceCombine", "inputs": {"losses_a": G.link(chains[0]),
+                                                                 "losses_b": G.link(chains[1])}}
+    g["three"] = {"class_type": "StyleGuidanceCombine", "inputs": {**g["two"]["inputs"], "losses_c": G.link(chains[2])}}
+    _measure(g, "m2", "content", "two")
+    _measure(g, "m3", "content", "three")
+    comfy.run(g)
+    names = {node: [t["name"] for t in json.loads(comfy.output(node, 1))["terms"]] for node in ("m2", "m3")}
+    assert names == {"m2": ["pixel_mse_content", "gram_style"], "m3": ["pixel_mse_content", "gram_style", "vgg_content"]}
+
+
 def test_nan_reference_image_is_a_clear_error(comfy, tiny_models):
     g = G.base_graph(tiny_models)
     g["bad"] = {"class_type": "SGTestNaN", "inputs": {"image": G.link("content")}}

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.compat  # also run against the newer ComfyUI tree (.ci/
 WORKFLOWS = REPO_ROOT / "workflows"
 EXPECTED = {"style_transfer_sd15", "style_transfer_fast", "style_transfer_sdxl", "style_transfer_sd35",
             "style_transfer_flux", "style_transfer_qwen_image", "style_transfer_z_image_turbo", "style_transfer_flux2",
-            "style_transfer_controlnet", "stock_ksampler_patch", "ablation_grid", "style_transfer_model_features",
+            "style_transfer_controlnet", "stock_ksampler_patch", "ablation_content_terms", "ablation_style_terms",
+            "style_transfer_model_features",
             "style_transfer_regions"}
 # Workflows of the tiny DiT families: the family ComfyUI's detection must name in the tiny run.
 DIT_WORKFLOWS = {"style_transfer_z_image_turbo": "z_image", "style_transfer_flux2": "flux2"}
@@ -107,10 +108,11 @@ def test_each_workflow_validates_and_runs(name, comfy, comfy_base):
     if "StyleGuidanceAttentionDistillation" in kinds:  # measured on the model's own features
         names = {t["name"] for nid in measures for t in json.loads(comfy.output(nid, 1))["terms"]}
         assert {"zecon_content", "attention_distillation_style"} <= names, names
-    if name == "ablation_grid":
-        save = next(v for v in prompt.values() if v["class_type"] == "SaveImage")
-        batch = comfy.output(save["inputs"]["images"][0])
-        assert batch.shape[0] == 6, "the grid holds each loss alone plus all five"
+    if name.startswith("ablation_"):  # one sampler per loss term, each guided by that term alone
+        samplers = [v for v in prompt.values() if v["class_type"] == "StyleGuidanceSampler"]
+        terms = [prompt[s["inputs"]["losses"][0]]["class_type"] for s in samplers]
+        assert len(samplers) == len(set(terms)) == (3 if "content" in name else 2), terms
+        assert len([v for v in prompt.values() if v["class_type"] == "SaveImage"]) == len(samplers)
     if name in DIT_WORKFLOWS:
         _check_dit_run(name, prompt, result, comfy)
 
@@ -233,5 +235,5 @@ def test_nodes_carry_their_pack_and_version(name):
         props = node.get("properties", {})
         if node["type"].startswith("StyleGuidance"):
             assert (props.get("cnr_id"), props.get("ver")) == (script.PACK_ID, script.PACK_VERSION), node["type"]
-        elif node["type"] not in ("Note", "MarkdownNote"):
+        elif node["type"] not in ("Note", "MarkdownNote", "Reroute"):  # frontend-only nodes: no pack
             assert props.get("cnr_id") == "comfy-core" and props.get("ver"), f"{name}: {node['type']} has {props}"

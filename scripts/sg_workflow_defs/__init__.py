@@ -14,7 +14,13 @@ from .families import (
     style_transfer_sd35,
     style_transfer_sdxl,
 )
-from .features import ablation_grid, stock_ksampler_patch, style_transfer_controlnet, style_transfer_model_features
+from .features import (
+    ablation_content_terms,
+    ablation_style_terms,
+    stock_ksampler_patch,
+    style_transfer_controlnet,
+    style_transfer_model_features,
+)
 from .regions import style_transfer_regions
 
 DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
@@ -28,7 +34,8 @@ DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
     "style_transfer_flux2": style_transfer_flux2,
     "style_transfer_controlnet": style_transfer_controlnet,
     "stock_ksampler_patch": stock_ksampler_patch,
-    "ablation_grid": ablation_grid,
+    "ablation_content_terms": ablation_content_terms,
+    "ablation_style_terms": ablation_style_terms,
     "style_transfer_model_features": style_transfer_model_features,
     "style_transfer_regions": style_transfer_regions,
 }

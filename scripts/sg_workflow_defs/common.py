@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from headless.workflow import UIGraph
+from headless.workflow import UIGraph, UINode
+
+from .layout import arrange, reroute
 
 # Model files, by the names the core loaders and their usual download pages use.
 SD15_CKPT = "v1-5-pruned-emaonly.safetensors"
@@ -21,8 +23,9 @@ MODELS_NOTE = f"""
 - `models/open_clip/{OPEN_CLIP_FILE}`: open_clip ViT-B-32 laion2b_s34b_b79k
   (hf.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K, `open_clip_model.safetensors`, renamed)
 {{extra}}
-**Images**: copy `workflows/images/*.jpg` of this pack into ComfyUI's `input/` folder, or
-pick your own in the two Load Image nodes (content: what to keep; style: how it should look).
+**Images**: the two sample pictures are in ComfyUI's `input/` folder (the pack copies them there
+when it loads); pick your own in the two Load Image nodes (content: what to keep; style: how it
+should look).
 
 The headless runner does all of this for you:
 `python -m headless <this file> --content a.png --style b.png --output out/`
@@ -34,8 +37,9 @@ FAMILY_MODELS_NOTE = f"""
 - `models/open_clip/{OPEN_CLIP_FILE}`: open_clip ViT-B-32 laion2b_s34b_b79k
   (hf.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K, `open_clip_model.safetensors`, renamed)
 
-**Images**: copy `workflows/images/*.jpg` of this pack into ComfyUI's `input/` folder, or
-pick your own in the two Load Image nodes (content: what to keep; style: how it should look).
+**Images**: the two sample pictures are in ComfyUI's `input/` folder (the pack copies them there
+when it loads); pick your own in the two Load Image nodes (content: what to keep; style: how it
+should look).
 
 The headless runner does all of this for you:
 `python -m headless <this file> --content a.png --style b.png --output out/`
@@ -52,7 +56,7 @@ LOSS_TIPS = """
 """
 
 
-def loaders(g: UIGraph, ckpt: str, text: str, lora: str | None = None) -> dict:
+def loaders(g: UIGraph, ckpt: str, text: str, lora: str | None = None, open_clip: bool = True) -> dict:
     """Checkpoint (and LoRA), prompts, VGG, open_clip and the two images (columns 0-1)."""
     n = {}
     n["ckpt"] = g.add("CheckpointLoaderSimple", 0, ckpt_name=ckpt)
@@ -64,7 +68,8 @@ def loaders(g: UIGraph, ckpt: str, text: str, lora: str | None = None) -> dict:
     n["content"] = g.add("LoadImage", 0, title="Content image", image=CONTENT_IMAGE)
     n["style"] = g.add("LoadImage", 0, title="Style image", image=STYLE_IMAGE)
     n["vgg"] = g.add("StyleGuidanceVGGLoader", 0, vgg_name=VGG_FILE)
-    n["oclip"] = g.add("StyleGuidanceOpenCLIPLoader", 0, arch="ViT-B-32", clip_name=OPEN_CLIP_FILE)
+    if open_clip:
+        n["oclip"] = g.add("StyleGuidanceOpenCLIPLoader", 0, arch="ViT-B-32", clip_name=OPEN_CLIP_FILE)
     n["pos"] = g.add("CLIPTextEncode", 1, title="Positive prompt", text=text, clip=n["clip"])
     n["neg"] = g.add("CLIPTextEncode", 1, title="Negative prompt", text="blurry, low quality, watermark, text",
                      clip=n["clip"])
@@ -77,21 +82,48 @@ def scaled_content(g: UIGraph, n: dict, size: int) -> None:
 
 
 def all_losses(g: UIGraph, n: dict, column: int = 2, weights: dict | None = None) -> tuple:
-    """The five losses chained: Pixel MSE content, VGG content, VGG PatchNCE content, CLIP style, Gram style."""
+    """The five losses chained: Pixel MSE content, VGG content, VGG PatchNCE content, CLIP style, Gram style.
+
+    ``n["content_losses"]`` and ``n["style_losses"]`` get the nodes (the layout's two loss columns).
+    """
     w = {**SHIPPED_WEIGHTS, **(weights or {})}
-    chain = g.add("StyleGuidanceContentMSE", column, content=n["scaled"][0], weight=w["mse"])[0]
-    chain = g.add("StyleGuidanceVGGContent", column, content=n["scaled"][0], vgg=n["vgg"][0], weight=w["vgg"], losses=chain)[0]
-    chain = g.add("StyleGuidanceZeCon", column, content=n["scaled"][0], vgg=n["vgg"][0], weight=w["zecon"], losses=chain)[0]
-    chain = g.add("StyleGuidanceCLIPStyle", column, style=n["style"][0], open_clip=n["oclip"][0], weight=w["clip"],
-                  num_cutouts=8, losses=chain)[0]
-    return g.add("StyleGuidanceGramStyle", column, style=n["style"][0], vgg=n["vgg"][0], weight=w["gram"], losses=chain)[0]
+    mse = g.add("StyleGuidanceContentMSE", column, content=n["scaled"][0], weight=w["mse"])
+    vgg = g.add("StyleGuidanceVGGContent", column, content=n["scaled"][0], vgg=n["vgg"][0], weight=w["vgg"], losses=mse[0])
+    zecon = g.add("StyleGuidanceZeCon", column, content=n["scaled"][0], vgg=n["vgg"][0], weight=w["zecon"], losses=vgg[0])
+    clip = g.add("StyleGuidanceCLIPStyle", column, style=n["style"][0], open_clip=n["oclip"][0], weight=w["clip"],
+                 num_cutouts=8, losses=zecon[0])
+    gram = g.add("StyleGuidanceGramStyle", column, style=n["style"][0], vgg=n["vgg"][0], weight=w["gram"], losses=clip[0])
+    n["content_losses"], n["style_losses"] = [mse, vgg, zecon], [clip, gram]
+    return gram[0]
 
 
-def finish(g: UIGraph, latent: tuple, vae: tuple, losses: tuple, prefix: str, column: int = 4) -> None:
-    image = g.add("VAEDecode", column, samples=latent, vae=vae)[0]
-    g.add("SaveImage", column, images=image, filename_prefix=f"style_guidance/{prefix}")
-    scores = g.add("StyleGuidanceMeasure", column, title="Loss terms of the result", image=image, losses=losses, seed=0)
-    g.add("PreviewAny", column, title="Loss values", source=scores[0])
+def finish(g: UIGraph, latent: tuple, vae: tuple, losses: tuple, prefix: str, column: int = 4) -> dict[str, UINode]:
+    """Decode, save, score and show the scores; returns the nodes by role.
+
+    The decoder's VAE comes through a Reroute (``"hop"``), which the layout puts at the top
+    right of the model band: its link then runs in a gap, not behind the loss terms.
+    """
+    hop = reroute(g, vae)
+    decode = g.add("VAEDecode", column, samples=latent, vae=hop[0])
+    save = g.add("SaveImage", column, title="Result", images=decode[0], filename_prefix=f"style_guidance/{prefix}")
+    scores = g.add("StyleGuidanceMeasure", column, title="Loss terms of the result", image=decode[0], losses=losses,
+                   seed=0)
+    shown = g.add("PreviewAny", column, title="Loss values", source=scores[0])
+    return {"decode": decode, "save": save, "measure": scores, "preview": shown, "hop": hop}
+
+
+def standard_layout(g: UIGraph, note: UINode, n: dict, model: list[list], sampling: list, out: dict) -> None:
+    """:func:`layout.arrange` for the workflows built from :func:`loaders`, :func:`all_losses` and :func:`finish`.
+
+    ``model``: up to three columns of the model band; the decoder's VAE hop (``out["hop"]``) heads
+    the third, the decoder sits under the sampling nodes, and the scores start low enough (y 900)
+    for the loss chain's link to pass under the sampling column.
+    """
+    model = [*model, [], []][:3]
+    model[2] = [out["hop"], *model[2]]
+    arrange(g, note, [n["content"], n["style"]], model, [n["scaled"], n["vgg"], n["oclip"]],
+            [n["content_losses"], n["style_losses"]], [*sampling, out["decode"]],
+            [out["save"], out["measure"], out["preview"]], {out["measure"].id: 900.0})
 
 
 PROMPT = "an oil painting, rich colours, visible brush strokes"
@@ -107,16 +139,18 @@ def style_transfer(g: UIGraph, intro: str, ckpt: str, extra_models: str, decoder
     ``decoder``: a VAE file name (that VAE then also encodes and decodes the result) or a
     TAESD name (guidance only; the checkpoint's VAE encodes and decodes).
     """
-    g.note(intro + MODELS_NOTE.format(ckpt=ckpt, extra=extra_models) + LOSS_TIPS, 0, height=520)
+    note = g.note(intro + MODELS_NOTE.format(ckpt=ckpt, extra=extra_models) + LOSS_TIPS, 0, height=560)
     n = loaders(g, ckpt, PROMPT)
     if decoder.startswith("taesd"):
         guide_vae = g.add("VAELoader", 1, title=f"Guidance decoder ({decoder.upper()})", vae_name=decoder)[0]
         io_vae = n["ckpt"][2]
     else:
-        guide_vae = io_vae = g.add("VAELoader", 1, vae_name=decoder)[0]
+        guide_vae = io_vae = g.add("VAELoader", 1, title="VAE (also the guidance decoder)", vae_name=decoder)[0]
     scaled_content(g, n, size)
-    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=io_vae)[0]
+    encode = g.add("VAEEncode", 1, title="Content latent (the start)", pixels=n["scaled"][0], vae=io_vae)
     losses = all_losses(g, n)
-    out = g.add("StyleGuidanceSampler", 3, model=n["model"], positive=n["pos"][0], negative=n["neg"][0],
-                latent_image=latent, vae=guide_vae, losses=losses, seed=42, **sampler)[0]
-    finish(g, out, io_vae, losses, prefix)
+    sampler_node = g.add("StyleGuidanceSampler", 3, title="Guided sampler", model=n["model"], positive=n["pos"][0],
+                         negative=n["neg"][0], latent_image=encode[0], vae=guide_vae, losses=losses, seed=42, **sampler)
+    out = finish(g, sampler_node[0], io_vae, losses, prefix)
+    standard_layout(g, note, n, [[n["ckpt"], n.get("lora"), guide_vae[0]], [n["pos"], n["neg"], encode]],
+                    [sampler_node], out)

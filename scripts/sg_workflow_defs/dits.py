@@ -27,6 +27,7 @@ from .common import (
     all_losses,
     finish,
     scaled_content,
+    standard_layout,
 )
 
 QWEN_HF = "Comfy-Org/Qwen-Image_ComfyUI, split_files"
@@ -51,31 +52,34 @@ docs/families.md.
 
 
 def style_transfer_qwen_image(g: UIGraph) -> None:
-    g.note(QWEN_INTRO + FAMILY_MODELS_NOTE.format(models=(
+    note = g.note(QWEN_INTRO + FAMILY_MODELS_NOTE.format(models=(
         f"- `models/diffusion_models/{QWEN_IMAGE_UNET}` ({QWEN_HF}/diffusion_models)\n"
         f"- `models/text_encoders/{QWEN_IMAGE_TEXT_ENCODER}` ({QWEN_HF}/text_encoders)\n"
         f"- `models/vae/{QWEN_IMAGE_VAE}` ({QWEN_HF}/vae)\n"
         f"- `models/vae_approx/{LIGHTTAEW2_1}` (lightx2v/Autoencoders; VAELoader lists it as is)\n"))
-        + LOSS_TIPS, 0, height=660)
+        + LOSS_TIPS, 0, height=560)
     n = {}
-    unet = g.add("UNETLoader", 0, unet_name=QWEN_IMAGE_UNET, weight_dtype="default")[0]
-    n["clip"] = g.add("CLIPLoader", 0, clip_name=QWEN_IMAGE_TEXT_ENCODER, type="qwen_image", device="default")[0]
+    unet = g.add("UNETLoader", 0, unet_name=QWEN_IMAGE_UNET, weight_dtype="default")
+    clip = g.add("CLIPLoader", 0, clip_name=QWEN_IMAGE_TEXT_ENCODER, type="qwen_image", device="default")
+    n["clip"] = clip[0]
     n["content"] = g.add("LoadImage", 0, title="Content image", image=CONTENT_IMAGE)
     n["style"] = g.add("LoadImage", 0, title="Style image", image=STYLE_IMAGE)
     n["vgg"] = g.add("StyleGuidanceVGGLoader", 0, vgg_name=VGG_FILE)
     n["oclip"] = g.add("StyleGuidanceOpenCLIPLoader", 0, arch="ViT-B-32", clip_name=OPEN_CLIP_FILE)
-    model = g.add("ModelSamplingAuraFlow", 1, model=unet, shift=QWEN_SHIFT)[0]
-    vae = g.add("VAELoader", 1, title="Qwen-Image VAE", vae_name=QWEN_IMAGE_VAE)[0]
-    tae = g.add("VAELoader", 1, title="Guidance decoder (lighttaew2_1)", vae_name=LIGHTTAEW2_1)[0]
-    pos = g.add("CLIPTextEncode", 1, title="Positive prompt", text=PROMPT, clip=n["clip"])[0]
-    neg = g.add("CLIPTextEncode", 1, title="Negative prompt", text="", clip=n["clip"])[0]
+    model = g.add("ModelSamplingAuraFlow", 1, model=unet[0], shift=QWEN_SHIFT)
+    vae = g.add("VAELoader", 1, title="Qwen-Image VAE", vae_name=QWEN_IMAGE_VAE)
+    tae = g.add("VAELoader", 1, title="Guidance decoder (lighttaew2_1)", vae_name=LIGHTTAEW2_1)
+    pos = g.add("CLIPTextEncode", 1, title="Positive prompt", text=PROMPT, clip=n["clip"])
+    neg = g.add("CLIPTextEncode", 1, title="Negative prompt", text="", clip=n["clip"])
     scaled_content(g, n, QWEN_SIZE)
-    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=vae)[0]
+    encode = g.add("VAEEncode", 1, title="Content latent (the start)", pixels=n["scaled"][0], vae=vae[0])
     losses = all_losses(g, n)
-    out = g.add("StyleGuidanceSampler", 3, model=model, positive=pos, negative=neg, latent_image=latent, vae=tae,
-                losses=losses, seed=42, steps=20, cfg=2.5, sampler_name="euler", scheduler="simple", denoise=0.75,
-                mode="x0", scale=0.3, start_percent=0.0, end_percent=0.7, loss_resolution=384)[0]
-    finish(g, out, vae, losses, "qwen_image")
+    sampler = g.add("StyleGuidanceSampler", 3, title="Guided sampler", model=model[0], positive=pos[0], negative=neg[0],
+                    latent_image=encode[0], vae=tae[0], losses=losses, seed=42, steps=20, cfg=2.5, sampler_name="euler",
+                    scheduler="simple", denoise=0.75, mode="x0", scale=0.3, start_percent=0.0, end_percent=0.7,
+                    loss_resolution=384)
+    out = finish(g, sampler[0], vae[0], losses, "qwen_image")
+    standard_layout(g, note, n, [[unet, clip, vae, tae], [model, pos, neg, encode]], [sampler], out)
 
 
 ZIMAGE_HF = "Comfy-Org/z_image_turbo, split_files"
@@ -105,32 +109,34 @@ see docs/families.md.
 
 
 def style_transfer_z_image_turbo(g: UIGraph) -> None:
-    g.note(ZIMAGE_INTRO + FAMILY_MODELS_NOTE.format(models=(
+    note = g.note(ZIMAGE_INTRO + FAMILY_MODELS_NOTE.format(models=(
         f"- `models/diffusion_models/{Z_IMAGE_UNET}` ({ZIMAGE_HF}/diffusion_models)\n"
         f"- `models/text_encoders/{Z_IMAGE_TEXT_ENCODER}` ({ZIMAGE_HF}/text_encoders; CLIPLoader type lumina2)\n"
         f"- `models/vae/{FLUX_VAE}` ({ZIMAGE_HF}/vae: the Flux VAE)\n"
         "- `models/vae_approx/taef1_encoder.safetensors` and `taef1_decoder.safetensors` (madebyollin/taef1)\n"))
-        + LOSS_TIPS, 0, height=700)
+        + LOSS_TIPS, 0, height=560)
     n = {}
-    unet = g.add("UNETLoader", 0, unet_name=Z_IMAGE_UNET, weight_dtype="default")[0]
-    n["clip"] = g.add("CLIPLoader", 0, clip_name=Z_IMAGE_TEXT_ENCODER, type="lumina2", device="default")[0]
+    unet = g.add("UNETLoader", 0, unet_name=Z_IMAGE_UNET, weight_dtype="default")
+    clip = g.add("CLIPLoader", 0, clip_name=Z_IMAGE_TEXT_ENCODER, type="lumina2", device="default")
+    n["clip"] = clip[0]
     n["content"] = g.add("LoadImage", 0, title="Content image", image=CONTENT_IMAGE)
     n["style"] = g.add("LoadImage", 0, title="Style image", image=STYLE_IMAGE)
     n["vgg"] = g.add("StyleGuidanceVGGLoader", 0, vgg_name=VGG_FILE)
     n["oclip"] = g.add("StyleGuidanceOpenCLIPLoader", 0, arch="ViT-B-32", clip_name=OPEN_CLIP_FILE)
-    model = g.add("ModelSamplingAuraFlow", 1, model=unet, shift=ZIMAGE_SHIFT)[0]
-    vae = g.add("VAELoader", 1, title="Flux VAE (ae)", vae_name=FLUX_VAE)[0]
-    taef1 = g.add("VAELoader", 1, title="Guidance decoder (TAEF1)", vae_name="taef1")[0]
-    pos = g.add("CLIPTextEncode", 1, title="Positive prompt", text=PROMPT, clip=n["clip"])[0]
-    neg = g.add("ConditioningZeroOut", 1, title="Negative (zeroed; unused at cfg 1)", conditioning=pos)[0]
+    model = g.add("ModelSamplingAuraFlow", 1, model=unet[0], shift=ZIMAGE_SHIFT)
+    vae = g.add("VAELoader", 1, title="Flux VAE (ae)", vae_name=FLUX_VAE)
+    taef1 = g.add("VAELoader", 1, title="Guidance decoder (TAEF1)", vae_name="taef1")
+    pos = g.add("CLIPTextEncode", 1, title="Positive prompt", text=PROMPT, clip=n["clip"])
+    neg = g.add("ConditioningZeroOut", 1, title="Negative (zeroed; unused at cfg 1)", conditioning=pos[0])
     scaled_content(g, n, ZIMAGE_SIZE)
-    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=vae)[0]
+    encode = g.add("VAEEncode", 1, title="Content latent (the start)", pixels=n["scaled"][0], vae=vae[0])
     losses = all_losses(g, n)
-    out = g.add("StyleGuidanceSampler", 3, model=model, positive=pos, negative=neg, latent_image=latent, vae=taef1,
-                losses=losses, seed=42, steps=ZIMAGE_STEPS, cfg=1.0, sampler_name="res_multistep",
-                scheduler="simple", denoise=0.75, mode="x0", scale=0.3, start_percent=0.0, end_percent=1.0,
-                loss_resolution=384)[0]
-    finish(g, out, vae, losses, "z_image_turbo")
+    sampler = g.add("StyleGuidanceSampler", 3, title="Guided sampler", model=model[0], positive=pos[0],
+                    negative=neg[0], latent_image=encode[0], vae=taef1[0], losses=losses, seed=42, steps=ZIMAGE_STEPS,
+                    cfg=1.0, sampler_name="res_multistep", scheduler="simple", denoise=0.75, mode="x0", scale=0.3,
+                    start_percent=0.0, end_percent=1.0, loss_resolution=384)
+    out = finish(g, sampler[0], vae[0], losses, "z_image_turbo")
+    standard_layout(g, note, n, [[unet, clip, vae, taef1], [model, pos, neg, encode]], [sampler], out)
 
 
 FLUX2_HF = "Comfy-Org/flux2-dev, split_files"
@@ -162,32 +168,38 @@ docs/families.md.
 
 
 def style_transfer_flux2(g: UIGraph) -> None:
-    g.note(FLUX2_INTRO + FAMILY_MODELS_NOTE.format(models=(
+    note = g.note(FLUX2_INTRO + FAMILY_MODELS_NOTE.format(models=(
         f"- `models/diffusion_models/{FLUX2_UNET}` ({FLUX2_HF}/diffusion_models)\n"
         f"- `models/text_encoders/{FLUX2_TEXT_ENCODER}` ({FLUX2_HF}/text_encoders; CLIPLoader type flux2)\n"
         f"- `models/vae/{FLUX2_VAE}` ({FLUX2_HF}/vae)\n"))
-        + LOSS_TIPS, 0, height=760)
+        + LOSS_TIPS, 0, height=560)
     n = {}
-    model = g.add("UNETLoader", 0, unet_name=FLUX2_UNET, weight_dtype="default")[0]
-    n["clip"] = g.add("CLIPLoader", 0, clip_name=FLUX2_TEXT_ENCODER, type="flux2", device="default")[0]
+    unet = g.add("UNETLoader", 0, unet_name=FLUX2_UNET, weight_dtype="default")
+    clip = g.add("CLIPLoader", 0, clip_name=FLUX2_TEXT_ENCODER, type="flux2", device="default")
+    n["clip"] = clip[0]
     n["content"] = g.add("LoadImage", 0, title="Content image", image=CONTENT_IMAGE)
     n["style"] = g.add("LoadImage", 0, title="Style image", image=STYLE_IMAGE)
     n["vgg"] = g.add("StyleGuidanceVGGLoader", 0, vgg_name=VGG_FILE)
     n["oclip"] = g.add("StyleGuidanceOpenCLIPLoader", 0, arch="ViT-B-32", clip_name=OPEN_CLIP_FILE)
-    vae = g.add("VAELoader", 1, title="Flux.2 VAE (also the guidance decoder)", vae_name=FLUX2_VAE)[0]
-    text = g.add("CLIPTextEncode", 1, title="Positive prompt", text=PROMPT, clip=n["clip"])[0]
-    pos = g.add("FluxGuidance", 1, conditioning=text, guidance=FLUX2_GUIDANCE)[0]
-    neg = g.add("ConditioningZeroOut", 1, title="Negative (zeroed; unused at cfg 1)", conditioning=text)[0]
+    vae = g.add("VAELoader", 1, title="Flux.2 VAE (also the guidance decoder)", vae_name=FLUX2_VAE)
+    text = g.add("CLIPTextEncode", 1, title="Positive prompt", text=PROMPT, clip=n["clip"])
+    pos = g.add("FluxGuidance", 1, conditioning=text[0], guidance=FLUX2_GUIDANCE)
+    neg = g.add("ConditioningZeroOut", 1, title="Negative (zeroed; unused at cfg 1)", conditioning=text[0])
     scaled_content(g, n, FLUX2_SIZE)
-    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=vae)[0]
+    encode = g.add("VAEEncode", 1, title="Content latent (the start)", pixels=n["scaled"][0], vae=vae[0])
     losses = all_losses(g, n)
-    sigmas = g.add("Flux2Scheduler", 3, steps=FLUX2_STEPS, width=FLUX2_SIZE, height=FLUX2_SIZE)[0]
-    low = g.add("SplitSigmasDenoise", 3, title="Denoise 0.75 (the last 75% of the schedule)", sigmas=sigmas,
-                denoise=0.75)[1]
-    noise = g.add("RandomNoise", 3, noise_seed=42)[0]
-    sampler = g.add("KSamplerSelect", 3, sampler_name="euler")[0]
-    guider = g.add("StyleGuidanceGuider", 3, model=model, positive=pos, negative=neg, cfg=1.0, vae=vae,
-                   losses=losses, mode="x0", scale=0.3, start_percent=0.0, end_percent=0.7, loss_resolution=384)[0]
-    out = g.add("SamplerCustomAdvanced", 3, noise=noise, guider=guider, sampler=sampler, sigmas=low,
-                latent_image=latent)[0]
-    finish(g, out, vae, losses, "flux2")
+    sigmas = g.add("Flux2Scheduler", 3, steps=FLUX2_STEPS, width=FLUX2_SIZE, height=FLUX2_SIZE)
+    low = g.add("SplitSigmasDenoise", 3, title="Denoise 0.75 (the last 75% of the schedule)", sigmas=sigmas[0],
+                denoise=0.75)
+    noise = g.add("RandomNoise", 3, noise_seed=42)
+    select = g.add("KSamplerSelect", 3, sampler_name="euler")
+    guider = g.add("StyleGuidanceGuider", 3, model=unet[0], positive=pos[0], negative=neg[0],
+                   cfg=1.0, vae=vae[0], losses=losses, mode="x0", scale=0.3, start_percent=0.0, end_percent=0.7,
+                   loss_resolution=384)
+    custom = g.add("SamplerCustomAdvanced", 3, noise=noise[0], guider=guider[0], sampler=select[0], sigmas=low[1],
+                   latent_image=encode[0])
+    out = finish(g, custom[0], vae[0], losses, "flux2")
+    # the sampler choice sits under the guider, the sampler on top: the model band stays short enough
+    # for the loss band under it to end inside a legible fit-to-view, and the latent's link stays above it
+    standard_layout(g, note, n, [[unet, clip, vae], [text, pos, neg, encode], [noise, sigmas, low]],
+                    [custom, guider, select], out)

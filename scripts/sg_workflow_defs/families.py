@@ -19,6 +19,7 @@ from .common import (
     all_losses,
     finish,
     scaled_content,
+    standard_layout,
     style_transfer,
 )
 
@@ -77,7 +78,7 @@ def style_transfer_sd35(g: UIGraph) -> None:
 
 
 def style_transfer_flux(g: UIGraph) -> None:
-    g.note("# Style transfer, Flux.1 dev at 1024 px\n"
+    note = g.note("# Style transfer, Flux.1 dev at 1024 px\n"
            "Flux dev is guidance-distilled: the sampler runs at *cfg* 1 (no negative pass) and the prompt's "
            "strength comes from *FluxGuidance* (3.5). Guidance decodes with TAEF1 (Flux's 16-channel tiny "
            "decoder) in *x0* mode during the first 70% of the steps, with the losses scored at 384 px; the "
@@ -93,23 +94,26 @@ def style_transfer_flux(g: UIGraph) -> None:
                "(comfyanonymous/flux_text_encoders)\n"
                f"- `models/vae/{FLUX_VAE}`: the Flux VAE (black-forest-labs/FLUX.1-dev)\n"
                "- `models/vae_approx/taef1_encoder.safetensors` and `taef1_decoder.safetensors` (madebyollin/taef1)\n"))
-           + LOSS_TIPS, 0, height=620)
+           + LOSS_TIPS, 0, height=560)
     n = {}
-    n["model"] = g.add("UNETLoader", 0, unet_name=FLUX_UNET, weight_dtype="default")[0]
-    n["clip"] = g.add("DualCLIPLoader", 0, clip_name1=CLIP_L, clip_name2=T5XXL, type="flux", device="default")[0]
+    unet = g.add("UNETLoader", 0, unet_name=FLUX_UNET, weight_dtype="default")
+    clip = g.add("DualCLIPLoader", 0, clip_name1=CLIP_L, clip_name2=T5XXL, type="flux", device="default")
+    n["model"], n["clip"] = unet[0], clip[0]
     n["content"] = g.add("LoadImage", 0, title="Content image", image=CONTENT_IMAGE)
     n["style"] = g.add("LoadImage", 0, title="Style image", image=STYLE_IMAGE)
     n["vgg"] = g.add("StyleGuidanceVGGLoader", 0, vgg_name=VGG_FILE)
     n["oclip"] = g.add("StyleGuidanceOpenCLIPLoader", 0, arch="ViT-B-32", clip_name=OPEN_CLIP_FILE)
-    ae = g.add("VAELoader", 1, title="Flux VAE", vae_name=FLUX_VAE)[0]
-    taef1 = g.add("VAELoader", 1, title="Guidance decoder (TAEF1)", vae_name="taef1")[0]
-    pos = g.add("CLIPTextEncode", 1, title="Positive prompt", text=PROMPT, clip=n["clip"])[0]
-    pos = g.add("FluxGuidance", 1, conditioning=pos, guidance=3.5)[0]
-    neg = g.add("CLIPTextEncode", 1, title="Negative prompt (unused at cfg 1)", text="", clip=n["clip"])[0]
+    ae = g.add("VAELoader", 1, title="Flux VAE", vae_name=FLUX_VAE)
+    taef1 = g.add("VAELoader", 1, title="Guidance decoder (TAEF1)", vae_name="taef1")
+    text = g.add("CLIPTextEncode", 1, title="Positive prompt", text=PROMPT, clip=n["clip"])
+    pos = g.add("FluxGuidance", 1, conditioning=text[0], guidance=3.5)
+    neg = g.add("CLIPTextEncode", 1, title="Negative prompt (unused at cfg 1)", text="", clip=n["clip"])
     scaled_content(g, n, 1024)
-    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=ae)[0]
+    encode = g.add("VAEEncode", 1, title="Content latent (the start)", pixels=n["scaled"][0], vae=ae[0])
     losses = all_losses(g, n)
-    out = g.add("StyleGuidanceSampler", 3, model=n["model"], positive=pos, negative=neg, latent_image=latent,
-                vae=taef1, losses=losses, seed=42, steps=20, cfg=1.0, sampler_name="euler", scheduler="simple",
-                denoise=0.75, mode="x0", scale=0.3, start_percent=0.0, end_percent=0.7, loss_resolution=384)[0]
-    finish(g, out, ae, losses, "flux")
+    sampler = g.add("StyleGuidanceSampler", 3, title="Guided sampler", model=n["model"], positive=pos[0],
+                    negative=neg[0], latent_image=encode[0], vae=taef1[0], losses=losses, seed=42, steps=20, cfg=1.0,
+                    sampler_name="euler", scheduler="simple", denoise=0.75, mode="x0", scale=0.3, start_percent=0.0,
+                    end_percent=0.7, loss_resolution=384)
+    out = finish(g, sampler[0], ae[0], losses, "flux")
+    standard_layout(g, note, n, [[unet, clip, ae, taef1], [text, pos, neg, encode]], [sampler], out)

@@ -17,11 +17,13 @@ from .common import (
     finish,
     loaders,
     scaled_content,
+    standard_layout,
 )
+from .layout import arrange, arrange_variants, reroute
 
 
 def style_transfer_controlnet(g: UIGraph) -> None:
-    g.note("# Style transfer, SD1.5 with a canny ControlNet keeping the layout\n"
+    note = g.note("# Style transfer, SD1.5 with a canny ControlNet keeping the layout\n"
            "The content image's edges (core *Canny* node) drive a ControlNet on both conditionings, so the "
            "sampler can re-draw more of the picture (*denoise* 0.85) while the layout stays. Guidance decodes "
            "with TAESD in *x0* mode during the first 70% of the steps. LoRA, FreeU and the other model patches "
@@ -31,82 +33,120 @@ def style_transfer_controlnet(g: UIGraph) -> None:
            + MODELS_NOTE.format(ckpt=SD15_CKPT, extra=(
                f"- `models/controlnet/{SD15_CANNY}` (comfyanonymous/ControlNet-v1-1_fp16_safetensors)\n"
                "- `models/vae_approx/taesd_encoder.safetensors` and `taesd_decoder.safetensors` (madebyollin/taesd)\n"))
-           + LOSS_TIPS, 0, height=600)
+           + LOSS_TIPS, 0, height=560)
     n = loaders(g, SD15_CKPT, PROMPT)
-    taesd = g.add("VAELoader", 1, title="Guidance decoder (TAESD)", vae_name="taesd")[0]
+    taesd = g.add("VAELoader", 1, title="Guidance decoder (TAESD)", vae_name="taesd")
     scaled_content(g, n, 512)
     edges = g.add("Canny", 1, title="Edges of the content (the layout)", image=n["scaled"][0], low_threshold=0.4,
-                  high_threshold=0.8)[0]
-    g.add("PreviewImage", 1, title="Canny edges", images=edges)
-    cnet = g.add("ControlNetLoader", 1, control_net_name=SD15_CANNY)[0]
-    cn = g.add("ControlNetApplyAdvanced", 2, positive=n["pos"][0], negative=n["neg"][0], control_net=cnet, image=edges,
-               strength=0.8, start_percent=0.0, end_percent=1.0, vae=n["ckpt"][2])
-    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=n["ckpt"][2])[0]
+                  high_threshold=0.8)
+    shown = g.add("PreviewImage", 1, title="Canny edges", images=edges[0])
+    shown.size = [320, 200]  # a glance at the edges; a full-size preview would push the loss band off a fit view
+    cnet = g.add("ControlNetLoader", 1, control_net_name=SD15_CANNY)
+    cn = g.add("ControlNetApplyAdvanced", 2, positive=n["pos"][0], negative=n["neg"][0], control_net=cnet[0],
+               image=edges[0], strength=0.8, start_percent=0.0, end_percent=1.0, vae=n["ckpt"][2])
+    encode = g.add("VAEEncode", 1, title="Content latent (the start)", pixels=n["scaled"][0], vae=n["ckpt"][2])
     losses = all_losses(g, n)
-    out = g.add("StyleGuidanceSampler", 3, model=n["model"], positive=cn[0], negative=cn[1], latent_image=latent,
-                vae=taesd, losses=losses, seed=42, steps=25, cfg=7.0, sampler_name="euler", scheduler="normal",
-                denoise=0.85, mode="x0", scale=0.3, start_percent=0.0, end_percent=0.7, loss_resolution=384)[0]
-    finish(g, out, n["ckpt"][2], losses, "controlnet")
+    sampler = g.add("StyleGuidanceSampler", 3, title="Guided sampler", model=n["model"], positive=cn[0],
+                    negative=cn[1], latent_image=encode[0], vae=taesd[0], losses=losses, seed=42, steps=25, cfg=7.0,
+                    sampler_name="euler", scheduler="normal", denoise=0.85, mode="x0", scale=0.3, start_percent=0.0,
+                    end_percent=0.7, loss_resolution=384)
+    out = finish(g, sampler[0], n["ckpt"][2], losses, "controlnet")
+    standard_layout(g, note, n, [[n["ckpt"], taesd, cnet], [n["pos"], n["neg"], edges, encode], [cn, shown]],
+                    [sampler], out)
 
 
 def stock_ksampler_patch(g: UIGraph) -> None:
-    g.note("# Guidance as a model patch, with the core KSampler and a LoRA\n"
+    note = g.note("# Guidance as a model patch, with the core KSampler and a LoRA\n"
            "*Apply Guidance to Model* patches the MODEL (after the LoRA here), so any sampler node takes it: the core "
            "KSampler below, or custom samplers. Other model patches (LoRA, FreeU, ControlNet on the conditioning) "
            "compose with it. This chain uses three losses: VGG content, CLIP style and Gram style.\n"
            + MODELS_NOTE.format(ckpt=SD15_CKPT, extra=f"- `models/loras/{LORA_FILE}`: any SD1.5 LoRA (or delete the "
                                 "LoRA node and wire the checkpoint's MODEL/CLIP straight through)\n")
-           + LOSS_TIPS, 0, height=540)
+           + LOSS_TIPS, 0, height=560)
     n = loaders(g, SD15_CKPT, PROMPT, lora=LORA_FILE)
     scaled_content(g, n, 512)
-    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=n["ckpt"][2])[0]
-    chain = g.add("StyleGuidanceVGGContent", 2, content=n["scaled"][0], vgg=n["vgg"][0], weight=1.0)[0]
-    chain = g.add("StyleGuidanceCLIPStyle", 2, style=n["style"][0], open_clip=n["oclip"][0], weight=1.5, losses=chain)[0]
-    losses = g.add("StyleGuidanceGramStyle", 2, style=n["style"][0], vgg=n["vgg"][0], weight=1.5, losses=chain)[0]
-    model = g.add("StyleGuidanceApply", 3, model=n["model"], vae=n["ckpt"][2], losses=losses, mode="x0", scale=0.3,
-                  start_percent=0.0, end_percent=0.8, loss_resolution=384)[0]
-    out = g.add("KSampler", 3, model=model, positive=n["pos"][0], negative=n["neg"][0], latent_image=latent,
-                seed=42, steps=25, cfg=7.0, sampler_name="euler", scheduler="normal", denoise=0.6)[0]
-    finish(g, out, n["ckpt"][2], losses, "ksampler_patch")
+    encode = g.add("VAEEncode", 1, title="Content latent (the start)", pixels=n["scaled"][0], vae=n["ckpt"][2])
+    vgg = g.add("StyleGuidanceVGGContent", 2, content=n["scaled"][0], vgg=n["vgg"][0], weight=1.0)
+    clip = g.add("StyleGuidanceCLIPStyle", 2, style=n["style"][0], open_clip=n["oclip"][0], weight=1.5, losses=vgg[0])
+    gram = g.add("StyleGuidanceGramStyle", 2, style=n["style"][0], vgg=n["vgg"][0], weight=1.5, losses=clip[0])
+    losses = gram[0]
+    apply = g.add("StyleGuidanceApply", 3, model=n["model"], vae=n["ckpt"][2], losses=losses, mode="x0", scale=0.3,
+                  start_percent=0.0, end_percent=0.8, loss_resolution=384)
+    ksampler = g.add("KSampler", 3, title="KSampler (core), guided by the patch", model=apply[0], positive=n["pos"][0],
+                     negative=n["neg"][0], latent_image=encode[0], seed=42, steps=25, cfg=7.0, sampler_name="euler",
+                     scheduler="normal", denoise=0.6)
+    out = finish(g, ksampler[0], n["ckpt"][2], losses, "ksampler_patch")
+    n["content_losses"], n["style_losses"] = [vgg], [clip, gram]
+    # the patch sits with the model it patches: the latent's link to the KSampler then stays above the losses
+    standard_layout(g, note, n, [[n["ckpt"], n["lora"]], [n["pos"], n["neg"], encode], [apply]], [ksampler], out)
 
 
-def ablation_grid(g: UIGraph) -> None:
-    g.note("# Ablation: each loss alone, then all five\n"
-           "The same content/style pair, seed and settings, sampled six times: with Pixel MSE, VGG content, "
-           "VGG PatchNCE, CLIP style, Gram style alone, then all five combined. The results are saved as one batch "
-           "(left to right in that order), and each is scored with all five losses by a *Measure Losses* node, "
-           "so the numbers compare like with like; after a run each *Scores* node shows them on itself.\n"
-           + MODELS_NOTE.format(ckpt=SD15_CKPT, extra="- `models/vae_approx/taesd_*.safetensors` (madebyollin/taesd)\n"),
-           0, height=480)
-    n = loaders(g, SD15_CKPT, PROMPT)
-    taesd = g.add("VAELoader", 1, title="Guidance decoder (TAESD)", vae_name="taesd")[0]
+ABLATION_NOTE = """# Ablation: each {kind} loss alone
+The same content/style pair, seed and settings, sampled once per loss term with that term alone
+(one column each, left to right: {terms}). Each result is saved and scored with all {count} {kind}
+terms by a *Measure Losses* node, so the numbers compare like with like; the *Scores* boxes show
+them after a run. The {other} terms have their own ablation workflow (ablation_{other}_terms);
+all five together: style_transfer_sd15 or style_transfer_fast.
+"""
+
+# Ablation settings, shared by every sampler of both ablation workflows.
+ABLATION_SAMPLER = dict(seed=42, steps=20, cfg=7.0, sampler_name="euler", scheduler="normal", denoise=0.6, mode="x0",
+                        scale=0.5, start_percent=0.0, end_percent=0.7, loss_resolution=256)
+
+
+def _ablation(g: UIGraph, kind: str, other: str, singles: list[tuple[str, str, dict]]) -> None:
+    """One sampler per loss term, each alone; ``singles``: (term title, node type, inputs by name)."""
+    note = g.note(ABLATION_NOTE.format(kind=kind, other=other, count=len(singles),
+                                       terms=", ".join(t for t, _k, _v in singles))
+                  + MODELS_NOTE.format(ckpt=SD15_CKPT, extra="- `models/vae_approx/taesd_*.safetensors` (madebyollin/taesd)\n"),
+                  0, height=560)
+    uses_clip = any(k == "StyleGuidanceCLIPStyle" for _t, k, _v in singles)
+    n = loaders(g, SD15_CKPT, PROMPT, open_clip=uses_clip)  # an unused loader would only be clutter
+    taesd = g.add("VAELoader", 1, title="Guidance decoder (TAESD)", vae_name="taesd")
     scaled_content(g, n, 512)
-    latent = g.add("VAEEncode", 1, pixels=n["scaled"][0], vae=n["ckpt"][2])[0]
-    singles = [
-        g.add("StyleGuidanceContentMSE", 2, content=n["scaled"][0], weight=1.0)[0],
-        g.add("StyleGuidanceVGGContent", 2, content=n["scaled"][0], vgg=n["vgg"][0], weight=1.0)[0],
-        g.add("StyleGuidanceZeCon", 2, content=n["scaled"][0], vgg=n["vgg"][0], weight=1.0)[0],
-        g.add("StyleGuidanceCLIPStyle", 2, style=n["style"][0], open_clip=n["oclip"][0], weight=1.5)[0],
-        g.add("StyleGuidanceGramStyle", 2, style=n["style"][0], vgg=n["vgg"][0], weight=1.5)[0],
-    ]
-    everything = singles[0]
-    for other in singles[1:]:
-        everything = g.add("StyleGuidanceCombine", 3, losses_a=everything, losses_b=other)[0]
-    images = []
-    for i, chain in enumerate([*singles, everything]):
-        out = g.add("StyleGuidanceSampler", 4 + i // 3, model=n["model"], positive=n["pos"][0], negative=n["neg"][0],
-                    latent_image=latent, vae=taesd, losses=chain, seed=42, steps=20, cfg=7.0, sampler_name="euler",
-                    scheduler="normal", denoise=0.6, mode="x0", scale=0.5, start_percent=0.0, end_percent=0.7,
-                    loss_resolution=256)[0]
-        image = g.add("VAEDecode", 6, samples=out, vae=n["ckpt"][2])[0]
-        scores = g.add("StyleGuidanceMeasure", 7, title=f"Scores of result {i + 1}", image=image, losses=everything,
+    encode = g.add("VAEEncode", 1, title="Content latent (the start)", pixels=n["scaled"][0], vae=n["ckpt"][2])
+    sources = {"content": n["scaled"][0], "style": n["style"][0], "vgg": n["vgg"][0]}
+    if uses_clip:
+        sources["open_clip"] = n["oclip"][0]
+    terms = [g.add(kind_, 2, title=f"{title} (alone)", **{k: sources.get(v, v) for k, v in values.items()})
+             for title, kind_, values in singles]
+    # one Combine takes up to three chains: every term, for the scores
+    every = g.add("StyleGuidanceCombine", 2, title=f"All {kind} terms (for the scores)",
+                  **{f"losses_{slot}": t[0] for slot, t in zip("abc", terms, strict=False)})
+    combines = [every]
+    hop = reroute(g, n["ckpt"][2])  # the decoders' VAE, along the model band's edge
+    variants = []
+    for (title, _kind, _values), term in zip(singles, terms, strict=True):
+        sampler = g.add("StyleGuidanceSampler", 3, title=f"Sampler: {title} only", model=n["model"],
+                        positive=n["pos"][0], negative=n["neg"][0], latent_image=encode[0], vae=taesd[0],
+                        losses=term[0], **ABLATION_SAMPLER)
+        decode = g.add("VAEDecode", 3, title=f"Decode: {title} only", samples=sampler[0], vae=hop[0])
+        save = g.add("SaveImage", 3, title=f"Result: {title} only", images=decode[0],
+                     filename_prefix=f"style_guidance/ablation_{title.lower().replace(' ', '_')}")
+        save.size = [320, 280]
+        scores = g.add("StyleGuidanceMeasure", 3, title=f"Scores of '{title} only'", image=decode[0], losses=every[0],
                        seed=0)
-        g.add("PreviewAny", 7, title=f"Loss values of result {i + 1}", source=scores[0])
-        images.append(image)
-    grid = images[0]
-    for image in images[1:]:
-        grid = g.add("ImageBatch", 8, image1=grid, image2=image)[0]
-    g.add("SaveImage", 8, title="All six results", images=grid, filename_prefix="style_guidance/ablation")
+        shown = g.add("PreviewAny", 3, title=f"Scores: {title} only", source=scores[0])
+        shown.size = [320, 150]
+        variants.append([sampler, decode, save, scores, shown])
+    networks = [n["scaled"], n["vgg"], n.get("oclip")]
+    arrange_variants(g, note, [n["content"], n["style"]], [[n["ckpt"], taesd, encode], [n["pos"], n["neg"], hop]],
+                     networks, [*terms, *combines], variants)
+
+
+def ablation_content_terms(g: UIGraph) -> None:
+    _ablation(g, "content", "style", [
+        ("Pixel MSE", "StyleGuidanceContentMSE", {"content": "content", "weight": 1.0}),
+        ("VGG content", "StyleGuidanceVGGContent", {"content": "content", "vgg": "vgg", "weight": 1.0}),
+        ("VGG PatchNCE", "StyleGuidanceZeCon", {"content": "content", "vgg": "vgg", "weight": 1.0}),
+    ])
+
+
+def ablation_style_terms(g: UIGraph) -> None:
+    _ablation(g, "style", "content", [
+        ("CLIP style", "StyleGuidanceCLIPStyle", {"style": "style", "open_clip": "open_clip", "weight": 1.5}),
+        ("Gram style", "StyleGuidanceGramStyle", {"style": "style", "vgg": "vgg", "weight": 1.5}),
+    ])
 
 
 MODEL_FEATURES_NOTE = """# Style transfer with the checkpoint alone
@@ -127,8 +167,9 @@ No decoder is involved in guidance.
 **Model file** (put it where ComfyUI looks):
 - `models/checkpoints/{ckpt}` (any SD1.x/SD2.x/SDXL checkpoint; SD3/Flux are refused)
 
-**Images**: copy `workflows/images/*.jpg` of this pack into ComfyUI's `input/` folder, or
-pick your own in the two Load Image nodes (content: what to keep; style: how it should look).
+**Images**: the two sample pictures are in ComfyUI's `input/` folder (the pack copies them there
+when it loads); pick your own in the two Load Image nodes (content: what to keep; style: how it
+should look).
 
 **What to change**
 - *scale* on the guider: how hard guidance pushes (0 = plain sampling from the inversion).
@@ -140,7 +181,7 @@ pick your own in the two Load Image nodes (content: what to keep; style: how it 
 
 
 def style_transfer_model_features(g: UIGraph) -> None:
-    g.note(MODEL_FEATURES_NOTE.format(ckpt=SD15_CKPT), 0, height=560)
+    note = g.note(MODEL_FEATURES_NOTE.format(ckpt=SD15_CKPT), 0, height=560)
     ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SD15_CKPT)
     content = g.add("LoadImage", 0, title="Content image", image=CONTENT_IMAGE)
     style = g.add("LoadImage", 0, title="Style image", image=STYLE_IMAGE)
@@ -150,19 +191,25 @@ def style_transfer_model_features(g: UIGraph) -> None:
                    width=512, height=512, crop="center")
     style_scaled = g.add("ImageScale", 1, title="Style at 512 px (any size works; larger costs more)", image=style[0],
                          upscale_method="lanczos", width=512, height=512, crop="center")
-    latent = g.add("VAEEncode", 1, pixels=scaled[0], vae=ckpt[2])[0]
-    style_latent = g.add("VAEEncode", 1, pixels=style_scaled[0], vae=ckpt[2])[0]
-    chain = g.add("StyleGuidanceModelZeCon", 2, content=latent, weight=1.0)[0]
-    losses = g.add("StyleGuidanceAttentionDistillation", 2, style=style_latent, weight=1.0, losses=chain)[0]
-    inv = g.add("StyleGuidanceInvert", 2, model=ckpt[0], positive=pos[0], negative=neg[0], latent=latent, steps=30,
-                scheduler="normal", denoise=0.8, cfg=1.0)
+    latent = g.add("VAEEncode", 1, title="Content latent", pixels=scaled[0], vae=ckpt[2])
+    style_latent = g.add("VAEEncode", 1, title="Style latent", pixels=style_scaled[0], vae=ckpt[2])
+    zecon = g.add("StyleGuidanceModelZeCon", 2, content=latent[0], weight=1.0)
+    attention = g.add("StyleGuidanceAttentionDistillation", 2, style=style_latent[0], weight=1.0, losses=zecon[0])
+    losses = attention[0]
+    inv = g.add("StyleGuidanceInvert", 2, title="Invert the content (the start)", model=ckpt[0], positive=pos[0],
+                negative=neg[0], latent=latent[0], steps=30, scheduler="normal", denoise=0.8, cfg=1.0)
     guider = g.add("StyleGuidanceGuider", 3, model=ckpt[0], positive=pos[0], negative=neg[0], cfg=5.0, vae=ckpt[2],
-                   losses=losses, mode="x0", scale=0.3, start_percent=0.0, end_percent=0.8)[0]
-    sampler = g.add("KSamplerSelect", 3, sampler_name="euler")[0]
-    out = g.add("SamplerCustomAdvanced", 3, noise=inv[0], guider=guider, sampler=sampler, sigmas=inv[2],
-                latent_image=latent)[0]
-    image = g.add("VAEDecode", 4, samples=out, vae=ckpt[2])[0]
-    g.add("SaveImage", 4, images=image, filename_prefix="style_guidance/model_features")
-    scores = g.add("StyleGuidanceMeasure", 4, title="Loss terms of the result", image=image, losses=losses, seed=0,
-                   model=ckpt[0], positive=pos[0], latent=out)
-    g.add("PreviewAny", 4, title="Loss values", source=scores[0])
+                   losses=losses, mode="x0", scale=0.3, start_percent=0.0, end_percent=0.8)
+    select = g.add("KSamplerSelect", 3, sampler_name="euler")
+    custom = g.add("SamplerCustomAdvanced", 3, noise=inv[0], guider=guider[0], sampler=select[0], sigmas=inv[2],
+                   latent_image=latent[0])
+    hop = reroute(g, ckpt[2])
+    decode = g.add("VAEDecode", 4, samples=custom[0], vae=hop[0])
+    save = g.add("SaveImage", 4, title="Result", images=decode[0], filename_prefix="style_guidance/model_features")
+    model_hop, pos_hop = reroute(g, ckpt[0]), reroute(g, pos[0])  # to the scores, above the sampling column
+    scores = g.add("StyleGuidanceMeasure", 4, title="Loss terms of the result", image=decode[0], losses=losses, seed=0,
+                   model=model_hop[0], positive=pos_hop[0], latent=custom[0])
+    shown = g.add("PreviewAny", 4, title="Loss values", source=scores[0])
+    arrange(g, note, [content, style], [[ckpt], [pos, neg], [hop, select]], [scaled, style_scaled],
+            [[latent, style_latent], [zecon, inv, attention]], [model_hop, pos_hop, guider, custom, decode],
+            [save, scores, shown], {scores.id: 1000.0})

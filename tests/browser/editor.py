@@ -208,6 +208,18 @@ class ComfyEditor:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(path))
 
+    def fit_view_scale(self) -> float:
+        """The canvas zoom after the editor's own "Fit view" (1.0 = 100 %)."""
+        self.page.evaluate(_FIT_JS)
+        scale, last = None, -1.0
+        for _ in range(20):  # the view animates there (350 ms); read it once it stops moving
+            self.page.wait_for_timeout(100)
+            scale = float(self.page.evaluate("() => window.app.canvas.ds.scale"))
+            if abs(scale - last) < 1e-6:
+                break
+            last = scale
+        return scale
+
     def graph_screenshot(self, path: Path, margin: int = 24) -> dict:
         """Only the graph: editor menus hidden (focus mode), fitted, clipped to the nodes."""
         self.page.evaluate(_FOCUS_MODE_JS, True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 import time
 import urllib.error
@@ -35,18 +34,6 @@ def ui_workflows() -> list[Path]:
 
 def twin_path(ui_file: Path) -> Path:
     return ui_file.parent / "api" / ui_file.name
-
-
-def stage_images(input_dir: Path) -> list[str]:
-    """Copy ``workflows/images/*`` into the server's input folder (where LoadImage looks)."""
-    copied = []
-    images = WORKFLOWS_DIR / "images"
-    input_dir.mkdir(parents=True, exist_ok=True)
-    for src in sorted(images.glob("*")) if images.is_dir() else []:
-        if src.is_file():
-            shutil.copyfile(src, input_dir / src.name)
-            copied.append(src.name)
-    return copied
 
 
 def _tiny_models():

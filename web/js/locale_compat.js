@@ -13,7 +13,7 @@ const { api } = window.comfyAPI.api;
 const NODE_PREFIX = "StyleGuidance";
 
 /** vue-i18n's instance, as the editor provides it to its Vue app (undefined if not found). */
-function editorI18n() {
+export function editorI18n() {
   const vueApp = document.getElementById("vue-app")?.__vue_app__;
   const provides = vueApp?._context?.provides;
   if (!provides) return undefined;
