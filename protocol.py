@@ -37,14 +37,18 @@ STEP_TERM_FIELDS = ("value", "weight", "share")
 MEASURE_UI_KEY = "style_guidance"
 """Key of the Measure node's structured payload in its ``ui`` output (a one-element list of JSON)."""
 
-MEASURE_VERSION = 4
-"""Version of that payload: ``{"version": 4, "total", "terms": [{MEASURE_TERM_FIELDS}],
-"quality": {MEASURE_QUALITY_FIELDS}}``. Version 3 was the same with the old term kinds
+MEASURE_VERSION = 5
+"""Version of that payload: ``{"version": 5, "total", "terms": [{MEASURE_TERM_FIELDS}],
+"quality": {MEASURE_QUALITY_FIELDS}, "cosines": [{MEASURE_COSINE_FIELDS}]}``. Version 4 had no
+"effect" per term and no "cosines"; version 3 was version 4 with the old term kinds
 (``LEGACY_TERM_KINDS``); version 2 had no "quality"; version 1 (no "version" key) was
-``{term: value, ..., "total": t}``; readers accept all four and map old kinds to new."""
+``{term: value, ..., "total": t}``; readers accept all five and map old kinds to new."""
 
-MEASURE_TERM_FIELDS = ("name", "kind", "value", "weight", "weight_share", "share", "note")
-"""Keys of each term of a Measure payload (versions 2 and 3)."""
+MEASURE_TERM_FIELDS = ("name", "kind", "value", "weight", "weight_share", "share", "effect", "note")
+"""Keys of each term of a Measure payload (version 5; versions 2-4 had no "effect")."""
+
+MEASURE_COSINE_FIELDS = ("a", "b", "cosine")
+"""Keys of each pair in a version-5 payload's "cosines": two terms' names and the cosine of their pulls."""
 
 MEASURE_QUALITY_FIELDS = ("LPIPS", "CFSD", "note")
 """Keys of a version-3 payload's "quality": the evaluation protocol's pairwise scores of the picture
@@ -101,5 +105,6 @@ def term_label(name: str) -> str:
 
 
 __all__ = ["LEGACY_TERM_KINDS", "TERM_KINDS", "current_term_name", "kind_of_title", "term_label",
-           "MEASURE_QUALITY_FIELDS", "MEASURE_TERM_FIELDS", "MEASURE_UI_KEY", "MEASURE_VERSION", "STEP_EVENT",
+           "MEASURE_COSINE_FIELDS", "MEASURE_QUALITY_FIELDS", "MEASURE_TERM_FIELDS", "MEASURE_UI_KEY",
+           "MEASURE_VERSION", "STEP_EVENT",
            "STEP_EVENT_FIELDS", "STEP_TERM_FIELDS"]

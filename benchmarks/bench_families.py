@@ -32,7 +32,7 @@ import _common as C
 WHO = "bench_families"
 FAMILIES = ("sd15", "sd2v", "sdxl", "sd3", "flux")
 # The newer DiTs (tiny, built through ComfyUI's classes; standin_dit_nodes.py says why): --families to run them.
-DIT_FAMILIES = ("z_image", "flux2", "chroma", "lumina2", "hidream", "omnigen2")
+DIT_FAMILIES = ("z_image", "flux2", "chroma", "lumina2", "hidream", "omnigen2", "hunyuan_image")
 CONFIGS = ("plain", "x0", "xt")
 
 

@@ -56,7 +56,7 @@ def series(events: list[dict]) -> dict[str, dict[str, list[tuple[float, float]]]
             name = current_term_name(name)  # an old run's kinds read as today's
             label = f"{e.get('node')}: {name}" if len(nodes) > 1 else str(name)
             w = t.get("weight") if isinstance(t, dict) else None
-            away = isinstance(w, (int, float)) and not isinstance(w, bool) and w < 0
+            away = _number(w) and w < 0
             if away:  # a negative weight: its share is drawn below zero, pointing away from its reference
                 label += " (negative weight: away)"
             for what in ("value", "share", "weight"):

@@ -35,6 +35,7 @@ STEP_TERM_FIELDS: tuple[str, ...] = _protocol.STEP_TERM_FIELDS
 MEASURE_UI_KEY: str = _protocol.MEASURE_UI_KEY
 MEASURE_VERSION: int = _protocol.MEASURE_VERSION
 MEASURE_TERM_FIELDS: tuple[str, ...] = _protocol.MEASURE_TERM_FIELDS
+MEASURE_COSINE_FIELDS: tuple[str, ...] = _protocol.MEASURE_COSINE_FIELDS
 MEASURE_QUALITY_FIELDS: tuple[str, ...] = _protocol.MEASURE_QUALITY_FIELDS
 TERM_KINDS: dict[str, tuple[str, str]] = _protocol.TERM_KINDS
 LEGACY_TERM_KINDS: dict[str, str] = _protocol.LEGACY_TERM_KINDS
@@ -43,5 +44,6 @@ current_term_name = _protocol.current_term_name
 term_label = _protocol.term_label
 
 __all__ = ["LEGACY_TERM_KINDS", "TERM_KINDS", "current_term_name", "kind_of_title", "term_label",
-           "MEASURE_QUALITY_FIELDS", "MEASURE_TERM_FIELDS", "MEASURE_UI_KEY", "MEASURE_VERSION", "STEP_EVENT",
+           "MEASURE_COSINE_FIELDS", "MEASURE_QUALITY_FIELDS", "MEASURE_TERM_FIELDS", "MEASURE_UI_KEY",
+           "MEASURE_VERSION", "STEP_EVENT",
            "STEP_EVENT_FIELDS", "STEP_TERM_FIELDS"]

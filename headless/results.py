@@ -124,10 +124,11 @@ def _ui_text(value: Any) -> str | None:
 
 
 def parse_measure(payload: str | dict) -> dict:
-    """A Measure node's JSON, in the version-4 layout whichever version it came in.
+    """A Measure node's JSON, in the version-5 layout whichever version it came in.
 
-    Version 4: ``{"version": 4, "total", "terms": [{"name", "kind", "value", "weight",
-    "weight_share", "share", "note"}], "quality": {"LPIPS", "CFSD", "note"}}``; version 3 is the
+    Version 5: ``{"version": 5, "total", "terms": [{"name", "kind", "value", "weight",
+    "weight_share", "share", "effect", "note"}], "quality": {"LPIPS", "CFSD", "note"}, "cosines": [{"a", "b",
+    "cosine"}]}`` (``effect`` and ``cosines`` are None / empty where the payload predates them: version 4); version 3 is the
     same with the old term kinds (``content_mse``, ``zecon``, ``zecon_model``,
     ``attention_distillation``), read as the current ones; version 2 is version 3 without
     "quality" (read as all None). Version 1 (no "version" key) is ``{term: value, ..., "total": t}``;
@@ -138,8 +139,9 @@ def parse_measure(payload: str | dict) -> dict:
         raise ValueError("the Measure node's JSON is not an object")
     if "version" not in data:
         terms = [{"name": current_term_name(k), "kind": None, "value": _num(v), "weight": None, "weight_share": None,
-                  "share": None, "note": None} for k, v in data.items() if k != "total"]
-        return {"version": 1, "total": _num(data.get("total")), "terms": terms, "quality": _quality(None)}
+                  "share": None, "effect": None, "note": None} for k, v in data.items() if k != "total"]
+        return {"version": 1, "total": _num(data.get("total")), "terms": terms, "quality": _quality(None),
+                "cosines": []}
     if not isinstance(data.get("terms"), list):
         raise ValueError(f"the Measure node's JSON (version {data.get('version')}) has no 'terms' list")
     terms = []
@@ -151,9 +153,12 @@ def parse_measure(payload: str | dict) -> dict:
         kind = current_term_name(kind) if isinstance(kind, str) else kind
         terms.append({"name": name, "kind": kind, "value": _num(t.get("value")),
                       "weight": _num(t.get("weight")), "weight_share": _num(t.get("weight_share")),
-                      "share": _num(t.get("share")), "note": t.get("note")})
+                      "share": _num(t.get("share")), "effect": _num(t.get("effect")), "note": t.get("note")})
+    cosines = [{"a": current_term_name(str(c.get("a"))), "b": current_term_name(str(c.get("b"))),
+                "cosine": _num(c.get("cosine"))}
+               for c in data.get("cosines") or [] if isinstance(c, dict)]
     return {"version": data["version"], "total": _num(data.get("total")), "terms": terms,
-            "quality": _quality(data.get("quality"))}
+            "quality": _quality(data.get("quality")), "cosines": cosines}
 
 
 def _quality(q: Any) -> dict:
@@ -180,7 +185,8 @@ def _num(v: Any) -> float | None:
 
 def losses_csv(pairs: list, measure_titles: dict[str, str]) -> str:
     """One row per finished pair: its files, then per Measure node the total, each term's
-    value, weight and share (columns ``<term>``, ``<term>.weight``, ``<term>.share``) and the
+    value, weight, share and effect (columns ``<term>``, ``<term>.weight``, ``<term>.share``,
+    ``<term>.effect``) and the
     quality scores it reported (``LPIPS``, ``CFSD``); with several Measure nodes each column
     starts with ``<node id>/``."""
     several = len(measure_titles) > 1
@@ -193,7 +199,7 @@ def losses_csv(pairs: list, measure_titles: dict[str, str]) -> str:
                 if m["node"] == nid:
                     seen += [t["name"] for t in m["terms"] if t["name"] not in seen]
         for name in seen:
-            columns += [(nid, name, "value"), (nid, name, "weight"), (nid, name, "share")]
+            columns += [(nid, name, "value"), (nid, name, "weight"), (nid, name, "share"), (nid, name, "effect")]
         for score in (k for k in MEASURE_QUALITY_FIELDS if k != "note"):
             if any(m["node"] == nid and (m.get("quality") or {}).get(score) is not None for p in pairs for m in p.measures):
                 columns.append((nid, "", score))
@@ -216,7 +222,7 @@ def losses_csv(pairs: list, measure_titles: dict[str, str]) -> str:
                 row.append(_csv_num(m["total"] if what == "total" else (m.get("quality") or {}).get(what)))
             else:
                 t = next((t for t in m["terms"] if t["name"] == term), None)
-                row.append("" if t is None else _csv_num(t[what]))
+                row.append("" if t is None else _csv_num(t.get(what)))
         w.writerow([str(p.content), str(p.style), p.name, p.status, f"{p.seconds:.2f}", *row, p.error])
     return buf.getvalue()
 

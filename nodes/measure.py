@@ -58,10 +58,12 @@ class StyleGuidanceMeasure(io.ComfyNode):
             ],
             outputs=[
                 io.String.Output(display_name="text", tooltip=("One line per term: its node's name, value, weight, share "
-                                                               "of the direction (also shown on this node).")),
-                io.String.Output(display_name="json", tooltip=("{'version': 4, 'total': ..., 'terms': [{name, kind, value, "
-                                                               "weight, weight_share, share, note}, ...], 'quality': "
-                                                               "{LPIPS, CFSD, note}} as JSON.")),
+                                                               "of the direction and effect; pairs of terms that pull "
+                                                               "against each other (also shown on this node).")),
+                io.String.Output(display_name="json", tooltip=("{'version': 5, 'total': ..., 'terms': [{name, kind, value, "
+                                                               "weight, weight_share, share, effect, note}, ...], 'quality': "
+                                                               "{LPIPS, CFSD, note}, 'cosines': [{a, b, cosine}, ...]} "
+                                                               "as JSON.")),
                 io.Float.Output(display_name="total", tooltip="Weighted total loss (mean over the batch)."),
                 *[io.Float.Output(display_name=k, tooltip=(f"Unweighted value of the {_title(k)} term ({k}; the "
                                                            "sum if the chain has several, 0 if none)."))

@@ -5,7 +5,7 @@ runs without one.
 - :func:`ordinary_copy` / :func:`make_ordinary_`: the pack's private copies of networks (decoder
   copy, CLIP vision tower, loss networks) hold ordinary tensors, never inference tensors;
 - :func:`ordinary_weights`: for one guided forward, ComfyUI's shared model holds ordinary copies of
-  its weights, and gets its own back right after;
+  its weights, and gets its own back right after (:func:`control_modules`: the ControlNets that run with it);
 - :func:`backward_through`: the in-place retry and the custom-op fallback described below.
 
 Backward through models that update activations in place or run custom ops without backward.
@@ -178,6 +178,19 @@ def make_ordinary_(module: torch.nn.Module) -> torch.nn.Module:
             if b is not None and b.is_inference():
                 mod._buffers[name] = b.clone()
     return module
+
+
+def control_modules(conds) -> Iterator[torch.nn.Module]:
+    """The networks of every ControlNet/T2I adapter chained in processed conds (they see the model input)."""
+    seen: set[int] = set()
+    for c in conds or []:
+        control = c.get("control") if isinstance(c, dict) else None
+        while control is not None and id(control) not in seen:
+            seen.add(id(control))
+            for value in vars(control).values():
+                if isinstance(value, torch.nn.Module):
+                    yield value
+            control = getattr(control, "previous_controlnet", None)
 
 
 @contextlib.contextmanager

@@ -40,6 +40,9 @@ class Balance:
     weights: dict[str, float]
     live: dict[str, torch.Tensor] = field(default_factory=dict)  # bool (B,): the term had a gradient
     scale: float = 1.0  # 1, or the group's largest |w| past PLAIN_WEIGHT_LIMIT: ``direction`` = sum_i (w_i / scale) unit(g_i)
+    # With ``report``: each term's effect (see :func:`conflict_report`) and the cosine of each pair of terms' pulls.
+    effects: dict[str, float | None] = field(default_factory=dict)
+    cosines: dict[tuple[str, str], float | None] = field(default_factory=dict)
 
     @property
     def zero(self) -> list[str]:
@@ -61,12 +64,13 @@ class Balance:
 
 
 def balanced_direction(values: dict[str, torch.Tensor], weights: dict[str, float],
-                       leaf: torch.Tensor) -> Balance:
+                       leaf: torch.Tensor, report: bool = False) -> Balance:
     """Normalise each term's gradient w.r.t. ``leaf`` to unit RMS per sample and sum them by weight.
 
     ``values`` are per-sample losses (B,) that still carry their graph to ``leaf``. One
     backward per term runs through that term's own networks only (a shared extractor's
-    forward is reused through ``retain_graph``). The graph is freed afterwards.
+    forward is reused through ``retain_graph``). The graph is freed afterwards. ``report``
+    also fills the balance's effects and pairwise cosines (:func:`conflict_report`; host syncs).
     """
     names = list(values)
     scale = max((abs(float(weights[n])) for n in names), default=1.0)
@@ -76,6 +80,7 @@ def balanced_direction(values: dict[str, torch.Tensor], weights: dict[str, float
     scale = scale if scale > PLAIN_WEIGHT_LIMIT else 1.0
     direction = torch.zeros(leaf.shape, dtype=torch.float32, device=leaf.device)
     live: dict[str, torch.Tensor] = {}
+    pulls: dict[str, torch.Tensor] = {}
     for k, name in enumerate(names):
         v = values[name]
         if v.requires_grad:
@@ -87,8 +92,44 @@ def balanced_direction(values: dict[str, torch.Tensor], weights: dict[str, float
         unit, ok = unit_rms(g)
         live[name] = ok
         direction = direction + (float(weights[name]) / scale) * unit  # huge weights: w_i / max|w| <= 1
+        if report:
+            pulls[name] = unit if float(weights[name]) >= 0 else -unit
     detached = {k: v.detach().float() for k, v in values.items()}
-    return Balance(direction, detached, {k: weights[k] for k in names}, live, scale)
+    out = Balance(direction, detached, {k: weights[k] for k in names}, live, scale)
+    if report:
+        out.effects, out.cosines = conflict_report(pulls, out)
+    return out
+
+
+def conflict_report(pulls: dict[str, torch.Tensor], b: Balance) -> tuple[dict, dict]:
+    """How much of its own progress each term keeps in the combined step, and how the terms' pulls align.
+
+    ``pulls``: each term's unit gradient signed by its weight (the way it pulls, to first order).
+    A term's *effect* is the first-order change of its own loss under the combined direction, as
+    a fraction of the change it would get if the whole budget (sum of |w| of the live terms)
+    went to it alone: <p_i, d> / (budget |p_i|^2). With pulls that do not interfere it equals the
+    term's share of the direction; below the share, other terms pull against it; below 0, the
+    step makes its own loss worse. *Cosines*: <p_i, p_j> / (|p_i| |p_j|) per pair, negative where
+    two terms conflict. Batch means over the samples where the terms have a gradient; None where
+    none has.
+    """
+    d = b.direction.reshape(b.direction.shape[0], -1).double()
+    budget = b.magnitude().double().to(d.device)
+    flat = {k: p.reshape(p.shape[0], -1).double() for k, p in pulls.items()}
+    norms = {k: (f * f).sum(1) for k, f in flat.items()}
+    effects: dict[str, float | None] = {}
+    for k, f in flat.items():
+        ok = b.live[k].to(d.device) & (budget > 0)
+        e = (f * d).sum(1) / (budget * norms[k]).clamp_min(1e-300)
+        effects[k] = float(e[ok].mean()) if bool(ok.any()) else None
+    cosines: dict[tuple[str, str], float | None] = {}
+    names = list(flat)
+    for i, a in enumerate(names):
+        for c in names[i + 1:]:
+            ok = (b.live[a] & b.live[c]).to(d.device)
+            cos = (flat[a] * flat[c]).sum(1) / (norms[a] * norms[c]).sqrt().clamp_min(1e-300)
+            cosines[(a, c)] = float(cos[ok].mean()) if bool(ok.any()) else None
+    return effects, cosines
 
 
 def common_scale(groups: list[Balance]) -> float:

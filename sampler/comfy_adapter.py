@@ -311,7 +311,11 @@ class GuidanceHooks:
         self.prepare(self.patcher)
         probe = self._probe_maker(model=model_obj, positive=args.get("cond"), negative=args.get("uncond"),
                                   model_options=args["model_options"], sigma=sigma_t, x_t=args["input"])
-        with self._guarded():
+        # Model-feature terms: the model's weights stay ordinary until their backward has run (a block it
+        # recomputes then, under activation checkpointing, reads them).
+        nets = None if probe is None else [model_obj.diffusion_model,
+                                           *(m for key in ("cond", "uncond") for m in control_modules(args.get(key)))]
+        with self._guarded(nets, args["input"].device):
             if probe is None:
                 return self.engine.guide_x0(args["input"], denoised, sigma, frac, probe)
             # Model-feature terms take a gradient through the model: the same retries as xt mode.

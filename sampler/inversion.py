@@ -187,8 +187,9 @@ def invert(model_patcher, positive, negative, latent: dict, steps: int, schedule
         raise ValueError("model: it already carries Style Guidance ('Apply Guidance to Model'); connect Invert "
                          "Latent to the model from BEFORE that node: the inversion must run the plain model")
     check_latent(model_patcher, samples, "latent", "Invert Latent")
-    if samples.dim() != 4:
-        raise ValueError(f"latent: expected an image latent (B,C,h,w), got shape {tuple(samples.shape)}")
+    if samples.dim() not in (4, 5):  # 5-D: Qwen-Image's one-frame latents (and video, where check_latent admits it)
+        raise ValueError(f"latent: expected an image latent (B,C,h,w) or (B,C,frames,h,w), got shape "
+                         f"{tuple(samples.shape)}")
     sigmas = schedule(model_patcher, scheduler, steps, denoise)
     latent_image = comfy.sample.fix_empty_latent_channels(model_patcher, samples)
     if torch.count_nonzero(latent_image) == 0:

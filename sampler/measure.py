@@ -6,6 +6,7 @@ picture being measured, so a user can read off which term would steer and by how
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,10 +31,14 @@ class TermScore:
     weight_share: float
     share: float | None  # measured share of the direction; None when its gradient was zero
     note: str | None = None
+    # First-order progress of its own loss under the combined step, as a fraction of what it would get with the
+    # whole budget (sampler/balance.conflict_report): equals ``share`` when no term pulls against it.
+    effect: float | None = None
 
     def as_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "value": _finite(self.value), "weight": self.weight,
-                "weight_share": self.weight_share, "share": _finite(self.share), "note": self.note}
+                "weight_share": self.weight_share, "share": _finite(self.share), "effect": _finite(self.effect),
+                "note": self.note}
 
 
 @dataclass
@@ -45,12 +50,15 @@ class Measurement:
     # The evaluation protocol's pairwise scores against the content picture (Measure's optional
     # quality scores): {"LPIPS", "CFSD", "note"}, absent or None where not computed.
     quality: dict = field(default_factory=dict)
+    # Cosine between each pair of terms' pulls (terms read in the same space: image terms, or model-feature terms).
+    cosines: dict[tuple[str, str], float | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         quality = {k: (self.quality.get(k) if k == "note" else _finite(self.quality.get(k)))
                    for k in MEASURE_QUALITY_FIELDS}
+        pairs = [{"a": a, "b": b, "cosine": _finite(c)} for (a, b), c in self.cosines.items()]
         return {"version": MEASURE_VERSION, "total": _finite(self.total), "terms": [t.as_dict() for t in self.terms],
-                "quality": quality}
+                "quality": quality, "cosines": pairs}
 
     def text(self) -> str:
         """One line per term, by its node's label (a note on its own line), then the total and the quality scores."""
@@ -59,9 +67,13 @@ class Measurement:
             share = ("no gradient" if t.share is None or not math.isfinite(t.share)
                      else f"steers {t.share:.0%}")
             value = "n/a" if t.value is None else f"{t.value:.4g}"
-            lines.append(f"{term_label(t.name)}: {value} · weight {t.weight:g} ({t.weight_share:.0%}) · {share}")
+            effect = "" if t.effect is None or t.share is None else f" · effect {t.effect:.0%}"
+            lines.append(f"{term_label(t.name)}: {value} · weight {t.weight:g} ({t.weight_share:.0%}) · {share}{effect}")
             if t.note:
                 lines.append(f"  ({t.note})")
+        against = sorted((c, a, b) for (a, b), c in self.cosines.items() if c is not None and c < -0.1)
+        for c, a, b in against:
+            lines.append(f"{term_label(a)} pulls against {term_label(b)} (cosine {c:.2f})")
         lines.append(f"total: {self.total:.6g}")
         for k in MEASURE_QUALITY_FIELDS:
             v = self.quality.get(k)
@@ -93,7 +105,7 @@ def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
             # Tiny pictures are upsampled exactly as a guided step does, so the networks can run.
             leaf = resize_for_loss(images.detach().float(), 0).clone().requires_grad_(True)
             result = losses.evaluate(leaf)
-            groups.append(balanced_direction(result.terms, result.weights, leaf))
+            groups.append(balanced_direction(result.terms, result.weights, leaf, report=True))
         latent_terms = losses.latent_terms
         if latent_terms:
             if latent is None or make_probe is None:
@@ -101,12 +113,21 @@ def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
                     notes[name] = "needs the model and the picture's latent: connect model, positive and latent"
             else:
                 probe = make_probe()
-                x0 = probe.to_model_space(latent).detach().float().clone().requires_grad_(True)
-                values = {name: term.forward_latent(x0, probe).float() for name, term in latent_terms}
-                groups.append(balanced_direction(values, {n: t.weight for n, t in latent_terms}, x0))
+                # The backward inside balanced_direction may recompute model blocks: weights held to its end.
+                with getattr(probe, "holding_weights", contextlib.nullcontext)():
+                    x0 = probe.to_model_space(latent).detach().float().clone().requires_grad_(True)
+                    values = {name: term.forward_latent(x0, probe).float() for name, term in latent_terms}
+                    groups.append(balanced_direction(values, {n: t.weight for n, t in latent_terms}, x0, report=True))
     share_t = shares(groups)
     values = {k: float(v.mean()) for b in groups for k, v in b.values.items()}
     live = {k: bool(v.any()) for b in groups for k, v in b.live.items()}
+    # A group's effects are fractions of its own budget: on the whole budget's scale, so that with no conflict a
+    # term's effect is its share. (Image and model-feature groups act in different spaces: no cross-group terms.)
+    budgets = [sum(abs(float(b.weights[k])) for k, v in b.live.items() if bool(v.any())) for b in groups]
+    whole = sum(budgets) or 1.0
+    effects = {k: (None if e is None else e * budget / whole)
+               for b, budget in zip(groups, budgets, strict=True) for k, e in b.effects.items()}
+    cosines = {pair: c for b in groups for pair, c in b.cosines.items()}
     active = [(n, t) for n, t in zip(losses.names, losses.terms, strict=True) if t.weight != 0.0]
     weight_sum = sum(abs(t.weight) for _, t in active) or 1.0
     scores = []
@@ -119,6 +140,7 @@ def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
                     "sampler window outside that it never acts; the shares hold where the windows overlap")
         scores.append(TermScore(name, term.kind, values.get(name), term.weight,
                                 abs(term.weight) / weight_sum,
-                                float(share_t[name]) if name in share_t and live.get(name) else None, note))
+                                float(share_t[name]) if name in share_t and live.get(name) else None, note,
+                                effects.get(name) if live.get(name) else None))
     total = sum(s.weight * s.value for s in scores if s.name in values)
-    return Measurement(scores, total)
+    return Measurement(scores, total, cosines=cosines)

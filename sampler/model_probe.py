@@ -45,7 +45,7 @@ import torch
 
 from ..losses.model_features import AttentionCapture, AttentionKey, ModelLayout
 from . import dit_probe
-from .autograd_compat import ordinary_weights
+from .autograd_compat import control_modules, ordinary_weights
 from .dit_probe import StopForward as _StopForward
 
 log = logging.getLogger("style_guidance")
@@ -93,19 +93,6 @@ class ProbeContext:
     sigma: torch.Tensor | float
     x_t: torch.Tensor | None
     seed: int
-
-
-def control_modules(conds) -> Iterator[torch.nn.Module]:
-    """The networks of every ControlNet/T2I adapter chained in processed conds (they see the model input)."""
-    seen: set[int] = set()
-    for c in conds or []:
-        control = c.get("control") if isinstance(c, dict) else None
-        while control is not None and id(control) not in seen:
-            seen.add(id(control))
-            for value in vars(control).values():
-                if isinstance(value, torch.nn.Module):
-                    yield value
-            control = getattr(control, "previous_controlnet", None)
 
 
 # ---------------------------------------------------------------- the model's layout
@@ -269,6 +256,11 @@ class ComfyModelProbe:
         self.cache_token: Hashable = (id(model), id(positive), self.seed)
         self._session = session
         self.passes = 0  # model calls made (tests and benchmarks read it)
+
+    def holding_weights(self) -> contextlib.AbstractContextManager:
+        """Ordinary weights from the first feature pass to the end of its backward: blocks recomputed then (SD3's,
+        checkpointed once a ``patches_replace["dit"]`` entry wraps them) would read inference-mode weights."""
+        return ordinary_weights([self.model.diffusion_model], self.device)
 
     # -- the ModelProbe protocol ----------------------------------------------------
     def to_model_space(self, latent: torch.Tensor) -> torch.Tensor:
@@ -489,6 +481,8 @@ def measure_probe(model_patcher, positive, seed: int, sigma: float) -> ComfyMode
     if positive is None or len(positive) == 0:
         raise ValueError("Measure Losses: model-feature terms need the positive conditioning (connect 'positive')")
     session = _Standalone(model_patcher, positive, int(seed or 0))
+    # Loaded before the first pass, so holding_weights() finds the weights on the device they run on.
+    comfy.model_management.load_models_gpu([model_patcher])
     base_model = model_patcher.model
     probe = ComfyModelProbe(base_model, None, model_patcher.model_options, float(sigma), seed,
                             model_patcher.load_device, session=session)

@@ -199,15 +199,25 @@ def test_a_flipped_update_raises_the_twin_scores(comfy, dits, key):
     """The counterfactual: the same xt guidance with its update's sign flipped ends worse than plain."""
     g = F.family_graph(key, dits)
     F.add_plain_and_guided(g, "sampler", F.options(mode="xt"), F.sampling(key))
-    g["flip"] = {"class_type": "SGTestNegateLosses", "inputs": {"losses": link("l3")}}
-    g["flipped"] = {**g["guided"], "inputs": {**g["guided"]["inputs"], "losses": link("flip")}}
-    g["flipped_dec"] = {"class_type": "VAEDecode", "inputs": {"samples": link("flipped"), "vae": link("vae")}}
-    g["flipped_score"] = {"class_type": "StyleGuidanceMeasure",
-                          "inputs": {"image": link("flipped_dec"), "losses": link("s3"), "seed": 0}}
+    F.add_flipped(g)
     comfy.run(g)
     guided, flipped = _ratios(comfy)["total"], _ratios(comfy, "flipped")["total"]
     print(f"{key}/xt: twin total guided/plain {guided:.3f}, flipped/plain {flipped:.3f}")
     assert guided < MAX_RATIO < 1.0 < flipped
+
+
+def test_hunyuan_image_xt_gram_alone_moves_its_own_twin_score(comfy, dits):
+    """The strict xfail above, taken apart: beside CLIP and pixel MSE, Gram's twin score on the HunyuanImage
+    stand-in rises by about 1 % in xt (the other terms' pull wins); guided by Gram alone it falls, and the
+    same guidance with its update flipped raises it."""
+    g = F.family_graph("hunyuan_image", dits)
+    gram = F.add_chain(g, "gram", "vgg", "oclip", weights={"mse": 0.0, "clip": 0.0})
+    F.add_plain_and_guided(g, "sampler", F.options(mode="xt"), F.sampling("hunyuan_image"), losses=gram)
+    F.add_flipped(g, gram)
+    comfy.run(g)
+    guided, flipped = _ratios(comfy)["gram_style"], _ratios(comfy, "flipped")["gram_style"]
+    print(f"hunyuan_image/xt, Gram alone: twin Gram guided/plain {guided:.3f}, flipped/plain {flipped:.3f}")
+    assert guided < 1.0 < flipped
 
 
 def test_flux2_reference_latent_edit_conditioning_with_guidance(comfy, dits):

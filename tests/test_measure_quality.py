@@ -73,7 +73,7 @@ def test_lpips_and_cfsd_are_zero_on_the_content_and_grow_with_a_perturbation(com
         result = comfy.run(_graph(tiny_models, blend))
         report = _report(comfy)
         q = report["quality"]
-        assert report["version"] == P.MEASURE_VERSION == 4 and tuple(q) == P.MEASURE_QUALITY_FIELDS
+        assert report["version"] == P.MEASURE_VERSION == 5 and tuple(q) == P.MEASURE_QUALITY_FIELDS
         outputs = comfy.node_output("m")
         lpips_out, cfsd_out = outputs[-2][0], outputs[-1][0]
         assert (lpips_out, cfsd_out) == (pytest.approx(q["LPIPS"]), pytest.approx(q["CFSD"]))

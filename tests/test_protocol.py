@@ -52,6 +52,10 @@ def test_step_events_and_measure_payload_match_the_declared_fields(comfy, tiny_m
     assert {t["name"] for t in report["terms"]} == set(steps[0]["terms"])
     for term in report["terms"]:
         assert tuple(term) == P.MEASURE_TERM_FIELDS, sorted(term)
+    n = len(report["terms"])
+    assert len(report["cosines"]) == n * (n - 1) // 2
+    for pair in report["cosines"]:
+        assert tuple(pair) == P.MEASURE_COSINE_FIELDS, sorted(pair)
 
 
 def test_the_runner_reads_the_pack_own_declaration():

@@ -192,11 +192,7 @@ def test_a_flipped_update_raises_the_twin_scores(comfy, qwen, mode):
     """The counterfactual: the same guidance with its update's sign flipped ends worse than plain."""
     g = _graph(qwen)
     F.add_plain_and_guided(g, "sampler", F.options(mode=mode), F.sampling(KEY))
-    g["flip"] = {"class_type": "SGTestNegateLosses", "inputs": {"losses": link("l3")}}
-    g["flipped"] = {**g["guided"], "inputs": {**g["guided"]["inputs"], "losses": link("flip")}}
-    g["flipped_dec"] = {"class_type": "VAEDecode", "inputs": {"samples": link("flipped"), "vae": link("vae")}}
-    g["flipped_score"] = {"class_type": "StyleGuidanceMeasure",
-                          "inputs": {"image": link("flipped_dec"), "losses": link("s3"), "seed": 0}}
+    F.add_flipped(g)
     comfy.run(g)
     guided, flipped = _ratios(comfy)["total"], _ratios(comfy, "flipped")["total"]
     print(f"qwen_image/{mode}: twin total guided/plain {guided:.3f}, flipped/plain {flipped:.3f}")
@@ -297,10 +293,13 @@ def test_lighttae_on_an_image_model_is_refused_naming_both(comfy, qwen, families
         assert name in text, f"{name!r} missing from: {text[:600]}"
 
 
-def test_model_feature_terms_are_refused_on_qwen_image(comfy, qwen):
-    """ZeCon on model features and Attention Distillation: refused by name on Qwen-Image (a DiT), before sampling."""
+def test_model_feature_terms_guide_qwen_image_through_the_sampler(comfy, qwen):
+    """ZeCon on model features and Attention Distillation guide Qwen-Image (a DiT with 5-D latents) in a graph.
+
+    They were refused by name before DiT features landed; the twin-scored effect of each term per family
+    is in test_model_features_dit.py. Here: the executor path runs and its latent stays finite."""
     g = _graph(qwen)
-    # The term nodes take image-shaped latents; the model check is what must name Qwen-Image.
+    # The term nodes take image-shaped latents (one frame); the probe lays them on the model's 5-D input.
     g["lat4"] = {"class_type": "SGTestLatent", "inputs": {
         "channels": 16, "size": 8, "seed": 0, "batch_size": 1, "scale": 1.0, "shift": 0.0}}
     g["z"] = {"class_type": "StyleGuidanceModelZeCon", "inputs": {
@@ -312,9 +311,7 @@ def test_model_feature_terms_are_refused_on_qwen_image(comfy, qwen):
     g["guided"] = {"class_type": "StyleGuidanceSampler", "inputs": {
         "model": link("model"), "positive": link("pos"), "negative": link("neg"), "latent_image": link("enc"),
         "vae": link("vae"), "losses": link("a"), **F.sampling(KEY), **F.options()}}
-    g["out"] = {"class_type": "PreviewAny", "inputs": {"source": link("guided")}}
-    with pytest.raises(PromptFailed) as err:
-        comfy.run(g)
-    text = str(err.value)
-    for name in ("QwenImage", "DiT", "not supported"):
-        assert name in text, f"{name!r} missing from: {text[:600]}"
+    g["stats"] = {"class_type": "PreviewAny", "inputs": {"source": link("guided")}}
+    result = comfy.run(g)
+    text = " ".join(str(v) for v in result.outputs["stats"].get("text", []))
+    assert text and "nan" not in text.lower() and "inf" not in text.lower(), text[:400]

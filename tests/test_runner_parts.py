@@ -155,6 +155,12 @@ def _api() -> dict:
     return json.loads((WORKFLOWS / "api" / "style_transfer_fast.json").read_text())
 
 
+def _node_of(api: dict, class_type: str) -> str:
+    """The id of the workflow's one node of this class (ids change when a workflow is redrawn)."""
+    (nid,) = [k for k, n in api.items() if n["class_type"] == class_type]
+    return nid
+
+
 def _malformed_uis() -> dict[str, dict]:
     cases = {}
     ui = _ui()
@@ -229,13 +235,13 @@ def test_bad_workflow_or_output_exits_2_before_start_up(case, tmp_path, capsys):
     elif case == "ui-short-link":
         _write(wf, _malformed_uis()["short link"])
     elif case == "api-no-inputs":
-        del api["9"]["inputs"]
+        del api[_node_of(api, "VAELoader")]["inputs"]
         _write(wf, api)
     elif case == "api-dangling":
-        api["18"]["inputs"]["samples"] = ["404", 0]
+        api[_node_of(api, "VAEDecode")]["inputs"]["samples"] = ["404", 0]
         _write(wf, api)
     elif case == "nan":
-        api["17"]["inputs"]["scale"] = float("nan")
+        api[_node_of(api, "StyleGuidanceSampler")]["inputs"]["scale"] = float("nan")
         _write(wf, json.dumps(api))  # Python writes NaN, which is not JSON
     elif case == "api-model-parent":
         api["2"]["inputs"]["ckpt_name"] = "../../outside.safetensors"

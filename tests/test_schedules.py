@@ -92,15 +92,15 @@ def test_each_curve_kind_drives_the_reported_weight_and_scale(comfy, tiny_models
         for e in evs:
             f = e["fraction"]
             assert e["scale"] == pytest.approx(SCALE * scale.factor(f), rel=1e-6), (curve, f)
-            w = e["terms"].get("content_mse", {}).get("weight", 0.0)
+            w = e["terms"].get("pixel_mse_content", {}).get("weight", 0.0)
             assert w == pytest.approx(MSE_WEIGHT * term.factor(f), rel=1e-6), (curve, f)
             assert e["terms"]["gram_style"]["weight"] == GRAM_WEIGHT
             if term.factor(f) > 0:  # the share follows the scheduled weight
                 share = MSE_WEIGHT * term.factor(f) / (MSE_WEIGHT * term.factor(f) + GRAM_WEIGHT)
-                assert e["terms"]["content_mse"]["share"] == pytest.approx(share, abs=1e-4)
+                assert e["terms"]["pixel_mse_content"]["share"] == pytest.approx(share, abs=1e-4)
             else:
-                assert "content_mse" not in e["terms"]
-        reported[curve] = [(e["step"], e["scale"], e["terms"].get("content_mse", {}).get("weight")) for e in evs]
+                assert "pixel_mse_content" not in e["terms"]
+        reported[curve] = [(e["step"], e["scale"], e["terms"].get("pixel_mse_content", {}).get("weight")) for e in evs]
         print(f"\n{curve}: (step, scale, mse weight) " + " ".join(f"({s},{a:.3g},{w if w is None else round(w, 3)})"
                                                           for s, a, w in reported[curve]))
     # counterfactual: different curves report different numbers

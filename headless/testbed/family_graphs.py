@@ -178,6 +178,15 @@ def add_plain_and_guided(g: dict, node: str, opts: dict, samp: dict, model: str 
                               "inputs": {"image": link(f"{name}_dec"), "losses": link("s3"), "seed": 0}}
 
 
+def add_flipped(g: dict, losses: str = "l3") -> None:
+    """``flipped``: the ``guided`` node with its update's sign flipped (the counterfactual), decoded and scored."""
+    g["flip"] = {"class_type": "SGTestNegateLosses", "inputs": {"losses": link(losses)}}
+    g["flipped"] = {**g["guided"], "inputs": {**g["guided"]["inputs"], "losses": link("flip")}}
+    g["flipped_dec"] = {"class_type": "VAEDecode", "inputs": {"samples": link("flipped"), "vae": link("vae")}}
+    g["flipped_score"] = {"class_type": "StyleGuidanceMeasure",
+                          "inputs": {"image": link("flipped_dec"), "losses": link("s3"), "seed": 0}}
+
+
 def scores(comfy, name: str) -> dict[str, float]:
     """The twin networks' (and pixel MSE's) scores of the decoded ``plain``/``guided`` result."""
     report = json.loads(comfy.output(f"{name}_score", 1))
