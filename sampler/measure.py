@@ -6,7 +6,6 @@ picture being measured, so a user can read off which term would steer and by how
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,11 +112,16 @@ def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
                     notes[name] = "needs the model and the picture's latent: connect model, positive and latent"
             else:
                 probe = make_probe()
-                # The backward inside balanced_direction may recompute model blocks: weights held to its end.
-                with getattr(probe, "holding_weights", contextlib.nullcontext)():
+
+                def features() -> Balance:
                     x0 = probe.to_model_space(latent).detach().float().clone().requires_grad_(True)
                     values = {name: term.forward_latent(x0, probe).float() for name, term in latent_terms}
-                    groups.append(balanced_direction(values, {n: t.weight for n, t in latent_terms}, x0, report=True))
+                    return balanced_direction(values, {n: t.weight for n, t in latent_terms}, x0, report=True)
+
+                # The probe's own way to run a forward and backward through the model (ComfyUI's probe: weights
+                # held ordinary to the end of the backward, the in-place and custom-op retries).
+                run = getattr(probe, "differentiable", None)
+                groups.append(run(features) if run is not None else features())
     share_t = shares(groups)
     values = {k: float(v.mean()) for b in groups for k, v in b.values.items()}
     live = {k: bool(v.any()) for b in groups for k, v in b.live.items()}

@@ -45,7 +45,7 @@ import torch
 
 from ..losses.model_features import AttentionCapture, AttentionKey, ModelLayout
 from . import dit_probe
-from .autograd_compat import control_modules, ordinary_weights
+from .autograd_compat import backward_through, control_modules, ordinary_weights
 from .dit_probe import StopForward as _StopForward
 
 log = logging.getLogger("style_guidance")
@@ -257,10 +257,15 @@ class ComfyModelProbe:
         self._session = session
         self.passes = 0  # model calls made (tests and benchmarks read it)
 
-    def holding_weights(self) -> contextlib.AbstractContextManager:
-        """Ordinary weights from the first feature pass to the end of its backward: blocks recomputed then (SD3's,
-        checkpointed once a ``patches_replace["dit"]`` entry wraps them) would read inference-mode weights."""
-        return ordinary_weights([self.model.diffusion_model], self.device)
+    def differentiable(self, run: Callable[[], Any]) -> Any:
+        """``run()`` (feature passes and the backward through them) outside sampling, as a guided step does it: the
+        weights ordinary until the backward ends (SD3's blocks, checkpointed once a ``patches_replace["dit"]`` entry
+        wraps them, recompute then) and the retries of ``backward_through`` (in-place adds, ops without backward)."""
+        def held() -> Any:
+            with ordinary_weights([self.model.diffusion_model], self.device):
+                return run()
+
+        return backward_through(self.model, held)
 
     # -- the ModelProbe protocol ----------------------------------------------------
     def to_model_space(self, latent: torch.Tensor) -> torch.Tensor:
@@ -481,7 +486,7 @@ def measure_probe(model_patcher, positive, seed: int, sigma: float) -> ComfyMode
     if positive is None or len(positive) == 0:
         raise ValueError("Measure Losses: model-feature terms need the positive conditioning (connect 'positive')")
     session = _Standalone(model_patcher, positive, int(seed or 0))
-    # Loaded before the first pass, so holding_weights() finds the weights on the device they run on.
+    # Loaded before the first pass, so differentiable() finds the weights on the device they run on.
     comfy.model_management.load_models_gpu([model_patcher])
     base_model = model_patcher.model
     probe = ComfyModelProbe(base_model, None, model_patcher.model_options, float(sigma), seed,
