@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/bench_families.py --families sd3,flux --size 128 --no-write
     .venv/bin/python benchmarks/bench_families.py --families z_image,flux2,chroma,lumina2,hidream \
         --out benchmarks/results/cpu_families_dit                          # the newer DiTs' tiny stand-ins
+    .venv/bin/python benchmarks/bench_families.py --families hunyuan_image --repeats 2 --threads 2 \
+        --out benchmarks/results/cpu_families_hunyuan_image
 
 Each family runs in its own process (so its peak memory is its own): ComfyUI in-process with
 this pack, the family's stand-in loaded by ComfyUI's own loader (headless.testbed.standins;
