@@ -40,12 +40,13 @@ MEASURE_UI_KEY = "style_guidance"
 MEASURE_VERSION = 5
 """Version of that payload: ``{"version": 5, "total", "terms": [{MEASURE_TERM_FIELDS}],
 "quality": {MEASURE_QUALITY_FIELDS}, "cosines": [{MEASURE_COSINE_FIELDS}]}``. Version 4 had no
-"effect" per term and no "cosines"; version 3 was version 4 with the old term kinds
+"effect" or "spread" per term and no "cosines"; version 3 was version 4 with the old term kinds
 (``LEGACY_TERM_KINDS``); version 2 had no "quality"; version 1 (no "version" key) was
 ``{term: value, ..., "total": t}``; readers accept all five and map old kinds to new."""
 
-MEASURE_TERM_FIELDS = ("name", "kind", "value", "weight", "weight_share", "share", "effect", "note")
-"""Keys of each term of a Measure payload (version 5; versions 2-4 had no "effect")."""
+MEASURE_TERM_FIELDS = ("name", "kind", "value", "weight", "weight_share", "share", "effect", "spread", "note")
+"""Keys of each term of a Measure payload (version 5; versions 2-4 had no "effect" and no "spread": the value's
+standard deviation over the batch, null for one sample)."""
 
 MEASURE_COSINE_FIELDS = ("a", "b", "cosine")
 """Keys of each pair in a version-5 payload's "cosines": two terms' names and the cosine of their pulls."""

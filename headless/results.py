@@ -127,8 +127,8 @@ def parse_measure(payload: str | dict) -> dict:
     """A Measure node's JSON, in the version-5 layout whichever version it came in.
 
     Version 5: ``{"version": 5, "total", "terms": [{"name", "kind", "value", "weight",
-    "weight_share", "share", "effect", "note"}], "quality": {"LPIPS", "CFSD", "note"}, "cosines": [{"a", "b",
-    "cosine"}]}`` (``effect`` and ``cosines`` are None / empty where the payload predates them: version 4); version 3 is the
+    "weight_share", "share", "effect", "spread", "note"}], "quality": {"LPIPS", "CFSD", "note"}, "cosines": [{"a", "b",
+    "cosine"}]}`` (``effect``, ``spread`` and ``cosines`` are None / empty where the payload predates them: version 4); version 3 is the
     same with the old term kinds (``content_mse``, ``zecon``, ``zecon_model``,
     ``attention_distillation``), read as the current ones; version 2 is version 3 without
     "quality" (read as all None). Version 1 (no "version" key) is ``{term: value, ..., "total": t}``;
@@ -139,7 +139,7 @@ def parse_measure(payload: str | dict) -> dict:
         raise ValueError("the Measure node's JSON is not an object")
     if "version" not in data:
         terms = [{"name": current_term_name(k), "kind": None, "value": _num(v), "weight": None, "weight_share": None,
-                  "share": None, "effect": None, "note": None} for k, v in data.items() if k != "total"]
+                  "share": None, "effect": None, "spread": None, "note": None} for k, v in data.items() if k != "total"]
         return {"version": 1, "total": _num(data.get("total")), "terms": terms, "quality": _quality(None),
                 "cosines": []}
     if not isinstance(data.get("terms"), list):
@@ -153,7 +153,8 @@ def parse_measure(payload: str | dict) -> dict:
         kind = current_term_name(kind) if isinstance(kind, str) else kind
         terms.append({"name": name, "kind": kind, "value": _num(t.get("value")),
                       "weight": _num(t.get("weight")), "weight_share": _num(t.get("weight_share")),
-                      "share": _num(t.get("share")), "effect": _num(t.get("effect")), "note": t.get("note")})
+                      "share": _num(t.get("share")), "effect": _num(t.get("effect")),
+                      "spread": _num(t.get("spread")), "note": t.get("note")})
     cosines = [{"a": current_term_name(str(c.get("a"))), "b": current_term_name(str(c.get("b"))),
                 "cosine": _num(c.get("cosine"))}
                for c in data.get("cosines") or [] if isinstance(c, dict)]

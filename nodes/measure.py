@@ -61,7 +61,7 @@ class StyleGuidanceMeasure(io.ComfyNode):
                                                                "of the direction and effect; pairs of terms that pull "
                                                                "against each other (also shown on this node).")),
                 io.String.Output(display_name="json", tooltip=("{'version': 5, 'total': ..., 'terms': [{name, kind, value, "
-                                                               "weight, weight_share, share, effect, note}, ...], 'quality': "
+                                                               "weight, weight_share, share, effect, spread, note}, ...], 'quality': "
                                                                "{LPIPS, CFSD, note}, 'cosines': [{a, b, cosine}, ...]} "
                                                                "as JSON.")),
                 io.Float.Output(display_name="total", tooltip="Weighted total loss (mean over the batch)."),

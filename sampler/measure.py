@@ -33,11 +33,13 @@ class TermScore:
     # First-order progress of its own loss under the combined step, as a fraction of what it would get with the
     # whole budget (sampler/balance.conflict_report): equals ``share`` when no term pulls against it.
     effect: float | None = None
+    # Standard deviation of the value over the batch (one style over several contents or seeds); None for one sample.
+    spread: float | None = None
 
     def as_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "value": _finite(self.value), "weight": self.weight,
                 "weight_share": self.weight_share, "share": _finite(self.share), "effect": _finite(self.effect),
-                "note": self.note}
+                "spread": _finite(self.spread), "note": self.note}
 
 
 @dataclass
@@ -66,6 +68,8 @@ class Measurement:
             share = ("no gradient" if t.share is None or not math.isfinite(t.share)
                      else f"steers {t.share:.0%}")
             value = "n/a" if t.value is None else f"{t.value:.4g}"
+            if t.value is not None and t.spread is not None:
+                value += f" ± {t.spread:.2g}"
             effect = "" if t.effect is None or t.share is None else f" · effect {t.effect:.0%}"
             lines.append(f"{term_label(t.name)}: {value} · weight {t.weight:g} ({t.weight_share:.0%}) · {share}{effect}")
             if t.note:
@@ -124,6 +128,7 @@ def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
                 groups.append(run(features) if run is not None else features())
     share_t = shares(groups)
     values = {k: float(v.mean()) for b in groups for k, v in b.values.items()}
+    spreads = {k: float(v.std()) for b in groups for k, v in b.values.items() if v.numel() > 1}
     live = {k: bool(v.any()) for b in groups for k, v in b.live.items()}
     # A group's effects are fractions of its own budget: on the whole budget's scale, so that with no conflict a
     # term's effect is its share. (Image and model-feature groups act in different spaces: no cross-group terms.)
@@ -145,6 +150,6 @@ def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
         scores.append(TermScore(name, term.kind, values.get(name), term.weight,
                                 abs(term.weight) / weight_sum,
                                 float(share_t[name]) if name in share_t and live.get(name) else None, note,
-                                effects.get(name) if live.get(name) else None))
+                                effects.get(name) if live.get(name) else None, spreads.get(name)))
     total = sum(s.weight * s.value for s in scores if s.name in values)
     return Measurement(scores, total, cosines=cosines)
