@@ -5,7 +5,7 @@ runs without one.
 - :func:`ordinary_copy` / :func:`make_ordinary_`: the pack's private copies of networks (decoder
   copy, CLIP vision tower, loss networks) hold ordinary tensors, never inference tensors;
 - :func:`ordinary_weights`: for one guided forward, ComfyUI's shared model holds ordinary copies of
-  its weights, and gets its own back right after (:func:`control_modules`: the ControlNets that run with it);
+  its weights, and gets its own back right after (:func:`model_and_controls`: which networks those are);
 - :func:`backward_through`: the in-place retry and the custom-op fallback described below.
 
 Backward through models that update activations in place or run custom ops without backward.
@@ -191,6 +191,11 @@ def control_modules(conds) -> Iterator[torch.nn.Module]:
                 if isinstance(value, torch.nn.Module):
                     yield value
             control = getattr(control, "previous_controlnet", None)
+
+
+def model_and_controls(diffusion_model: torch.nn.Module, *conds) -> list[torch.nn.Module]:
+    """The networks a model call runs on its input: the diffusion model and the ControlNets chained in ``conds``."""
+    return [diffusion_model, *(m for c in conds for m in control_modules(c))]
 
 
 @contextlib.contextmanager

@@ -51,13 +51,13 @@ from .autograd_compat import (
     autograd_enabled,
     backward_through,
     make_ordinary_,
+    model_and_controls,
     ordinary_copy,
     ordinary_weights,
     with_ordinary_tensors,
 )
 from .engine import OOM_ADVICE, GuidanceEngine, StepReport
 from .guidance import percent_of_sigma, renoise_flow, renoise_ve, step_fraction
-from .model_probe import control_modules
 from .recurrence import recurrent_sampler_function
 from .settings import GuidanceSettings
 
@@ -313,8 +313,8 @@ class GuidanceHooks:
                                   model_options=args["model_options"], sigma=sigma_t, x_t=args["input"])
         # Model-feature terms: the model's weights stay ordinary until their backward has run (a block it
         # recomputes then, under activation checkpointing, reads them).
-        nets = None if probe is None else [model_obj.diffusion_model,
-                                           *(m for key in ("cond", "uncond") for m in control_modules(args.get(key)))]
+        nets = (None if probe is None
+                else model_and_controls(model_obj.diffusion_model, args.get("cond"), args.get("uncond")))
         with self._guarded(nets, args["input"].device):
             if probe is None:
                 return self.engine.guide_x0(args["input"], denoised, sigma, frac, probe)
@@ -334,8 +334,7 @@ class GuidanceHooks:
         conds = getattr(guider, "conds", {}) or {}
         probe = self._probe_maker(model=guider.inner_model, positive=conds.get("positive"),
                                   negative=conds.get("negative"), model_options=model_options, sigma=timestep, x_t=x)
-        nets = [guider.inner_model.diffusion_model,
-                *(m for key in ("positive", "negative") for m in control_modules(conds.get(key)))]
+        nets = model_and_controls(guider.inner_model.diffusion_model, conds.get("positive"), conds.get("negative"))
         with self._guarded(nets, x.device):
             ts = timestep.detach().clone()  # inference tensors cannot be saved for backward
 

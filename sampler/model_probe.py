@@ -45,7 +45,7 @@ import torch
 
 from ..losses.model_features import AttentionCapture, AttentionKey, ModelLayout
 from . import dit_probe
-from .autograd_compat import backward_through, control_modules, ordinary_weights
+from .autograd_compat import backward_through, model_and_controls, ordinary_weights
 from .dit_probe import StopForward as _StopForward
 
 log = logging.getLogger("style_guidance")
@@ -55,7 +55,6 @@ __all__ = [
     "ProbeContext",
     "UnsupportedModel",
     "check_supported",
-    "control_modules",
     "make_probe",
     "measure_probe",
     "model_layout",
@@ -300,7 +299,7 @@ class ComfyModelProbe:
                 conds = _reference_conds(self.model, conds, x)
                 _check_reference_size(conds, x)
             needs_grad = grad and x.requires_grad
-            weights = (ordinary_weights([self.model.diffusion_model, *control_modules(conds)], x.device)
+            weights = (ordinary_weights(model_and_controls(self.model.diffusion_model, conds), x.device)
                        if needs_grad else contextlib.nullcontext())
             t = torch.full((x.shape[0],), float(sigma), dtype=torch.float32, device=x.device)
             self.passes += 1
