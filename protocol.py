@@ -23,15 +23,18 @@ STEP_EVENT = "style_guidance.step"
 """Event name of one guided evaluation, sent to the prompt's client."""
 
 STEP_EVENT_FIELDS = ("node", "prompt_id", "evaluation", "step", "fraction", "sigma", "total", "terms",
-                     "zero_gradient", "scale")
+                     "zero_gradient", "scale", "cosines")
 """Keys of a step event's data: the sampler node's id, the prompt, the running evaluation number,
 the sampling step it belongs to, the fraction of the schedule done, sigma, the weighted total, the
 terms (``{name: {"value", "weight", "share"}}``; the weight this step used, its schedule applied),
-the names of terms whose gradient was zero, and the guidance scale this step used (its schedule
-applied). Readers treat "scale" as optional: events before it have none."""
+the names of terms whose gradient was zero, the guidance scale this step used (its schedule
+applied), and the cosine of each pair of terms' pulls (``[{"a", "b", "cosine"}]``, as Measure's).
+Readers treat "scale" and "cosines" as optional: older events have none."""
 
-STEP_TERM_FIELDS = ("value", "weight", "share")
-"""Keys of each term of a step event."""
+STEP_TERM_FIELDS = ("value", "weight", "share", "effect")
+"""Keys of each term of a step event: the value, the weight used, its share of the direction and its effect (the
+first-order progress of its own loss under the step, on the share's scale; null without a gradient). Readers
+treat "effect" as optional: older events have none."""
 
 # ---------------------------------------------------------------- the Measure node
 MEASURE_UI_KEY = "style_guidance"

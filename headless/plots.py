@@ -1,5 +1,7 @@
-"""A picture of a guided run: every loss term's value and its share of the guidance, step by step,
-and the weights and scale each step used (their schedules: constant, linear, cosine, typed values).
+"""A picture of a guided run: every loss term's value and its effect (the progress of its own loss the
+step made, on the scale of a share; its share of the direction where the run's events have no
+effect), step by step, and the weights and scale each step used (their schedules: constant,
+linear, cosine, typed values).
 
 Needs matplotlib (the pack's optional ``plots`` extra in pyproject.toml); without it
 :func:`plot_steps` returns None and the runner writes the events as JSON only.
@@ -43,11 +45,11 @@ def _number(y) -> bool:
 
 
 def series(events: list[dict]) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """{"value"|"share"|"weight": {label: [(x, y), ...]}} with one label per term (per node when several),
+    """{"value"|"share"|"effect"|"weight": {label: [(x, y), ...]}} with one label per term (per node when several),
     and "scale": {label: ...} with one label per sampler node (events that carry the scale used)."""
     nodes = {e.get("node") for e in events}
     out: dict[str, dict[str, list[tuple[float, float]]]] = {
-        k: defaultdict(list) for k in ("value", "share", "weight", "scale")}
+        k: defaultdict(list) for k in ("value", "share", "effect", "weight", "scale")}
     for x, e in zip(step_positions(events), events, strict=True):
         if _number(e.get("scale")):
             out["scale"]["scale" if len(nodes) == 1 else f"{e.get('node')}: scale"].append((x, float(e["scale"])))
@@ -59,7 +61,7 @@ def series(events: list[dict]) -> dict[str, dict[str, list[tuple[float, float]]]
             away = _number(w) and w < 0
             if away:  # a negative weight: its share is drawn below zero, pointing away from its reference
                 label += " (negative weight: away)"
-            for what in ("value", "share", "weight"):
+            for what in ("value", "share", "effect", "weight"):
                 y = t.get(what) if isinstance(t, dict) else None
                 if _number(y):
                     out[what][label].append((x, -float(y) if what == "share" and away else float(y)))
@@ -87,9 +89,14 @@ def plot_steps(events: list[dict], title: str) -> bytes | None:
     top.set_yscale("log")
     top.set_ylabel("term value (unweighted, log)")
     top.set_title(title.replace("$", r"\$"))  # a file name is text, never mathtext ('cost$__$x')
-    for label, pts in sorted(data["share"].items()):
+    # The effect: how much of its own progress each term kept (a share of the step where nothing conflicts; below
+    # its share, other terms pull against it; below 0, the step worsened it). Older runs' events carry shares only.
+    middle = "effect" if data["effect"] else "share"
+    for label, pts in sorted(data[middle].items()):
         bottom.plot(*zip(*pts, strict=True), marker=".", label=label)
-    bottom.set_ylabel("share of the guidance (< 0: away)")
+    bottom.set_ylabel("effect on its own loss (< 0: worsened)" if middle == "effect"
+                      else "share of the guidance (< 0: away)")
+    bottom.axhline(0.0, color="grey", linewidth=0.8)
     bottom.set_ylim(bottom=min(0.0, bottom.get_ylim()[0]))
     # The schedules the run used: each term's weight (solid) and the guidance scale (dashed, right axis).
     for label, pts in sorted(data["weight"].items()):

@@ -13,7 +13,7 @@ import torch
 
 from ..losses import CombinedLoss, comfy_image_to_nchw, comfy_mask_to_bhw
 from ..losses.schedule import CURVES, Schedule
-from ..sampler.settings import RECURRENCE_MAX, GuidanceSettings
+from ..sampler.settings import COMBINES, RECURRENCE_MAX, GuidanceSettings
 from ._api import io
 
 CATEGORY = "style_guidance"
@@ -124,6 +124,11 @@ def check_term_window(values: dict[str, Any]) -> str | None:
 
 
 # ------------------------------------------------------------------ guidance-node inputs
+COMBINE_TOOLTIP = (
+    "How the loss terms' pulls are added up. weighted: as they are, each by its weight. projected: where two terms "
+    "pull against each other, each first loses the part of its pull that would undo the other's (PCGrad), so no "
+    "term's progress is cancelled to first order; the step's size is the same, only its direction changes. "
+    "Measure's 'effect' shows how much of its own progress each term keeps either way.")
 _SETTINGS_INPUTS: dict[str, Callable[[GuidanceSettings], io.Input]] = {
     "mode": lambda d: io.Combo.Input(
         "mode", options=["x0", "xt"], default=d.mode,
@@ -168,6 +173,9 @@ _SETTINGS_INPUTS: dict[str, Callable[[GuidanceSettings], io.Input]] = {
         tooltip=("values curve only: factors of scale, separated by commas, spread evenly over the window and "
                  "joined by straight lines (e.g. '0, 1, 1, 0.3'). Each >= 0. Can be linked from a node that outputs "
                  "text.")),
+    "combine": lambda d: io.Combo.Input(
+        "combine", options=list(COMBINES), default=d.combine, optional=True,
+        tooltip=COMBINE_TOOLTIP),
 }
 assert set(_SETTINGS_INPUTS) == set(GuidanceSettings.names()), "every guidance setting needs its node input"
 

@@ -9,9 +9,10 @@ import torch
 from ..losses import CombinedLoss
 from ..protocol import MEASURE_UI_KEY, TERM_KINDS
 from ..sampler.measure import measure
+from ..sampler.settings import COMBINES
 from . import _quality
 from ._api import io
-from ._common import CATEGORY, GuidanceLossType, building, reference
+from ._common import CATEGORY, COMBINE_TOOLTIP, GuidanceLossType, building, reference
 
 # One float output per kind, in this order (output indices are part of saved workflows: append only;
 # the names follow protocol.TERM_KINDS, the slots were content_mse, vgg_content, zecon, clip_style,
@@ -55,6 +56,8 @@ class StyleGuidanceMeasure(io.ComfyNode):
                                         "'content', as the pack's evaluation scores a saved pair. Weights are read, "
                                         "never downloaded: models/evaluation/alexnet-owt-7be5be79.pth (+ the lpips package's "
                                         "heads) and models/vgg/vgg19-dcbee923.pth. CFSD at 512 px is slow on a CPU.")),
+                io.Combo.Input("combine", options=list(COMBINES), default="weighted", optional=True,
+                               tooltip=("The sampler's 'combine' setting, for the effects and shares: " + COMBINE_TOOLTIP)),
             ],
             outputs=[
                 io.String.Output(display_name="text", tooltip=("One line per term: its node's name, value, weight, share "
@@ -77,12 +80,14 @@ class StyleGuidanceMeasure(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, losses: CombinedLoss, seed: int = 0, model=None, positive=None,
-                latent=None, content=None, quality: str = "off") -> io.NodeOutput:
+                latent=None, content=None, quality: str = "off", combine: str = "weighted") -> io.NodeOutput:
         if quality not in _quality.CHOICES:
             raise ValueError(f"quality: unknown choice {quality!r}; choose one of {list(_quality.CHOICES)}")
         if quality != "off" and content is None:
             raise ValueError(f"quality: {quality} compares the image with its content picture: connect 'content', "
                              "or set quality to 'off'")
+        if combine not in COMBINES:
+            raise ValueError(f"combine: unknown choice {combine!r}; choose one of {list(COMBINES)}")
         make_probe = None
         samples = None
         if losses.latent_terms and model is not None and positive is not None and latent is not None:
@@ -97,7 +102,8 @@ class StyleGuidanceMeasure(io.ComfyNode):
             images = reference(image, "image")
             device = _device_of(losses)
             losses.to(device)
-            result = measure(losses, images.to(device), seed, latent=samples, make_probe=make_probe)
+            result = measure(losses, images.to(device), seed, latent=samples, make_probe=make_probe,
+                             combine=combine)
             if quality != "off":
                 result.quality = _quality.scores(quality, images, reference(content, "content"))
         by_kind = {k: 0.0 for k in KINDS}

@@ -16,6 +16,12 @@ tensor ever holds a weight-sized value (a weight of 1e20 would otherwise overflo
 the direction's RMS squares it, and the step would silently vanish while the term still counted
 as "live"). Weights inside the widget's range combine as they are: the same maths, and results
 that do not depend on the rounding of that division.
+
+Two ways to combine (``combine``): ``weighted`` sums the weighted pulls as they are; ``projected``
+first removes from each pull its component along every other pull it conflicts with (negative
+inner product; PCGrad, Yu et al. 2020, with the chain's order instead of a random one so a run
+repeats), so no term's pull undoes another's to first order. The step's size does not change
+(the guidance step is normalised), only its direction.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .guidance import unit_rms
+from .settings import COMBINES
 
 # The weight widgets' maximum: up to it a weight times a unit gradient stays far from float32's range.
 PLAIN_WEIGHT_LIMIT = 1e6
@@ -40,9 +47,20 @@ class Balance:
     weights: dict[str, float]
     live: dict[str, torch.Tensor] = field(default_factory=dict)  # bool (B,): the term had a gradient
     scale: float = 1.0  # 1, or the group's largest |w| past PLAIN_WEIGHT_LIMIT: ``direction`` = sum_i (w_i / scale) unit(g_i)
-    # With ``report``: each term's effect (see :func:`conflict_report`) and the cosine of each pair of terms' pulls.
-    effects: dict[str, float | None] = field(default_factory=dict)
-    cosines: dict[tuple[str, str], float | None] = field(default_factory=dict)
+    # With ``report``: per sample (B,), each term's effect (see :func:`conflict_report`) and the cosine of each
+    # pair of terms' pulls; NaN where a sample had no gradient for it.
+    effect_samples: dict[str, torch.Tensor] = field(default_factory=dict)
+    cosine_samples: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def effects(self) -> dict[str, float | None]:
+        """Each term's effect, the mean over the samples where it had a gradient (None where none had; host sync)."""
+        return {k: _mean_or_none(v) for k, v in self.effect_samples.items()}
+
+    @property
+    def cosines(self) -> dict[tuple[str, str], float | None]:
+        """Each pair's cosine, the mean over the samples where both had a gradient (None where none had)."""
+        return {k: _mean_or_none(v) for k, v in self.cosine_samples.items()}
 
     @property
     def zero(self) -> list[str]:
@@ -64,23 +82,25 @@ class Balance:
 
 
 def balanced_direction(values: dict[str, torch.Tensor], weights: dict[str, float],
-                       leaf: torch.Tensor, report: bool = False) -> Balance:
+                       leaf: torch.Tensor, report: bool = False, combine: str = "weighted") -> Balance:
     """Normalise each term's gradient w.r.t. ``leaf`` to unit RMS per sample and sum them by weight.
 
     ``values`` are per-sample losses (B,) that still carry their graph to ``leaf``. One
     backward per term runs through that term's own networks only (a shared extractor's
     forward is reused through ``retain_graph``). The graph is freed afterwards. ``report``
-    also fills the balance's effects and pairwise cosines (:func:`conflict_report`; host syncs).
+    also fills the balance's effects and pairwise cosines (:func:`conflict_report`, as tensors:
+    no host sync). ``combine``: one of :data:`COMBINES` (see the module's docstring).
     """
+    if combine not in COMBINES:
+        raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
     names = list(values)
     scale = max((abs(float(weights[n])) for n in names), default=1.0)
     if not math.isfinite(scale):
         bad = [n for n in names if not math.isfinite(float(weights[n]))]
         raise ValueError(f"loss term(s) {', '.join(bad)}: the weight is not a finite number")
     scale = scale if scale > PLAIN_WEIGHT_LIMIT else 1.0
-    direction = torch.zeros(leaf.shape, dtype=torch.float32, device=leaf.device)
     live: dict[str, torch.Tensor] = {}
-    pulls: dict[str, torch.Tensor] = {}
+    pulls: dict[str, torch.Tensor] = {}  # unit gradient signed by the weight: the way the term pulls
     for k, name in enumerate(names):
         v = values[name]
         if v.requires_grad:
@@ -88,20 +108,51 @@ def balanced_direction(values: dict[str, torch.Tensor], weights: dict[str, float
         else:
             g = None
         if g is None:  # the term does not depend on the leaf at all
-            g = torch.zeros_like(direction)
+            g = torch.zeros(leaf.shape, dtype=torch.float32, device=leaf.device)
         unit, ok = unit_rms(g)
         live[name] = ok
-        direction = direction + (float(weights[name]) / scale) * unit  # huge weights: w_i / max|w| <= 1
-        if report:
-            pulls[name] = unit if float(weights[name]) >= 0 else -unit
+        pulls[name] = unit if float(weights[name]) >= 0 else -unit
+    steps = project_conflicts(pulls) if combine == "projected" else pulls
+    direction = torch.zeros(leaf.shape, dtype=torch.float32, device=leaf.device)
+    for name in names:  # huge weights: |w_i| / max|w| <= 1
+        direction = direction + (abs(float(weights[name])) / scale) * steps[name]
     detached = {k: v.detach().float() for k, v in values.items()}
     out = Balance(direction, detached, {k: weights[k] for k in names}, live, scale)
     if report:
-        out.effects, out.cosines = conflict_report(pulls, out)
+        out.effect_samples, out.cosine_samples = conflict_report(pulls, out)
     return out
 
 
-def conflict_report(pulls: dict[str, torch.Tensor], b: Balance) -> tuple[dict, dict]:
+def project_conflicts(pulls: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each pull less its component along every other pull it conflicts with, per sample (PCGrad).
+
+    For i in order, and each other j in order: where <p_i', p_j> < 0, p_i' -= <p_i', p_j> / |p_j|^2 p_j
+    (p_i' the pull being projected, p_j the original). Two conflicting pulls then each keep only
+    the part that does not undo the other. Pulls that do not conflict come back unchanged.
+    """
+    flat = {k: p.reshape(p.shape[0], -1).double() for k, p in pulls.items()}
+    norms = {k: (f * f).sum(1) for k, f in flat.items()}
+    out: dict[str, torch.Tensor] = {}
+    for i, p in flat.items():
+        q = p
+        for j, r in flat.items():
+            if j == i:
+                continue
+            dot = (q * r).sum(1)
+            coef = torch.where(dot < 0, dot / norms[j].clamp_min(1e-300), torch.zeros_like(dot))
+            q = q - coef[:, None] * r
+        out[i] = q.to(pulls[i].dtype).view_as(pulls[i])
+    return out
+
+
+def _mean_or_none(t: torch.Tensor) -> float | None:
+    """nanmean of a per-sample tensor as a host float, None where every sample is NaN."""
+    m = float(torch.nanmean(t.double())) if t.numel() else float("nan")
+    return m if math.isfinite(m) else None
+
+
+def conflict_report(pulls: dict[str, torch.Tensor],
+                    b: Balance) -> tuple[dict[str, torch.Tensor], dict[tuple[str, str], torch.Tensor]]:
     """How much of its own progress each term keeps in the combined step, and how the terms' pulls align.
 
     ``pulls``: each term's unit gradient signed by its weight (the way it pulls, to first order).
@@ -110,26 +161,45 @@ def conflict_report(pulls: dict[str, torch.Tensor], b: Balance) -> tuple[dict, d
     went to it alone: <p_i, d> / (budget |p_i|^2). With pulls that do not interfere it equals the
     term's share of the direction; below the share, other terms pull against it; below 0, the
     step makes its own loss worse. *Cosines*: <p_i, p_j> / (|p_i| |p_j|) per pair, negative where
-    two terms conflict. Batch means over the samples where the terms have a gradient; None where
-    none has.
+    two terms conflict. Per sample (B,), NaN where the term (or either of the pair) had no gradient.
     """
     d = b.direction.reshape(b.direction.shape[0], -1).double()
     budget = b.magnitude().double().to(d.device)
     flat = {k: p.reshape(p.shape[0], -1).double() for k, p in pulls.items()}
     norms = {k: (f * f).sum(1) for k, f in flat.items()}
-    effects: dict[str, float | None] = {}
+    nan = torch.full_like(budget, float("nan"))
+    effects: dict[str, torch.Tensor] = {}
     for k, f in flat.items():
         ok = b.live[k].to(d.device) & (budget > 0)
-        e = (f * d).sum(1) / (budget * norms[k]).clamp_min(1e-300)
-        effects[k] = float(e[ok].mean()) if bool(ok.any()) else None
-    cosines: dict[tuple[str, str], float | None] = {}
+        effects[k] = torch.where(ok, (f * d).sum(1) / (budget * norms[k]).clamp_min(1e-300), nan)
+    cosines: dict[tuple[str, str], torch.Tensor] = {}
     names = list(flat)
     for i, a in enumerate(names):
         for c in names[i + 1:]:
             ok = (b.live[a] & b.live[c]).to(d.device)
             cos = (flat[a] * flat[c]).sum(1) / (norms[a] * norms[c]).sqrt().clamp_min(1e-300)
-            cosines[(a, c)] = float(cos[ok].mean()) if bool(ok.any()) else None
+            cosines[(a, c)] = torch.where(ok, cos, nan)
     return effects, cosines
+
+
+def whole_effects(groups: list[Balance]) -> dict[str, torch.Tensor]:
+    """Each term's effect on the scale of the whole budget (0-d tensors, NaN where none; no host sync).
+
+    A group's effects are fractions of its own budget; per sample they are rescaled by the group's
+    share of all the groups' budgets, so that with no conflict a term's effect is its share. (Image
+    and model-feature groups act in different spaces: effects do not cross groups.)
+    """
+    unit = common_scale(groups)
+    budgets = [b.magnitude(unit) for b in groups]
+    if not budgets:
+        return {}
+    whole = torch.stack(budgets).sum(0).double()
+    out: dict[str, torch.Tensor] = {}
+    for b, budget in zip(groups, budgets, strict=True):
+        ratio = budget.double() / whole.clamp_min(1e-300)
+        for k, e in b.effect_samples.items():
+            out[k] = torch.nanmean(e * ratio.to(e.device))
+    return out
 
 
 def common_scale(groups: list[Balance]) -> float:
@@ -160,18 +230,23 @@ def shares(groups: list[Balance]) -> dict[str, torch.Tensor]:
     return out
 
 
-def combine_groups(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+def combine_groups(parts: list[tuple[torch.Tensor, torch.Tensor]], combine: str = "weighted") -> torch.Tensor:
     """Sum group directions that now live in one space, each rescaled to its budget.
 
     ``parts``: (direction in the common space, budget (B,) = sum of |w| of the group's live
     terms). A group that went through a decoder/model backward has lost its scale on the way,
     so each is renormalised to unit RMS and multiplied by its budget: group shares then
-    follow the weights exactly as the terms' shares do inside a group.
+    follow the weights exactly as the terms' shares do inside a group. ``projected``: the
+    groups' conflicts are projected away as the terms' are inside a group.
     """
-    out = None
-    for direction, budget in parts:
+    scaled: dict[str, torch.Tensor] = {}
+    for i, (direction, budget) in enumerate(parts):
         unit, _ = unit_rms(direction)
-        part = unit * budget.view(-1, *([1] * (unit.ndim - 1))).to(unit.device)
+        scaled[str(i)] = unit * budget.view(-1, *([1] * (unit.ndim - 1))).to(unit.device)
+    assert scaled, "combine_groups needs at least one part"
+    if combine == "projected" and len(scaled) > 1:
+        scaled = project_conflicts(scaled)
+    out = None
+    for part in scaled.values():
         out = part if out is None else out + part
-    assert out is not None, "combine_groups needs at least one part"
     return out

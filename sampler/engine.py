@@ -10,7 +10,8 @@ One guided evaluation (see docs/architecture.md):
    then one backward of that sum through the decoder;
 2. latent terms: their own model passes on x0, one backward per term to x0, unit RMS each;
 3. both groups, now gradients w.r.t. x0, are summed with budgets in proportion to their
-   weights (so every weight is a share of the final direction);
+   weights (so every weight is a share of the final direction); with ``combine`` projected,
+   conflicts between terms (and between the two groups) are projected away first;
 4. x0 mode steps the denoised prediction against it; xt mode first takes it back through
    the model to x_t (FreeDoM), in one more backward.
 """
@@ -18,6 +19,7 @@ One guided evaluation (see docs/architecture.md):
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,7 +28,7 @@ import torch
 from ..losses.schedule import Schedule
 from ..losses.terms import ModelProbe
 from ..protocol import term_label
-from .balance import Balance, balanced_direction, combine_groups, common_scale, shares
+from .balance import Balance, balanced_direction, combine_groups, common_scale, shares, whole_effects
 from .guidance import guided_prediction, in_window, resize_for_loss
 from .settings import GuidanceSettings
 
@@ -41,7 +43,7 @@ OOM_ADVICE = (
 
 @dataclass
 class StepReport:
-    """What one guided evaluation saw: where in the schedule, each term's value and share."""
+    """What one guided evaluation saw: where in the schedule, each term's value, share and effect."""
 
     fraction: float
     sigma: float
@@ -52,6 +54,9 @@ class StepReport:
     zero: list[str] = field(default_factory=list)
     unguided_samples: int = 0
     scale: float = 0.0
+    # Each term's effect (sampler/balance.conflict_report; None: no gradient) and the cosines of pairs of pulls.
+    effects: dict[str, float | None] = field(default_factory=dict)
+    cosines: dict[tuple[str, str], float | None] = field(default_factory=dict)
 
     def as_event(self, step: int) -> dict:
         """The JSON payload of a step event (``protocol.STEP_EVENT``; the sampler adds node, prompt, evaluation).
@@ -60,9 +65,10 @@ class StepReport:
         """
         return {
             "step": step, "fraction": self.fraction, "sigma": self.sigma, "total": self.total,
-            "terms": {k: {"value": self.values[k], "weight": self.weights[k], "share": self.shares.get(k, 0.0)}
-                      for k in self.values},
+            "terms": {k: {"value": self.values[k], "weight": self.weights[k], "share": self.shares.get(k, 0.0),
+                          "effect": self.effects.get(k)} for k in self.values},
             "zero_gradient": list(self.zero), "scale": self.scale,
+            "cosines": [{"a": a, "b": b, "cosine": c} for (a, b), c in self.cosines.items()],
         }
 
     def text(self, step: int | None = None, steps: int | None = None) -> str:
@@ -155,7 +161,8 @@ class GuidanceEngine:
                 result = self.losses.evaluate(leaf, names)
         else:
             result = self.losses.evaluate(leaf, names)
-        bal = balanced_direction(result.terms, self.weights_at(fraction, list(result.terms)), leaf)
+        bal = balanced_direction(result.terms, self.weights_at(fraction, list(result.terms)), leaf, report=True,
+                                 combine=self.settings.combine)
         (g,) = torch.autograd.grad(images, x0, grad_outputs=bal.direction.to(images.dtype))
         return g, bal
 
@@ -163,7 +170,8 @@ class GuidanceEngine:
                       probe: ModelProbe, fraction: float) -> Balance:
         """Balanced x0-space direction of the terms on the model's own features."""
         values = {name: term.forward_latent(x0, probe).float() for name, term in terms}  # type: ignore[attr-defined]
-        return balanced_direction(values, {name: term.weight_at(fraction) for name, term in terms}, x0)  # type: ignore[attr-defined]
+        return balanced_direction(values, {name: term.weight_at(fraction) for name, term in terms}, x0,  # type: ignore[attr-defined]
+                                  report=True, combine=self.settings.combine)
 
     def direction(self, x0: torch.Tensor, fraction: float, sigma: float,
                   make_probe: Callable[[], ModelProbe] | None = None) -> tuple[torch.Tensor, StepReport]:
@@ -182,7 +190,8 @@ class GuidanceEngine:
             groups.append(bal)
             directions.append(bal.direction)
         unit = common_scale(groups)  # budgets as shares of the largest weight: no overflow, scale-free
-        grad = combine_groups([(d, b.magnitude(unit)) for d, b in zip(directions, groups, strict=True)])
+        grad = combine_groups([(d, b.magnitude(unit)) for d, b in zip(directions, groups, strict=True)],
+                              self.settings.combine)
         for name in [*image, *(n for n, _ in latent)]:
             self.losses.terms[self.losses.names.index(name)].evaluations += 1
         return grad, self._record(groups, fraction, sigma)
@@ -195,19 +204,27 @@ class GuidanceEngine:
         budget = sum((b.magnitude(unit) for b in groups), start=torch.zeros((), device=groups[0].direction.device))
         share_t = shares(groups)
         live_t = {k: live.any().float() for b in groups for k, live in b.live.items()}
+        effect_t = whole_effects(groups)
+        pairs = [(pair, c) for b in groups for pair, c in b.cosine_samples.items()]
         n = len(names)
         packed = torch.stack([
             (budget == 0).sum().float(),
             *(v.mean() for b in groups for v in b.values.values()),
             *(share_t[k] for k in names),
             *(live_t[k] for k in names),
+            *(effect_t[k].float() for k in names),
+            *(torch.nanmean(c.double()).float() for _, c in pairs),
         ]).cpu().tolist()
         unguided = int(packed[0])
         values = dict(zip(names, packed[1:1 + n], strict=True))
         share = dict(zip(names, packed[1 + n:1 + 2 * n], strict=True))
-        zero = [k for k, alive in zip(names, packed[1 + 2 * n:], strict=True) if not alive]
+        zero = [k for k, alive in zip(names, packed[1 + 2 * n:1 + 3 * n], strict=True) if not alive]
+        effects = {k: (e if math.isfinite(e) else None) for k, e in zip(names, packed[1 + 3 * n:1 + 4 * n], strict=True)}
+        cosines = {pair: (c if math.isfinite(c) else None)
+                   for (pair, _), c in zip(pairs, packed[1 + 4 * n:], strict=True)}
         total = sum(weights[k] * values[k] for k in names)
-        report = StepReport(fraction, sigma, total, values, weights, share, zero, unguided, self.scale_at(fraction))
+        report = StepReport(fraction, sigma, total, values, weights, share, zero, unguided, self.scale_at(fraction),
+                            effects, cosines)
         for k in zero:
             if k not in self._warned:
                 self._warned.add(k)

@@ -15,7 +15,7 @@ import torch
 from ..losses import CombinedLoss
 from ..losses.terms import ModelProbe
 from ..protocol import MEASURE_QUALITY_FIELDS, MEASURE_VERSION, term_label
-from .balance import Balance, balanced_direction, shares
+from .balance import Balance, balanced_direction, shares, whole_effects
 from .guidance import resize_for_loss
 
 
@@ -94,11 +94,12 @@ def _finite(x: float | None) -> float | None:
 
 def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
             latent: torch.Tensor | None = None,
-            make_probe: Callable[[], ModelProbe] | None = None) -> Measurement:
+            make_probe: Callable[[], ModelProbe] | None = None, combine: str = "weighted") -> Measurement:
     """Evaluate every active term of ``losses`` on ``images`` (B,3,H,W in [0,1]) and balance them.
 
     Latent terms (the model's own features) need ``latent`` (the picture's latent, VAE space)
-    and ``make_probe``; without them they are listed with a note instead of a value.
+    and ``make_probe``; without them they are listed with a note instead of a value. ``combine``: how
+    the sampler would sum the terms' pulls (sampler/balance.py), which the effects are computed for.
     """
     losses.reset_rng(seed)
     groups: list[Balance] = []
@@ -108,7 +109,7 @@ def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
             # Tiny pictures are upsampled exactly as a guided step does, so the networks can run.
             leaf = resize_for_loss(images.detach().float(), 0).clone().requires_grad_(True)
             result = losses.evaluate(leaf)
-            groups.append(balanced_direction(result.terms, result.weights, leaf, report=True))
+            groups.append(balanced_direction(result.terms, result.weights, leaf, report=True, combine=combine))
         latent_terms = losses.latent_terms
         if latent_terms:
             if latent is None or make_probe is None:
@@ -120,7 +121,8 @@ def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
                 def features() -> Balance:
                     x0 = probe.to_model_space(latent).detach().float().clone().requires_grad_(True)
                     values = {name: term.forward_latent(x0, probe).float() for name, term in latent_terms}
-                    return balanced_direction(values, {n: t.weight for n, t in latent_terms}, x0, report=True)
+                    return balanced_direction(values, {n: t.weight for n, t in latent_terms}, x0, report=True,
+                                              combine=combine)
 
                 # The probe's own way to run a forward and backward through the model (ComfyUI's probe: weights
                 # held ordinary to the end of the backward, the in-place and custom-op retries).
@@ -130,12 +132,8 @@ def measure(losses: CombinedLoss, images: torch.Tensor, seed: int = 0,
     values = {k: float(v.mean()) for b in groups for k, v in b.values.items()}
     spreads = {k: float(v.std()) for b in groups for k, v in b.values.items() if v.numel() > 1}
     live = {k: bool(v.any()) for b in groups for k, v in b.live.items()}
-    # A group's effects are fractions of its own budget: on the whole budget's scale, so that with no conflict a
-    # term's effect is its share. (Image and model-feature groups act in different spaces: no cross-group terms.)
-    budgets = [sum(abs(float(b.weights[k])) for k, v in b.live.items() if bool(v.any())) for b in groups]
-    whole = sum(budgets) or 1.0
-    effects = {k: (None if e is None else e * budget / whole)
-               for b, budget in zip(groups, budgets, strict=True) for k, e in b.effects.items()}
+    whole = whole_effects(groups)  # on the whole budget's scale: with no conflict, a term's effect is its share
+    effects = {k: _finite(float(v)) for k, v in whole.items()}
     cosines = {pair: c for b in groups for pair, c in b.cosines.items()}
     active = [(n, t) for n, t in zip(losses.names, losses.terms, strict=True) if t.weight != 0.0]
     weight_sum = sum(abs(t.weight) for _, t in active) or 1.0

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 MODES = ("x0", "xt")
+COMBINES = ("weighted", "projected")  # how the terms' pulls are summed (sampler/balance.py)
 RECURRENCE_MAX = 10
 
 
@@ -30,6 +31,8 @@ class GuidanceSettings:
     # The scale's curve over the window and its typed values (losses/schedule.py; checked by scale_schedule()).
     scale_curve: str = "constant"
     scale_values: str = ""
+    # weighted: the terms' pulls summed as they are; projected: conflicts between them projected away first.
+    combine: str = "weighted"
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -55,6 +58,8 @@ class GuidanceSettings:
                 return f"{f.name} must be a finite number, got {v}"
         if self.mode not in MODES:
             return f"mode must be one of {MODES}, got {self.mode!r}"
+        if self.combine not in COMBINES:
+            return f"combine must be one of {COMBINES}, got {self.combine!r}"
         for name in ("start_percent", "end_percent", "recurrence_start_percent", "recurrence_end_percent"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 return f"{name} must lie in [0, 1], got {getattr(self, name)}"
