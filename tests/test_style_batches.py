@@ -71,3 +71,44 @@ def test_one_picture_has_no_spread(comfy, tiny_models):
     comfy.run(g)
     (term,) = json.loads(comfy.output("m", 1))["terms"]
     assert term["spread"] is None and " ± " not in comfy.output("m", 0)
+
+
+def test_one_content_over_several_seeds_guides_every_sample_and_keeps_them_apart(comfy, tiny_models):
+    """One content, a batch of three samples (ComfyUI draws each its own noise): every sample comes closer to the
+    content and, by the twin Gram network, to the style; and the samples stay distinct pictures."""
+    n = 3
+    g = G.base_graph(tiny_models)
+    g["enc_one"] = g["enc"]
+    g["enc"] = {"class_type": "RepeatLatentBatch", "inputs": {"samples": G.link("enc_one"), "amount": n}}
+    last = G.add_all_losses(g, terms=("mse", "gram"), weights={"mse": 2.0})
+    G.add_twin_networks(g, tiny_models)
+    score = G.add_all_losses(g, prefix="s", terms=("gram",), vgg="vgg_t")
+    samp = G.sampling(denoise=1.0)
+    G.add_ksampler(g, "plain", samp)
+    G.add_guided_sampler(g, "guided", last, G.guidance_options(scale=SCALE), samp)
+    for run in ("plain", "guided"):
+        G.add_decode_measure(g, run, run, score)
+        for i in range(n):
+            g[f"{run}_{i}"] = {"class_type": "ImageFromBatch", "inputs": {"image": G.link(f"{run}_dec"),
+                                                                          "batch_index": i, "length": 1}}
+            g[f"{run}_{i}_m"] = {"class_type": "StyleGuidanceMeasure", "inputs": {
+                "image": G.link(f"{run}_{i}"), "losses": G.link(score), "seed": 0}}
+    comfy.run(g)
+
+    content = comfy.output("content")[0]
+    guided, plain = comfy.output("guided_dec"), comfy.output("plain_dec")
+    assert guided.shape[0] == plain.shape[0] == n
+    mse = {run: [_mse(img[i], content) for i in range(n)] for run, img in (("plain", plain), ("guided", guided))}
+    gram = {run: [comfy.output(f"{run}_{i}_m", 2) for i in range(n)] for run in ("plain", "guided")}
+    apart = {run: min(_mse(img[i], img[j]) for i in range(n) for j in range(i + 1, n))
+             for run, img in (("plain", plain), ("guided", guided))}
+    print(f"\nper seed, MSE to the content: plain {mse['plain']} guided {mse['guided']}; twin Gram: plain "
+          f"{gram['plain']} guided {gram['guided']}; closest pair of samples: {apart}")
+    for run in ("plain", "guided"):  # the seeds made different pictures (a batch that shared one noise would not)
+        assert apart[run] > 1e-4, apart
+    assert all(gd < p for gd, p in zip(mse["guided"], mse["plain"], strict=True)), mse
+    assert all(gd < p for gd, p in zip(gram["guided"], gram["plain"], strict=True)), gram
+    # Guidance pulls every sample toward one content and one style, yet they stay distinct pictures.
+    assert apart["guided"] > 0.1 * apart["plain"], apart
+    spread = next(t for t in json.loads(comfy.output("guided_m", 1))["terms"])["spread"]
+    assert spread is not None and spread > 0
