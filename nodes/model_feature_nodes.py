@@ -37,8 +37,8 @@ log = logging.getLogger("style_guidance")
 
 _MODEL_NOTE = (" Works with UNet models (SD1.x, SD2.x, SDXL and fine-tunes) and with Flux.1, Flux.2, Chroma, Qwen-Image "
                "and SD3/SD3.5 DiTs (on a DiT: the picture's tokens of chosen blocks; presets in thirds of the block "
-               "stack); other families (Z-Image, Lumina 2, HiDream, video models) are refused with a message before "
-               "sampling. Uses the sampler's model as loaded and patched (LoRA etc. apply) and its positive conditioning.")
+               "stack); ZeCon also with Lumina 2 and Z-Image; other families (HiDream, OmniGen2, video models) are "
+               "refused with a message before sampling. Uses the sampler's model as loaded and patched (LoRA etc. apply) and its positive conditioning.")
 
 
 def _out() -> list:

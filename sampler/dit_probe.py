@@ -1,4 +1,4 @@
-"""What the model-feature probe reads inside a DiT (Flux, Flux.2, Chroma, Qwen-Image, SD3).
+"""What the model-feature probe reads inside a DiT (Flux, Flux.2, Chroma, Qwen-Image, SD3, Lumina 2, Z-Image).
 
 Two of ComfyUI's own extension points, installed only in the probe's private copy of
 ``model_options`` (so the sampler's own passes and other packs' passes never see them):
@@ -15,6 +15,14 @@ Two of ComfyUI's own extension points, installed only in the probe's private cop
   the attention result the model computed (another pack's override, when there is one, computes it:
   the probe calls it and records its inputs and output), plus the text tokens' keys/values.
 
+Lumina 2's NextDiT (Lumina 2, Z-Image) has no block-replacement point in ComfyUI 0.3.75 (0.8.0 has a
+``patches["double_block"]`` that cannot stop the pass): its main layers are reached with forward hooks
+on the layer modules, registered for one probe pass and removed after it, which act only when the call's
+``transformer_options`` carry the probe's own mark (another pass through the same layers is left alone).
+Its joint sequence is [text (padded), picture (padded to a multiple of 32 on Z-Image)]; the
+attention override reads its attention as for the others (the padding tokens' keys kept beside the
+text's), but Attention Distillation is refused there (:func:`attention_problem`).
+
 Token order in the joint sequence: text first, then the image stream (Flux, Chroma and Flux.2 double
 and single blocks, Qwen-Image, SD3; a Flux double block with ``flipped_img_txt`` puts the image first).
 The image stream may carry reference latents after the picture's own tokens (Kontext, edit models):
@@ -26,16 +34,17 @@ kept apart so that a ComfyUI upgrade touches one file.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from ..losses.model_features import AttentionCapture, AttentionKey
 
-__all__ = ["DiTInfo", "StopForward", "attention_override_available", "attention_options", "block_options",
-           "dit_info", "token_grid"]
+__all__ = ["DiTInfo", "StopForward", "attention_override_available", "attention_options", "attention_problem",
+           "block_options", "dit_info", "token_grid"]
 
 # diffusion model class -> (block list attribute, ComfyUI's key name) in forward order
 _FAMILIES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -43,8 +52,13 @@ _FAMILIES: dict[str, tuple[tuple[str, str], ...]] = {
     "comfy.ldm.chroma.model.Chroma": (("double_blocks", "double_block"), ("single_blocks", "single_block")),
     "comfy.ldm.qwen_image.model.QwenImageTransformer2DModel": (("transformer_blocks", "double_block"),),
     "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper": (("joint_blocks", "double_block"),),
+    "comfy.ldm.lumina.model.NextDiT": (("layers", "layer"),),
 }
-SUPPORTED_TEXT = "Flux.1, Flux.2, Chroma, Qwen-Image and SD3/SD3.5"
+# Families reached through forward hooks on the block modules (no replacement point): one joint sequence per block.
+_HOOKED = frozenset({"comfy.ldm.lumina.model.NextDiT"})
+# The key of the probe's mark in a pass's transformer_options (hooked families: a hook acts only on its own pass).
+_MARK = "style_guidance_probe_pass"
+SUPPORTED_TEXT = "Flux.1, Flux.2, Chroma, Qwen-Image, SD3/SD3.5, Lumina 2 and Z-Image"
 
 
 class StopForward(Exception):
@@ -58,6 +72,9 @@ class DiTInfo:
     blocks: tuple[tuple[str, int], ...]
     patch: int
     flipped: frozenset[tuple[str, int]]
+    # Hooked families: the block modules in forward order and the picture's token padding multiple (0: none).
+    modules: tuple[torch.nn.Module, ...] = field(default=(), compare=False, repr=False)
+    pad_multiple: int = 0
 
 
 def _class_path(module: object) -> str:
@@ -78,7 +95,10 @@ def dit_info(dm: torch.nn.Module) -> DiTInfo | None:
                 flipped.add((name, i))
     p = getattr(dm, "patch_size", 1)
     p = int(p[-1] if isinstance(p, (tuple, list)) else p)
-    return DiTInfo(tuple(blocks), p, frozenset(flipped))
+    if _class_path(dm) not in _HOOKED:
+        return DiTInfo(tuple(blocks), p, frozenset(flipped))
+    modules = tuple(blk for attr, _ in families for blk in (getattr(dm, attr, None) or ()))
+    return DiTInfo(tuple(blocks), p, frozenset(flipped), modules, int(getattr(dm, "pad_tokens_multiple", None) or 0))
 
 
 def attention_override_available() -> bool:
@@ -86,6 +106,20 @@ def attention_override_available() -> bool:
     import comfy.ldm.modules.attention as attention
 
     return callable(getattr(attention, "wrap_attn", None))
+
+
+def attention_problem(dm: torch.nn.Module, family: str) -> str | None:
+    """Why Attention Distillation cannot run on this DiT (None: it can): no attention override in this ComfyUI,
+    or a family whose attention guidance was not shown to work (Lumina 2's NextDiT: Lumina 2, Z-Image)."""
+    if not attention_override_available():
+        return (f"this ComfyUI has no attention override (transformer_options['optimized_attention_override']) to "
+                f"read the {family} DiT's attention; update ComfyUI, or use the VGG/CLIP style terms")
+    if _class_path(dm) in _HOOKED:
+        # The probe reads its attention exactly (tests/test_model_features_dit.py), but on test models the guided
+        # result's attention moved away from the style by an independent twin's score: not offered until it does.
+        return (f"Attention Distillation is not offered on {family} (Lumina 2's NextDiT); ZeCon Content Loss works "
+                "on it. Use the CLIP or Gram style terms for the look")
+    return None
 
 
 def token_grid(x: torch.Tensor, patch: int) -> tuple[int, int]:
@@ -118,21 +152,27 @@ class _Pass:
 
     def image_start(self, key: tuple[str, int], joint: bool) -> int:
         """Where the picture's tokens start: in a block's image stream (``joint`` False) or the joint sequence."""
-        if key[0] == "single_block":  # the joint sequence is the block's own stream: text first
+        if key[0] in ("single_block", "layer"):  # the joint sequence is the block's own stream: text first
             return self.txt
         if not joint or key in self.info.flipped:
             return 0
         return self.txt
 
     def text_slice(self, key: tuple[str, int]) -> slice:
-        if key[0] != "single_block" and key in self.info.flipped:
+        if key[0] == "double_block" and key in self.info.flipped:
             return slice(self.img_stream, None)
         return slice(0, self.txt)
 
 
 def _install(opts: dict, info: DiTInfo, upto: int, st: _Pass,
-             after: Callable[[tuple[str, int], dict, dict], None]) -> None:
-    """Replace every block up to forward index ``upto``: track the pass, call the block, then ``after``."""
+             after: Callable[[tuple[str, int], dict, dict], None]) -> contextlib.AbstractContextManager:
+    """Replace every block up to forward index ``upto``: track the pass, call the block, then ``after``.
+
+    Returns what to run the pass inside: nothing to undo for ``patches_replace`` (a private copy of the
+    options), the hooks' removal for a hooked family.
+    """
+    if info.modules:
+        return _hook(opts, info, upto, st, after)
     _, dit = _dit_patches(opts)
     for key in info.blocks[: upto + 1]:
         existing = dit.get(key)
@@ -151,11 +191,45 @@ def _install(opts: dict, info: DiTInfo, upto: int, st: _Pass,
             return out
 
         dit[key] = replace
+    return contextlib.nullcontext()
 
 
-def block_options(opts: dict, info: DiTInfo, x: torch.Tensor, indices: dict[int, int], got: dict[int, torch.Tensor]) -> None:
+@contextlib.contextmanager
+def _hook(opts: dict, info: DiTInfo, upto: int, st: _Pass, after: Callable[[tuple[str, int], dict, dict], None]):
+    """Forward hooks on the blocks up to ``upto`` for one pass (marked in its transformer_options), removed after."""
+    opts["transformer_options"][_MARK] = st
+    pad = (-st.n) % info.pad_multiple if info.pad_multiple else 0
+
+    def ours(kwargs: dict) -> bool:
+        to = kwargs.get("transformer_options")
+        return isinstance(to, dict) and to.get(_MARK) is st
+
+    handles = []
+    try:
+        for key, module in zip(info.blocks[: upto + 1], info.modules, strict=False):
+
+            def before(module, args, kwargs, key=key) -> None:
+                if ours(kwargs):
+                    st.txt = int(args[0].shape[1]) - st.n - pad  # [text, picture, padding]
+                    st.block, st.calls = key, 0
+
+            def done(module, args, kwargs, out, key=key) -> None:
+                if ours(kwargs):
+                    st.block = None
+                    after(key, {"img": args[0]}, {"img": out})
+
+            handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
+            handles.append(module.register_forward_hook(done, with_kwargs=True))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def block_options(opts: dict, info: DiTInfo, x: torch.Tensor, indices: dict[int, int],
+                  got: dict[int, torch.Tensor]) -> contextlib.AbstractContextManager:
     """Make ``opts`` record the image tokens of the blocks at forward ``indices`` (index -> result key) into ``got``
-    as (B, C, h, w) feature maps, and stop after the deepest one."""
+    as (B, C, h, w) feature maps, and stop after the deepest one. Run the pass inside what it returns."""
     st = _Pass(info, token_grid(x, info.patch))
     deepest = max(indices)
     position = {key: i for i, key in enumerate(info.blocks)}
@@ -175,7 +249,7 @@ def block_options(opts: dict, info: DiTInfo, x: torch.Tensor, indices: dict[int,
         if i == deepest:
             raise StopForward
 
-    _install(opts, info, deepest, st, after)
+    return _install(opts, info, deepest, st, after)
 
 
 def _to_tokens(t: torch.Tensor, heads_first: bool) -> torch.Tensor:
@@ -187,9 +261,9 @@ def _to_tokens(t: torch.Tensor, heads_first: bool) -> torch.Tensor:
 
 
 def attention_options(opts: dict, info: DiTInfo, x: torch.Tensor, layers: dict[int, AttentionKey],
-                      got: dict[AttentionKey, AttentionCapture]) -> None:
+                      got: dict[AttentionKey, AttentionCapture]) -> contextlib.AbstractContextManager:
     """Make ``opts`` record the joint attention of the blocks at forward indices ``layers`` (index -> key) into
-    ``got``, and stop once the deepest one has run."""
+    ``got``, and stop once the deepest one has run. Run the pass inside what it returns."""
     st = _Pass(info, token_grid(x, info.patch))
     deepest = max(layers)
     position = {key: i for i, key in enumerate(info.blocks)}
@@ -213,11 +287,15 @@ def attention_options(opts: dict, info: DiTInfo, x: torch.Tensor, layers: dict[i
         if q.shape[1] < start + st.n:
             raise RuntimeError(f"model features: the attention of block {key} has {q.shape[1]} tokens, fewer than "
                                f"text + picture ({start} + {st.n})")
+        if key[0] == "layer":  # NextDiT: the text and the picture's padding tokens are what the picture also sees
+            k_keep, v_keep = (torch.cat((t[:, :start], t[:, start + st.n:]), 1) for t in (k, v))
+        else:
+            k_keep, v_keep = k[:, txt], v[:, txt]
         got[layers[position[key]]] = AttentionCapture(q[:, img], k[:, img], v[:, img], res[:, img], heads, st.grid,
-                                                      k[:, txt], v[:, txt])
+                                                      k_keep, v_keep)
         if position[key] == deepest:
             raise StopForward
         return out
 
     to["optimized_attention_override"] = override
-    _install(opts, info, deepest, st, lambda *a: None)
+    return _install(opts, info, deepest, st, lambda *a: None)

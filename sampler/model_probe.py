@@ -168,12 +168,10 @@ def check_supported(model_patcher, terms: Iterable, who: str | None = None) -> N
     except UnsupportedModel as e:
         names = ", ".join(sorted({getattr(t, "node_name", t.kind) for t in latent}))
         raise ValueError(f"{who + ': ' if who else ''}{names}: {e}") from None
-    if layout.blocks and any(callable(getattr(t, "layers", None)) for t in latent) \
-            and not dit_probe.attention_override_available():
-        names = ", ".join(sorted({getattr(t, "node_name", t.kind) for t in latent if callable(getattr(t, "layers", None))}))
-        raise ValueError(f"{who + ': ' if who else ''}{names}: this ComfyUI has no attention override "
-                         f"(transformer_options['optimized_attention_override']) to read the {layout.family} DiT's "
-                         "attention; update ComfyUI, or use the VGG/CLIP style terms")
+    reads_attention = sorted({getattr(t, "node_name", t.kind) for t in latent if callable(getattr(t, "layers", None))})
+    problem = dit_probe.attention_problem(base_model.diffusion_model, layout.family) if layout.blocks else None
+    if reads_attention and problem:
+        raise ValueError(f"{who + ': ' if who else ''}{', '.join(reads_attention)}: {problem}")
     for t in latent:
         for resolve in ("blocks", "layers"):
             fn = getattr(t, resolve, None)
@@ -379,8 +377,8 @@ class ComfyModelProbe:
     def _dit_blocks(self, x: torch.Tensor, sigma: float, blocks: Sequence[int]) -> dict[int, torch.Tensor]:
         got: dict[int, torch.Tensor] = {}
         opts = self._options()
-        dit_probe.block_options(opts, self._dit_info(), x, {int(b): int(b) for b in blocks}, got)
-        self._run(x, sigma, opts, reference=False)
+        with dit_probe.block_options(opts, self._dit_info(), x, {int(b): int(b) for b in blocks}, got):
+            self._run(x, sigma, opts, reference=False)
         _check_ran(sorted(set(int(b) for b in blocks) - set(got)), "DiT block(s) (forward index)")
         return got
 
@@ -391,8 +389,8 @@ class ComfyModelProbe:
             raise ValueError(f"model features: no block {unknown[0]} in this model")
         got: dict[AttentionKey, AttentionCapture] = {}
         opts = self._options()
-        dit_probe.attention_options(opts, self._dit_info(), x, {order[k]: k for k in wanted}, got)
-        self._run(x, sigma, opts, reference)
+        with dit_probe.attention_options(opts, self._dit_info(), x, {order[k]: k for k in wanted}, got):
+            self._run(x, sigma, opts, reference)
         _check_ran([k for k in wanted if k not in got], "DiT block attention(s)")
         return got
 

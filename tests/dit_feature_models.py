@@ -58,6 +58,14 @@ TINY = {
                         "num_patches": 32 * 32, "pos_embed_max_size": 32, "pos_embed_scaling_factor": None,
                         "qk_norm": "rms", "x_block_self_attn_layers": []}, 16,
                 extra=(("pooled_output", "pooled:64"),)),
+    # NextDiT (headless/testbed/standins/lumina2.py, z_image.py) with four main layers: the probe hooks them
+    "lumina2": Tiny("Lumina2", {"image_model": "lumina2", "in_channels": 16, "dim": 64, "cap_feat_dim": TEXT, "n_layers": 4, "n_heads": 2,
+                                "n_kv_heads": 2, "axes_dims": [8, 12, 12], "axes_lens": [300, 512, 512],
+                                "rope_theta": 10000.0, "ffn_dim_multiplier": 4.0}, 16),
+    "z_image": Tiny("ZImage", {"image_model": "lumina2", "in_channels": 16, "dim": 256, "cap_feat_dim": TEXT, "n_layers": 4, "n_heads": 2,
+                               "n_kv_heads": 2, "axes_dims": [32, 48, 48], "axes_lens": [1536, 512, 512],
+                               "rope_theta": 256.0, "ffn_dim_multiplier": 8.0 / 3.0, "z_image_modulation": True,
+                               "time_scale": 1000.0, "pad_tokens_multiple": 32}, 16),
 }
 
 
@@ -67,7 +75,8 @@ def _accepted(config_class: str, config: dict) -> dict:
 
     ldm = {"Flux": "comfy.ldm.flux.model.Flux", "Flux2": "comfy.ldm.flux.model.Flux", "Chroma": "comfy.ldm.chroma.model.Chroma",
            "QwenImage": "comfy.ldm.qwen_image.model.QwenImageTransformer2DModel",
-           "SD3": "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper"}[config_class]
+           "SD3": "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper",
+           "Lumina2": "comfy.ldm.lumina.model.NextDiT", "ZImage": "comfy.ldm.lumina.model.NextDiT"}[config_class]
     accepted = accepted_arguments(ldm)
     out = {k: v for k, v in config.items() if accepted is None or k in accepted or k == "image_model"}
     if config_class in ("Flux", "Flux2", "Chroma") and accepted is not None:  # fields 0.8.0 added (its detection's)
@@ -118,9 +127,12 @@ def build(key: str, seed: int):
         c["guidance"] = torch.tensor([0.0 if key == "chroma" else 3.5])
     if key in ("flux", "sd3"):
         c["y"] = cond[0][1]["pooled_output"]
+    if key in ("lumina2", "z_image"):
+        c["num_tokens"] = t.text_len
     last = {"flux": lambda n: n.final_layer.linear, "flux2": lambda n: n.final_layer.linear,
             "chroma": lambda n: n.final_layer.linear,
-            "qwen_image": lambda n: n.proj_out, "sd3": lambda n: n.final_layer.linear}[key](net)
+            "qwen_image": lambda n: n.proj_out, "sd3": lambda n: n.final_layer.linear,
+            "lumina2": lambda n: n.final_layer.linear, "z_image": lambda n: n.final_layer.linear}[key](net)
     with torch.no_grad():
         # the velocity (x - D) / sigma of a flow model, not the denoised prediction, gets unit RMS
         calibrate_output(last, lambda: (x - base.apply_model(x, torch.tensor([0.5]), **c)) / 0.5)

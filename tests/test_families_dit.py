@@ -291,22 +291,43 @@ def test_decoder_of_another_family_is_refused_naming_both(comfy, comfy_base, dit
         assert name in text, f"{name!r} missing from: {text[:600]}"
 
 
-def test_model_feature_terms_are_refused_on_a_dit(comfy, dits):
-    """ZeCon on model features: refused by name on Z-Image (a DiT: no UNet blocks to hook), before sampling."""
-    g = F.family_graph("z_image", dits)
+def _model_feature_graph(key: str, dits, node: str, **inputs) -> dict:
+    """The family's graph with one model-feature term (on a tiny latent) guiding the sampler."""
+    g = F.family_graph(key, dits)
     g["lat"] = {"class_type": "SGTestLatent", "inputs": {
         "channels": 16, "size": 8, "seed": 0, "batch_size": 1, "scale": 1.0, "shift": 0.0}}
-    g["z"] = {"class_type": "StyleGuidanceModelZeCon", "inputs": {
-        "content": link("lat"), "weight": 1.0, "layers": "fine levels (input blocks 0,2,5; cheapest)", "num_patches": 64,
-        "tau": 0.07, "seed": 0}}
+    g["t"] = {"class_type": node, "inputs": {"weight": 1.0, "seed": 0, **inputs}}
     g["guided"] = {"class_type": "StyleGuidanceSampler", "inputs": {
         "model": link("model"), "positive": link("pos"), "negative": link("neg"), "latent_image": link("enc"),
-        "vae": link("vae"), "losses": link("z"), **F.sampling("z_image"), **F.options()}}
+        "vae": link("vae"), "losses": link("t"), **F.sampling(key), **F.options()}}
     g["out"] = {"class_type": "PreviewAny", "inputs": {"source": link("guided")}}
+    return g
+
+
+ZECON = {"content": link("lat"), "layers": "fine levels (input blocks 0,2,5; cheapest)", "num_patches": 64, "tau": 0.07}
+AD = {"style": link("lat"), "layers": "decoder, last 6 self-attentions (paper)"}
+
+
+def test_zecon_guides_z_image_and_attention_distillation_is_refused_there(comfy, dits):
+    """Z-Image (Lumina 2's NextDiT, its blocks hooked for the probe's passes): ZeCon on model features runs through
+    the sampler (twin-scored per term in test_model_features_dit.py); Attention Distillation is refused by name,
+    before sampling."""
+    result = comfy.run(_model_feature_graph("z_image", dits, "StyleGuidanceModelZeCon", **ZECON))
+    text = " ".join(str(v) for v in result.outputs["out"].get("text", []))
+    assert text and "nan" not in text.lower() and "inf" not in text.lower(), text[:400]
     with pytest.raises(PromptFailed) as err:
-        comfy.run(g)
+        comfy.run(_model_feature_graph("z_image", dits, "StyleGuidanceAttentionDistillation", **AD))
     text = str(err.value)
-    for name in ("ZImage", "DiT", "not supported"):
+    for name in ("Attention Distillation Style Loss", "not offered on ZImage", "ZeCon Content Loss works"):
+        assert name in text, f"{name!r} missing from: {text[:600]}"
+
+
+def test_model_feature_terms_are_refused_on_hidream(comfy, dits):
+    """HiDream has no block-replacement point the probe reads: refused by name, before sampling."""
+    with pytest.raises(PromptFailed) as err:
+        comfy.run(_model_feature_graph("hidream", dits, "StyleGuidanceModelZeCon", **ZECON))
+    text = str(err.value)
+    for name in ("ZeCon Content Loss", "HiDream", "not supported"):
         assert name in text, f"{name!r} missing from: {text[:600]}"
 
 
