@@ -97,14 +97,16 @@ class FeatureProbe(ModelProbe, Protocol):
         """x0 (model space) noised to ``sigma`` with ``noise``, as the model's sampling adds noise."""
         ...
 
-    def input_block_features(self, x: Tensor, sigma: float, blocks: Sequence[int]) -> dict[int, Tensor]:
-        """Outputs (B,C,h,w) of the given UNet input blocks for the noisy latent ``x`` at ``sigma``."""
+    def input_block_features(self, x: Tensor, sigma: float, blocks: Sequence[int],
+                             recompute: bool = False) -> dict[int, Tensor]:
+        """Outputs (B,C,h,w) of the given UNet input blocks for the noisy latent ``x`` at ``sigma``; ``recompute``:
+        on a DiT, keep only each block's inputs for the backward and recompute the block there (less memory)."""
         ...
 
     def self_attention(self, x: Tensor, sigma: float, layers: Sequence[AttentionKey],
-                       reference: bool = False) -> dict[AttentionKey, AttentionCapture]:
+                       reference: bool = False, recompute: bool = False) -> dict[AttentionKey, AttentionCapture]:
         """Self-attention q, k, v and result at ``layers``; ``reference``: a picture other than the output
-        (spatial conditioning such as ControlNet is left out of that pass)."""
+        (spatial conditioning such as ControlNet is left out of that pass); ``recompute`` as above."""
         ...
 
 
@@ -252,9 +254,11 @@ class _ModelFeatureTerm(LatentGuidanceLoss):
     node_name: str = "model-feature term"
 
     def __init__(self, reference: Tensor, name: str, weight: float, mask: Tensor | None, seed: int,
-                 **window: float) -> None:
+                 recompute: bool = False, **window: float) -> None:
         super().__init__(weight=weight, mask=mask, seed=seed, **window)
         self.register_buffer("reference", _as_latent_batch(reference, name), persistent=False)
+        # On a DiT: the gradient pass keeps each block's inputs only and recomputes the block in the backward.
+        self.recompute = bool(recompute)
 
     def reset_rng(self, seed: int) -> None:
         # Called once per sampling run (and per measurement): reference features computed with the
@@ -300,14 +304,14 @@ class ModelZeConLoss(_ModelFeatureTerm):
 
     def __init__(self, content: Tensor, preset: str = DEFAULT_ZECON_MODEL_PRESET, num_patches: int = 256,
                  tau: float = 0.07, weight: float = 1.0, mask: Tensor | None = None, seed: int = 0,
-                 **window: float) -> None:
+                 recompute: bool = False, **window: float) -> None:
         if preset not in ZECON_BLOCK_PRESETS:
             raise ValueError(f"{self.node_name}: unknown layer preset {preset!r}; choose one of {list(ZECON_BLOCK_PRESETS)}")
         if int(num_patches) < 2:
             raise ValueError(f"{self.node_name}: num_patches must be at least 2 (one positive, one negative), got {num_patches}")
         if not float(tau) > 0:
             raise ValueError(f"{self.node_name}: tau must be positive, got {tau}")
-        super().__init__(content, "content latent", weight, mask, seed, **window)
+        super().__init__(content, "content latent", weight, mask, seed, recompute, **window)
         self.preset = preset
         self.num_patches = int(num_patches)
         self.tau = float(tau)
@@ -348,7 +352,7 @@ class ModelZeConLoss(_ModelFeatureTerm):
         targets = self.content_features(probe, x0.shape, x0.device)
         sigma = float(probe.sigma_min)
         x = probe.noised(x0, self._noise(probe, x0.shape, x0.device).to(x0.dtype), sigma)
-        feats = probe.input_block_features(x, sigma, blocks)
+        feats = probe.input_block_features(x, sigma, blocks, recompute=self.recompute)
         total = x0.new_zeros(x0.shape[0], dtype=torch.float32)
         for blk in blocks:
             f, t = feats[blk], targets[blk]
@@ -360,7 +364,8 @@ class ModelZeConLoss(_ModelFeatureTerm):
         r, c, h, w = self.reference.shape
         mask = "none" if self.mask is None else "x".join(str(s) for s in self.mask.shape)
         return (f"{type(self).__name__}(content latent {r}x{c}x{h}x{w}, preset={self.preset!r}, "
-                f"patches={self.num_patches}, tau={self.tau:g}, seed={self.seed}, mask={mask}{self.window_text()})")
+                f"patches={self.num_patches}, tau={self.tau:g}, seed={self.seed}, mask={mask}"
+                f"{', recompute' if self.recompute else ''}{self.window_text()})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,12 +389,13 @@ class AttentionDistillationLoss(_ModelFeatureTerm):
     node_name = "Attention Distillation Style Loss (Style Guidance)"
 
     def __init__(self, style: Tensor, preset: str = DEFAULT_AD_PRESET, weight: float = 1.0,
-                 mask: Tensor | None = None, seed: int = 0, attn_scale: float = 1.0, **window: float) -> None:
+                 mask: Tensor | None = None, seed: int = 0, attn_scale: float = 1.0, recompute: bool = False,
+                 **window: float) -> None:
         if preset not in AD_LAYER_PRESETS:
             raise ValueError(f"{self.node_name}: unknown layer preset {preset!r}; choose one of {list(AD_LAYER_PRESETS)}")
         if not float(attn_scale) > 0:
             raise ValueError(f"{self.node_name}: attn_scale must be positive, got {attn_scale}")
-        super().__init__(style, "style latent", weight, mask, seed, **window)
+        super().__init__(style, "style latent", weight, mask, seed, recompute, **window)
         self.preset = preset
         self.attn_scale = float(attn_scale)
 
@@ -412,7 +418,7 @@ class AttentionDistillationLoss(_ModelFeatureTerm):
             style_noise = torch.randn(tuple(style.shape), generator=self.generator).to(x0.device)
         with torch.no_grad():
             ref = probe.self_attention(probe.noised(style, style_noise, sigma), sigma, layers, reference=True)
-        caps = probe.self_attention(probe.noised(x0, noise.to(x0.dtype), sigma), sigma, layers)
+        caps = probe.self_attention(probe.noised(x0, noise.to(x0.dtype), sigma), sigma, layers, recompute=self.recompute)
         total = x0.new_zeros(b, dtype=torch.float32)
         for key in layers:
             c, s = caps[key], ref[key]
@@ -425,4 +431,5 @@ class AttentionDistillationLoss(_ModelFeatureTerm):
         r, c, h, w = self.reference.shape
         mask = "none" if self.mask is None else "x".join(str(s) for s in self.mask.shape)
         return (f"{type(self).__name__}(style latent {r}x{c}x{h}x{w}, preset={self.preset!r}, "
-                f"attn_scale={self.attn_scale:g}, seed={self.seed}, mask={mask}{self.window_text()})")
+                f"attn_scale={self.attn_scale:g}, seed={self.seed}, mask={mask}"
+                f"{', recompute' if self.recompute else ''}{self.window_text()})")

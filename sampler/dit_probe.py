@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -56,6 +57,8 @@ _FAMILIES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 # Families reached through forward hooks on the block modules (no replacement point): one joint sequence per block.
 _HOOKED = frozenset({"comfy.ldm.lumina.model.NextDiT"})
+# Families whose replaced blocks ComfyUI itself runs under activation checkpointing (SD3's block mixing).
+_RECOMPUTING = frozenset({"comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper"})
 # The key of the probe's mark in a pass's transformer_options (hooked families: a hook acts only on its own pass).
 _MARK = "style_guidance_probe_pass"
 SUPPORTED_TEXT = "Flux.1, Flux.2, Chroma, Qwen-Image, SD3/SD3.5, Lumina 2 and Z-Image"
@@ -75,6 +78,7 @@ class DiTInfo:
     # Hooked families: the block modules in forward order and the picture's token padding multiple (0: none).
     modules: tuple[torch.nn.Module, ...] = field(default=(), compare=False, repr=False)
     pad_multiple: int = 0
+    recomputes: bool = False  # the model already recomputes its replaced blocks in the backward
 
 
 def _class_path(module: object) -> str:
@@ -96,7 +100,7 @@ def dit_info(dm: torch.nn.Module) -> DiTInfo | None:
     p = getattr(dm, "patch_size", 1)
     p = int(p[-1] if isinstance(p, (tuple, list)) else p)
     if _class_path(dm) not in _HOOKED:
-        return DiTInfo(tuple(blocks), p, frozenset(flipped))
+        return DiTInfo(tuple(blocks), p, frozenset(flipped), recomputes=_class_path(dm) in _RECOMPUTING)
     modules = tuple(blk for attr, _ in families for blk in (getattr(dm, attr, None) or ()))
     return DiTInfo(tuple(blocks), p, frozenset(flipped), modules, int(getattr(dm, "pad_tokens_multiple", None) or 0))
 
@@ -149,6 +153,7 @@ class _Pass:
         self.calls = 0
         self.txt = 0  # text tokens in the joint sequence (from the last double block's arguments)
         self.img_stream = 0  # tokens of the image stream of the running double block
+        self.done = False  # the pass is over: a block recomputed in the backward records and stops nothing
 
     def image_start(self, key: tuple[str, int], joint: bool) -> int:
         """Where the picture's tokens start: in a block's image stream (``joint`` False) or the joint sequence."""
@@ -165,33 +170,114 @@ class _Pass:
 
 
 def _install(opts: dict, info: DiTInfo, upto: int, st: _Pass,
-             after: Callable[[tuple[str, int], dict, dict], None]) -> contextlib.AbstractContextManager:
+             after: Callable[[tuple[str, int], dict, dict], None],
+             recompute: bool = False, read_inside: frozenset[int] = frozenset()) -> contextlib.AbstractContextManager:
     """Replace every block up to forward index ``upto``: track the pass, call the block, then ``after``.
 
-    Returns what to run the pass inside: nothing to undo for ``patches_replace`` (a private copy of the
-    options), the hooks' removal for a hooked family.
+    ``recompute``: with grad on, every block before the deepest runs under activation checkpointing (its
+    inputs kept, the block recomputed in the backward) but those whose insides are read (``read_inside``,
+    forward indices: AD's attention); the deepest, where the pass stops, runs as it is. Hooked families, and
+    SD3 (whose replaced blocks ComfyUI already recomputes), ignore it. Returns what to run the pass inside (it marks the pass done on exit, and
+    removes a hooked family's hooks).
     """
     if info.modules:
         return _hook(opts, info, upto, st, after)
+    recompute = recompute and not info.recomputes
     _, dit = _dit_patches(opts)
-    for key in info.blocks[: upto + 1]:
+    for i, key in enumerate(info.blocks[: upto + 1]):
         existing = dit.get(key)
+        checkpointed = recompute and i < upto and i not in read_inside
 
-        def replace(args: dict, extra: dict, key=key, existing=existing) -> dict:
+        def replace(args: dict, extra: dict, key=key, existing=existing, checkpointed=checkpointed) -> dict:
+            if st.done:  # recomputed in the backward: the block as it ran, nothing recorded
+                return existing(args, extra) if existing is not None else extra["original_block"](args)
             if key[0] != "single_block":
                 txt = args.get("txt")
                 st.txt = int(txt.shape[1]) if isinstance(txt, torch.Tensor) else 0
                 st.img_stream = int(args["img"].shape[1])
             st.block, st.calls = key, 0
             try:
-                out = existing(args, extra) if existing is not None else extra["original_block"](args)
+                if checkpointed and torch.is_grad_enabled():
+                    out = _checkpointed(args, extra, existing)
+                else:
+                    out = existing(args, extra) if existing is not None else extra["original_block"](args)
             finally:
                 st.block = None
             after(key, args, out)
             return out
 
         dit[key] = replace
-    return contextlib.nullcontext()
+    return _finishing(st)
+
+
+@contextlib.contextmanager
+def _finishing(st: _Pass):
+    try:
+        yield
+    finally:
+        st.done = True
+
+
+def _checkpointed(args: dict, extra: dict, existing: Callable | None) -> dict:
+    """The block run without a graph and recomputed in the backward (activation checkpointing): autograd keeps its
+    tensor arguments only. ComfyUI's ``original_block`` closures read their loop's variables (``block``, ``i``)
+    when called, which in the backward name the last block the loop reached: the recomputation calls a copy of
+    the function bound to this block. The block gets copies of its inputs (Flux's blocks add to them in place)."""
+    names = [k for k, v in args.items() if isinstance(v, torch.Tensor)]
+    block = _bound_now(extra["original_block"])
+    extra = {**extra, "original_block": block}
+
+    def call(tensors: tuple[torch.Tensor, ...]) -> dict:
+        fresh = {**args, **{k: t.clone() for k, t in zip(names, tensors, strict=True)}}
+        return existing(fresh, extra) if existing is not None else block(fresh)
+
+    keys: list[str] = []
+    outs = _Recompute.apply(call, keys, *(args[k] for k in names))
+    return dict(zip(keys, outs, strict=True))
+
+
+class _Recompute(torch.autograd.Function):
+    """Forward without a graph; the backward runs the block again with one (saved activations copied, as
+    autograd_compat does for in-place models) and takes the gradient of its tensor arguments through it."""
+
+    @staticmethod
+    def forward(ctx, call: Callable, keys: list, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.call = call
+        ctx.save_for_backward(*tensors)
+        with torch.no_grad():
+            out = call(tensors)
+        keys.extend(k for k, v in out.items() if isinstance(v, torch.Tensor))
+        ctx.keys = list(keys)
+        return tuple(out[k] for k in keys)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor | None):
+        from .autograd_compat import clone_saved_activations
+
+        inputs = [t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors]
+        with torch.enable_grad(), clone_saved_activations():
+            out = ctx.call(tuple(inputs))
+        pairs = [(out[k], g) for k, g in zip(ctx.keys, grads, strict=True) if g is not None and out[k].requires_grad]
+        wanted = [t for t in inputs if t.requires_grad]
+        got = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True)
+                   if pairs and wanted else ())
+        return (None, None, *(next(got) if t.requires_grad else None for t in inputs))
+
+
+def _bound_now(fn: Callable) -> Callable:
+    """``fn`` with the current values of its closure's variables frozen (a late-binding loop closure made early)."""
+    cells = getattr(fn, "__closure__", None)
+    if not cells or not isinstance(fn, types.FunctionType):
+        return fn
+    frozen = []
+    for cell in cells:
+        try:
+            frozen.append(types.CellType(cell.cell_contents))
+        except ValueError:  # an empty cell: nothing to freeze
+            frozen.append(cell)
+    bound = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, tuple(frozen))
+    bound.__kwdefaults__ = fn.__kwdefaults__
+    return bound
 
 
 @contextlib.contextmanager
@@ -222,14 +308,16 @@ def _hook(opts: dict, info: DiTInfo, upto: int, st: _Pass, after: Callable[[tupl
             handles.append(module.register_forward_hook(done, with_kwargs=True))
         yield
     finally:
+        st.done = True
         for h in handles:
             h.remove()
 
 
 def block_options(opts: dict, info: DiTInfo, x: torch.Tensor, indices: dict[int, int],
-                  got: dict[int, torch.Tensor]) -> contextlib.AbstractContextManager:
+                  got: dict[int, torch.Tensor], recompute: bool = False) -> contextlib.AbstractContextManager:
     """Make ``opts`` record the image tokens of the blocks at forward ``indices`` (index -> result key) into ``got``
-    as (B, C, h, w) feature maps, and stop after the deepest one. Run the pass inside what it returns."""
+    as (B, C, h, w) feature maps, and stop after the deepest one. Run the pass inside what it returns.
+    ``recompute``: activation checkpointing of the blocks before the deepest (see :func:`_install`)."""
     st = _Pass(info, token_grid(x, info.patch))
     deepest = max(indices)
     position = {key: i for i, key in enumerate(info.blocks)}
@@ -249,7 +337,7 @@ def block_options(opts: dict, info: DiTInfo, x: torch.Tensor, indices: dict[int,
         if i == deepest:
             raise StopForward
 
-    return _install(opts, info, deepest, st, after)
+    return _install(opts, info, deepest, st, after, recompute)
 
 
 def _to_tokens(t: torch.Tensor, heads_first: bool) -> torch.Tensor:
@@ -261,7 +349,8 @@ def _to_tokens(t: torch.Tensor, heads_first: bool) -> torch.Tensor:
 
 
 def attention_options(opts: dict, info: DiTInfo, x: torch.Tensor, layers: dict[int, AttentionKey],
-                      got: dict[AttentionKey, AttentionCapture]) -> contextlib.AbstractContextManager:
+                      got: dict[AttentionKey, AttentionCapture],
+                      recompute: bool = False) -> contextlib.AbstractContextManager:
     """Make ``opts`` record the joint attention of the blocks at forward indices ``layers`` (index -> key) into
     ``got``, and stop once the deepest one has run. Run the pass inside what it returns."""
     st = _Pass(info, token_grid(x, info.patch))
@@ -273,7 +362,7 @@ def attention_options(opts: dict, info: DiTInfo, x: torch.Tensor, layers: dict[i
     def override(func, *args, **kwargs):
         out = existing(func, *args, **kwargs) if existing is not None else func(*args, **kwargs)
         key = st.block
-        if key is None or position[key] not in layers or st.calls > 0:
+        if st.done or key is None or position[key] not in layers or st.calls > 0:
             st.calls += 1
             return out
         st.calls += 1
@@ -298,4 +387,4 @@ def attention_options(opts: dict, info: DiTInfo, x: torch.Tensor, layers: dict[i
         return out
 
     to["optimized_attention_override"] = override
-    return _install(opts, info, deepest, st, lambda *a: None)
+    return _install(opts, info, deepest, st, lambda *a: None, recompute, frozenset(layers))

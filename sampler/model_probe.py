@@ -307,11 +307,12 @@ class ComfyModelProbe:
                 except _StopForward:
                     pass
 
-    def input_block_features(self, x: torch.Tensor, sigma: float, blocks: Sequence[int]) -> dict[int, torch.Tensor]:
+    def input_block_features(self, x: torch.Tensor, sigma: float, blocks: Sequence[int],
+                             recompute: bool = False) -> dict[int, torch.Tensor]:
         """Outputs of the given UNet input blocks (as carried on to the skip connections); on a DiT, the image
-        tokens of its blocks at these forward indices, on the token grid (sampler/dit_probe.py)."""
+        tokens of its blocks at these forward indices, on the token grid (sampler/dit_probe.py; ``recompute``)."""
         if self.layout().blocks:
-            return self._dit_blocks(x, sigma, blocks)
+            return self._dit_blocks(x, sigma, blocks, recompute)
         wanted = set(int(b) for b in blocks)
         deepest = max(wanted)
         got: dict[int, torch.Tensor] = {}
@@ -338,11 +339,11 @@ class ComfyModelProbe:
         return got
 
     def self_attention(self, x: torch.Tensor, sigma: float, layers: Sequence[AttentionKey],
-                       reference: bool = False) -> dict[AttentionKey, AttentionCapture]:
-        """q, k, v and result of the given self-attention layers (see the module docstring)."""
+                       reference: bool = False, recompute: bool = False) -> dict[AttentionKey, AttentionCapture]:
+        """q, k, v and result of the given self-attention layers (see the module docstring; DiTs: ``recompute``)."""
         order = {k: i for i, k in enumerate(self.layout().attn1)}
         if self.layout().blocks:
-            return self._dit_attention(x, sigma, [tuple(k) for k in layers], order, reference)
+            return self._dit_attention(x, sigma, [tuple(k) for k in layers], order, reference, recompute)
         wanted = [tuple(k) for k in layers]
         unknown = [k for k in wanted if k not in order]
         if unknown:
@@ -374,22 +375,22 @@ class ComfyModelProbe:
         assert info is not None  # model_layout found the blocks
         return info
 
-    def _dit_blocks(self, x: torch.Tensor, sigma: float, blocks: Sequence[int]) -> dict[int, torch.Tensor]:
+    def _dit_blocks(self, x: torch.Tensor, sigma: float, blocks: Sequence[int], recompute: bool) -> dict[int, torch.Tensor]:
         got: dict[int, torch.Tensor] = {}
         opts = self._options()
-        with dit_probe.block_options(opts, self._dit_info(), x, {int(b): int(b) for b in blocks}, got):
+        with dit_probe.block_options(opts, self._dit_info(), x, {int(b): int(b) for b in blocks}, got, recompute):
             self._run(x, sigma, opts, reference=False)
         _check_ran(sorted(set(int(b) for b in blocks) - set(got)), "DiT block(s) (forward index)")
         return got
 
     def _dit_attention(self, x: torch.Tensor, sigma: float, wanted: list, order: dict,
-                       reference: bool) -> dict[AttentionKey, AttentionCapture]:
+                       reference: bool, recompute: bool) -> dict[AttentionKey, AttentionCapture]:
         unknown = [k for k in wanted if k not in order]
         if unknown:
             raise ValueError(f"model features: no block {unknown[0]} in this model")
         got: dict[AttentionKey, AttentionCapture] = {}
         opts = self._options()
-        with dit_probe.attention_options(opts, self._dit_info(), x, {order[k]: k for k in wanted}, got):
+        with dit_probe.attention_options(opts, self._dit_info(), x, {order[k]: k for k in wanted}, got, recompute):
             self._run(x, sigma, opts, reference)
         _check_ran([k for k in wanted if k not in got], "DiT block attention(s)")
         return got

@@ -243,6 +243,65 @@ def test_attention_capture_is_the_attention_the_model_computed(pk, comfy_base, k
         assert err < 1e-4, (key, block, err)
 
 
+def _saved_and_gradient(pk, key: str, which: str, recompute: bool) -> tuple[float, torch.Tensor, int, int]:
+    """(loss, its gradient w.r.t. x0, bytes of activations autograd saved outside checkpointed regions, block
+    forwards) of one term's gradient pass on a 32x32 latent (256 picture tokens: activations outweigh weights)."""
+    m = models(key)
+    net = m.model.model.diffusion_model
+    probe = pk.mf.measure_probe(m.model, m.pos, 0, 0.5)
+    x0 = probe.to_model_space(latents(key, 3, size=32)).detach().float()
+    term = _terms(pk, key, which)()
+    term.recompute = recompute
+    weights = {p.data_ptr() for p in net.parameters()}
+    saved: dict[int, int] = {}
+    runs = []
+    blocks = [b for a in ("double_blocks", "single_blocks", "transformer_blocks", "joint_blocks")
+              for b in (getattr(net, a, None) or ())]
+    handles = [b.register_forward_pre_hook(lambda *a: runs.append(1)) for b in blocks]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.data_ptr() not in weights:  # a weight is kept either way; count each storage once
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        # This hook replaces autograd_compat's while it is on: copy activations as that one does (Flux's blocks
+        # update saved activations in place).
+        return t.clone() if t.requires_grad else t
+
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            x = x0.clone().requires_grad_(True)
+
+            def run():  # may run twice (the in-place retry of autograd_compat): each attempt from the same seed
+                term.reset_rng(0)
+                saved.clear()
+                runs.clear()
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    v = term.forward_latent(x, probe).sum()
+                (g,) = torch.autograd.grad(v, x)
+                return float(v), g
+
+            value, grad = pk.ac.backward_through(m.model.model, run)
+    finally:
+        for h in handles:
+            h.remove()
+    return value, grad, sum(saved.values()), len(runs)
+
+
+@pytest.mark.parametrize("which", ["zecon", "ad"])
+@pytest.mark.parametrize("key", ["flux", "flux2", "chroma", "qwen_image"])
+def test_recompute_gives_the_same_gradient_and_keeps_fewer_activations(pk, comfy_base, key, which):
+    """Activation checkpointing through the probe pass: the same loss and gradient, the checkpointed blocks run
+    again in the backward, and autograd keeps only their inputs. (SD3's replaced blocks are recomputed by ComfyUI
+    itself; Lumina 2 / Z-Image are hooked, not replaced: recompute leaves both as they are.)"""
+    v0, g0, kept0, runs0 = _saved_and_gradient(pk, key, which, False)
+    v1, g1, kept1, runs1 = _saved_and_gradient(pk, key, which, True)
+    print(f"\n{key} {which}: activations kept {kept0 / 2**10:.0f} KiB -> {kept1 / 2**10:.0f} KiB "
+          f"({kept1 / kept0:.2f}x); block forwards {runs0} -> {runs1}")
+    assert v1 == pytest.approx(v0, rel=1e-6)
+    torch.testing.assert_close(g1, g0, rtol=1e-4, atol=1e-6 * float(g0.abs().max()))
+    assert runs1 > runs0, "no block was recomputed"
+    assert kept1 < 0.7 * kept0, (kept0, kept1)
+
+
 # ---------------------------------------------------------------- guidance, scored by the twin
 def _terms(pk, key: str, which: str):
     t = D.TINY[key]
