@@ -140,6 +140,25 @@ def test_step_events_are_written_and_plotted(single):
 
 
 @pytest.mark.slow
+@pytest.mark.compat
+@pytest.mark.parametrize("name", ["style_transfer_model_features_flux", "style_transfer_model_features_qwen_image"])
+def test_tiny_checkpoint_only_dit_workflow(name, tmp_path):
+    """The Flux / Qwen-Image checkpoint-only workflows through the runner: one result, both model-feature terms."""
+    out = tmp_path / "out"
+    proc = run_headless(name, "--content", CONTENT, "--style", STYLE, "--output", out, tmpdir=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert proc.stdout.splitlines()[0].startswith(f"workflow: {name}")
+    assert result_pngs(out) == ["style_guidance_content__style_guidance_style.png"], proc.stdout[-4000:]
+    (pair,) = json.loads((out / "losses.json").read_text())["pairs"]
+    assert pair["status"] == "ok", pair
+    (measure,) = pair["measures"]
+    terms = {t["name"]: t for t in measure["terms"]}
+    assert set(terms) == {"zecon_content", "attention_distillation_style"}, terms
+    assert all(math.isfinite(t["value"]) for t in terms.values()), terms
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
 def test_hostile_input_folder(tmp_path):
     """Awkward images all run; unusable files are named with the reason; exit 1; --verbose shows ComfyUI's log."""
     folder = tmp_path / "in"

@@ -19,10 +19,12 @@ WORKFLOWS = REPO_ROOT / "workflows"
 EXPECTED = {"style_transfer_sd15", "style_transfer_fast", "style_transfer_sdxl", "style_transfer_sd35",
             "style_transfer_flux", "style_transfer_qwen_image", "style_transfer_z_image_turbo", "style_transfer_flux2",
             "style_transfer_controlnet", "stock_ksampler_patch", "ablation_content_terms", "ablation_style_terms",
-            "style_transfer_model_features",
-            "style_transfer_regions"}
+            "style_transfer_model_features", "style_transfer_model_features_flux",
+            "style_transfer_model_features_qwen_image", "style_transfer_regions"}
 # Workflows of the tiny DiT families: the family ComfyUI's detection must name in the tiny run.
 DIT_WORKFLOWS = {"style_transfer_z_image_turbo": "z_image", "style_transfer_flux2": "flux2"}
+# The checkpoint-only DiT workflows: the family their model-feature terms must have read in the tiny run.
+MODEL_FEATURE_DITS = {"style_transfer_model_features_flux": "flux", "style_transfer_model_features_qwen_image": "qwen_image"}
 
 
 def _script():
@@ -115,6 +117,23 @@ def test_each_workflow_validates_and_runs(name, comfy, comfy_base):
         assert len([v for v in prompt.values() if v["class_type"] == "SaveImage"]) == len(samplers)
     if name in DIT_WORKFLOWS:
         _check_dit_run(name, prompt, result, comfy)
+    if name in MODEL_FEATURE_DITS:
+        _check_model_feature_dit_run(name, prompt, result, comfy)
+
+
+def _check_model_feature_dit_run(name: str, prompt: dict, result, comfy) -> None:
+    """Flux / Qwen-Image checkpoint-only: the stand-in ran as its family and every step in the window was guided."""
+    from headless.testbed.standins.families import FAMILIES
+
+    (loader,) = [nid for nid, n in prompt.items() if n["class_type"] == "UNETLoader"]
+    model = comfy.output(loader)
+    assert type(model.model.model_config).__name__ == FAMILIES[MODEL_FEATURE_DITS[name]].comfy_config
+    (guider,) = [n for n in prompt.values() if n["class_type"] == "StyleGuidanceGuider"]
+    (invert,) = [n for n in prompt.values() if n["class_type"] == "StyleGuidanceInvert"]
+    events = [d for e, d in result.messages if e == "style_guidance.step"]
+    # window 0-end_percent of the inverted schedule: at least the first step, never more than all of them
+    assert 1 <= len(events) <= invert["inputs"]["steps"], events
+    assert guider["inputs"]["end_percent"] < 1.0
 
 
 def _check_dit_run(name: str, prompt: dict, result, comfy) -> None:

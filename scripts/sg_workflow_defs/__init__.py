@@ -21,6 +21,7 @@ from .features import (
     style_transfer_controlnet,
     style_transfer_model_features,
 )
+from .features_dit import style_transfer_model_features_flux, style_transfer_model_features_qwen_image
 from .regions import style_transfer_regions
 
 DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
@@ -37,5 +38,7 @@ DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
     "ablation_content_terms": ablation_content_terms,
     "ablation_style_terms": ablation_style_terms,
     "style_transfer_model_features": style_transfer_model_features,
+    "style_transfer_model_features_flux": style_transfer_model_features_flux,
+    "style_transfer_model_features_qwen_image": style_transfer_model_features_qwen_image,
     "style_transfer_regions": style_transfer_regions,
 }

@@ -123,7 +123,7 @@ def _ablation(g: UIGraph, kind: str, other: str, singles: list[tuple[str, str, d
         decode = g.add("VAEDecode", 3, title=f"Decode: {title} only", samples=sampler[0], vae=hop[0])
         save = g.add("SaveImage", 3, title=f"Result: {title} only", images=decode[0],
                      filename_prefix=f"style_guidance/ablation_{title.lower().replace(' ', '_')}")
-        save.size = [320, 280]
+        save.size = [320, 250]
         scores = g.add("StyleGuidanceMeasure", 3, title=f"Scores of '{title} only'", image=decode[0], losses=every[0],
                        seed=0)
         shown = g.add("PreviewAny", 3, title=f"Scores: {title} only", source=scores[0])
