@@ -46,7 +46,7 @@ import comfy.utils
 import torch
 
 from ..protocol import STEP_EVENT
-from . import families, model_probe
+from . import families, frames, model_probe
 from .autograd_compat import (
     autograd_enabled,
     backward_through,
@@ -81,8 +81,9 @@ class DecoderCopy(torch.nn.Module):
     """A grad-capable copy of a VAE's decoder: latent (VAE space) -> image in ~[0,1], NCHW.
 
     ComfyUI's ``VAE.decode`` clamps to [0,1] (zero gradient outside), moves to the
-    intermediate device and returns NHWC, so it cannot be used for gradients. One-frame 5-D
-    latents (Qwen-Image's) go in intact and come out as one picture per sample.
+    intermediate device and returns NHWC, so it cannot be used for gradients. 5-D latents go in
+    intact; their F decoded frames come out stacked along the channels, (B, 3 F, H, W) (see
+    :mod:`sampler.frames`): one picture per sample for Qwen-Image's one-frame latents, a video for Wan 2.1.
     """
 
     def __init__(self, first_stage_model: torch.nn.Module) -> None:
@@ -100,7 +101,7 @@ class DecoderCopy(torch.nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         dtype = next(self.model.parameters()).dtype
         out = self.model.decode(z.to(dtype))
-        out = (out[:, :, 0] if out.ndim == 5 else out).float()  # (B, 3, 1, H, W): check_latent let one frame through
+        out = (frames.pack_frames(out) if out.ndim == 5 else out).float()  # (B, 3, F, H, W) -> (B, 3 F, H, W)
         return out if self.unit_range else out * 0.5 + 0.5  # [-1,1] -> [0,1], no clamp: keep the gradient
 
 
@@ -196,6 +197,7 @@ class GuidanceHooks:
         self.prepared = False
         self.seed = 0
         self._schedule: tuple[tuple, torch.Tensor] | None = None
+        self.vae = None  # the guidance VAE: its temporal stride tells the frames a video latent decodes to
 
     def install(self) -> None:
         """Register the hooks on the clone (never on the model it was cloned from)."""
@@ -211,6 +213,7 @@ class GuidanceHooks:
                      disable_pbar, seed, *args, **kwargs):
         """Start a run: fresh state, reseeded losses, progress reporting, recurrence."""
         families.check_latent(self.patcher, latent_image)
+        self.check_video(latent_image)
         self.prepared = False
         self.seed = int(seed or 0)
         self._schedule = None
@@ -231,6 +234,23 @@ class GuidanceHooks:
                             type(sampler).__name__)
         return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
                         *args, **kwargs)
+
+    def check_video(self, latent_image: torch.Tensor) -> None:
+        """A video latent: the content videos must pair with its decoded frames, and model-feature terms wait.
+
+        Checked here, before the first step, with the frames the guidance VAE decodes the latent to.
+        """
+        if latent_image.ndim != 5 or int(latent_image.shape[2]) == 1 or not families.is_video_model(self.patcher):
+            return
+        if self.losses.latent_terms:
+            names = ", ".join(sorted({getattr(t, "node_name", t.kind) for _, t in self.losses.latent_terms}))
+            raise ValueError(f"losses: {names} read the model's own features, which are not yet supported on video "
+                             "latents; use the VGG/CLIP/pixel loss nodes for video")
+        t = int(latent_image.shape[2])
+        n = families.decoded_frames(self.vae, t)
+        label = families.VIDEO_FORMATS.get(families.model_family(self.patcher).latent_format, "its VAE")
+        rule = f"{label}: 1 + 4 x (T - 1) for T latent frames" if n == 1 + 4 * (t - 1) else ""
+        frames.check_content_frames(self.losses, n, int(latent_image.shape[0]), t, stride=rule)
 
     def prepare(self, patcher) -> None:
         """Once per run, at the first guided evaluation: make what autograd traverses usable.
@@ -374,11 +394,15 @@ def install_guidance(model, vae, losses, settings: GuidanceSettings) -> tuple[ob
     def decode(x0: torch.Tensor) -> torch.Tensor:
         return decoder(with_ordinary_tensors(latent_format).process_out(x0))  # Wan 2.1's mean/std
 
-    engine = GuidanceEngine(losses, decode, settings)
+    # Video models: decoded frames folded into the loss batch, per-sample values the mean over frames.
+    chain = frames.FrameChain(losses) if families.is_video_model(model) else losses
+    engine = GuidanceEngine(chain, decode, settings)
     m = model.clone()
     if additional:
         m.set_additional_models(KEY, additional)
-    GuidanceHooks(m, engine, settings, decoder, losses).install()
+    hooks = GuidanceHooks(m, engine, settings, decoder, losses)
+    hooks.vae = vae
+    hooks.install()
     return m, engine
 
 

@@ -26,6 +26,10 @@ MODEL_LABELS = {"ZImage": "Z-Image", "Lumina2": "Lumina 2", "Chroma": "Chroma", 
                 "Omnigen2": "OmniGen2", "Flux2": "Flux.2", "HunyuanImage21": "HunyuanImage 2.1"}
 # Models whose 5-D latents (batch, channels, frames, height, width) hold pictures: one frame each.
 IMAGE_MODELS_WITH_FRAMES = {"QwenImage": "Qwen-Image"}
+# Video latent formats guided frame by frame (first step of video: Wan 2.1's format, T2V models).
+VIDEO_FORMATS = {"Wan21": "Wan 2.1"}
+# Video models ComfyUI names by class -> a name a user recognises.
+VIDEO_LABELS = {"WAN21_T2V": "Wan 2.1 T2V", "WAN21_I2V": "Wan 2.1 I2V", "WAN21_Vace": "Wan 2.1 VACE"}
 # comfy.taesd.taehv.TAEHV by its latent channels and ComfyUI's latent format for it -> (name, latent format).
 TAEHV_KINDS: dict[tuple[int, str | None], tuple[str, str]] = {
     (16, None): ("lighttaew2_1", "Wan21"),
@@ -126,38 +130,61 @@ def _dims(latent_format: str) -> int:
 NOT_IMAGES = {"ACEAudio": "audio"}
 
 
-def check_model(model) -> None:
-    """Refuse, before sampling, a model whose latents do not decode to one picture per sample.
+def is_video_model(model) -> bool:
+    """Whether the MODEL makes video latents that guidance decodes frame by frame (Wan 2.1's format)."""
+    fam = model_family(model)
+    return fam.dimensions == 3 and fam.name not in IMAGE_MODELS_WITH_FRAMES and fam.latent_format in VIDEO_FORMATS
 
-    Video models (B, C, T, H, W latents: WAN, HunyuanVideo, LTXV, Mochi, Cosmos), 1-D latents (audio,
-    3-D meshes) and audio in 2-D are named and refused; the loss networks score images. Image models
-    with one-frame 5-D latents (Qwen-Image, in Wan 2.1's format) pass; their latents are checked by
+
+def check_model(model) -> None:
+    """Refuse, before sampling, a model whose latents do not decode to pictures guidance can score.
+
+    Image models pass, and so do video models in Wan 2.1's format (frames decoded and scored one by
+    one). Other video models (B, C, T, H, W latents: Wan 2.2 5B, HunyuanVideo, LTXV, Mochi, Cosmos),
+    1-D latents (audio, 3-D meshes) and audio in 2-D are named and refused. Image models with
+    one-frame 5-D latents (Qwen-Image, in Wan 2.1's format) pass; their latents are checked by
     :func:`check_latent`.
     """
     fam = model_family(model)
     kind = NOT_IMAGES.get(fam.latent_format)
-    if fam.dimensions == 3 and fam.name not in IMAGE_MODELS_WITH_FRAMES:
+    if fam.dimensions == 3 and fam.name not in IMAGE_MODELS_WITH_FRAMES and fam.latent_format not in VIDEO_FORMATS:
         kind = "video-shaped (batch, channels, frames, height, width)"
     elif fam.dimensions not in (2, 3):
         kind = f"{fam.dimensions}-D (audio or 3-D shape)"
     if kind:
-        video = " Video is not yet supported." if fam.dimensions == 3 else ""
+        video = (" Of the video models, only those with Wan 2.1 latents (Wan 2.1 T2V) are guided yet."
+                 if fam.dimensions == 3 else "")
         raise ValueError(
             f"model: {fam.name} makes {kind} latents ({fam.latent_format} format); Style Guidance steers models whose "
             "latents decode to pictures (SD1.x, SD2.x, SDXL, SD3, Flux, Qwen-Image and others)."
-            f"{video} Connect an image model.")
+            f"{video} Connect an image model or Wan 2.1.")
 
 
 def check_latent(model, latent) -> None:
-    """Refuse, before sampling, a video latent (more than one frame) for a model with 5-D image latents."""
+    """Refuse, before sampling, a video latent (more than one frame) for an image model with 5-D latents.
+
+    Video models (:func:`is_video_model`) take any number of frames.
+    """
     fam = model_family(model)
-    if fam.dimensions != 3 or getattr(latent, "ndim", 0) != 5 or int(latent.shape[2]) == 1:
+    if fam.dimensions != 3 or getattr(latent, "ndim", 0) != 5 or int(latent.shape[2]) == 1 or is_video_model(model):
         return
     label = IMAGE_MODELS_WITH_FRAMES.get(fam.name, fam.name)
     raise ValueError(
         f"latent_image: a video latent of {int(latent.shape[2])} frames {tuple(latent.shape)} for {label} "
-        f"({fam.name}); Style Guidance guides one picture per sample, and video is not yet supported. "
-        "Use an image latent (one frame, e.g. EmptySD3LatentImage or VAE Encode of a picture).")
+        f"({fam.name}), an image model that makes one picture per sample. "
+        "Use an image latent (one frame, e.g. EmptySD3LatentImage or VAE Encode of a picture), "
+        "or a video model (Wan 2.1) for video.")
+
+
+def decoded_frames(vae, latent_frames: int) -> int:
+    """How many frames the VAE decodes ``latent_frames`` latent frames to (its own temporal stride).
+
+    ComfyUI's video VAEs carry ``upscale_ratio`` = (frames rule, h, w), e.g. 1 + 4 (T - 1) for Wan 2.1's
+    VAE and lighttaew2_1; a VAE without a rule keeps the count.
+    """
+    ratio = getattr(vae, "upscale_ratio", None)
+    rule = ratio[0] if isinstance(ratio, (tuple, list)) and ratio and callable(ratio[0]) else None
+    return int(rule(latent_frames)) if rule is not None else int(latent_frames)
 
 
 def check_vae_matches(model, vae) -> None:

@@ -199,14 +199,21 @@ def _tiny_comfy_model(config_class: str, unet_config: dict):
 
 
 def test_a_video_model_is_refused_by_name(comfy_base):
-    """WAN 2.1 (video-shaped latents) is refused before sampling, naming the family; an image model passes."""
+    """Wan 2.2 5B (video latents of 48 channels, not yet guided) is refused before sampling, naming the family;
+    Wan 2.1 (guided frame by frame: tests/test_wan21.py) and an image model pass."""
     from sampler import families
 
-    wan = _tiny_comfy_model("WAN21_T2V", {
+    wan22 = _tiny_comfy_model("WAN22_T2V", {
+        "image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 48, "dim": 64,
+        "ffn_dim": 128, "freq_dim": 256, "text_dim": 4096, "out_dim": 48, "num_heads": 2, "num_layers": 1})
+    with pytest.raises(ValueError, match=r"model: WAN22_T2V makes video-shaped .* latents \(Wan22 format\).*"
+                                         r"only those with Wan 2.1 latents"):
+        families.check_model(wan22)
+    wan21 = _tiny_comfy_model("WAN21_T2V", {
         "image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 16, "dim": 64,
         "ffn_dim": 128, "freq_dim": 256, "text_dim": 4096, "out_dim": 16, "num_heads": 2, "num_layers": 1})
-    with pytest.raises(ValueError, match=r"model: WAN21_T2V makes video-shaped .* latents \(Wan21 format\)"):
-        families.check_model(wan)
+    families.check_model(wan21)  # a video model with Wan 2.1 latents: no error
+    assert families.is_video_model(wan21) and not families.is_video_model(wan22)
     sd3 = _tiny_comfy_model("SD3", {"in_channels": 16, "pos_embed_scaling_factor": None, "depth": 2,
                                     "adm_in_channels": 2048, "patch_size": 2, "out_channels": 16})
     families.check_model(sd3)  # an image model: no error

@@ -299,9 +299,9 @@ def test_a_chain_of_model_feature_terms_alone_meets_the_family_check(pack, comfy
     mf = importlib.import_module(f"{name}.losses.model_features")
     chain = importlib.import_module(f"{name}.losses.chain")
     settings = importlib.import_module(f"{name}.sampler.settings")
-    wan = _tiny_comfy_model("WAN21_T2V", {
-        "image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 16, "dim": 64,
-        "ffn_dim": 128, "freq_dim": 256, "text_dim": 4096, "out_dim": 16, "num_heads": 2, "num_layers": 1})
-    losses = chain.CombinedLoss([mf.ModelZeConLoss(torch.randn(1, 16, 8, 8), num_patches=8)])
-    with pytest.raises(ValueError, match=r"model: WAN21_T2V makes video-shaped"):
+    wan = _tiny_comfy_model("WAN22_T2V", {  # Wan 2.2 5B: video latents not yet guided (Wan 2.1's are)
+        "image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 48, "dim": 64,
+        "ffn_dim": 128, "freq_dim": 256, "text_dim": 4096, "out_dim": 48, "num_heads": 2, "num_layers": 1})
+    losses = chain.CombinedLoss([mf.ModelZeConLoss(torch.randn(1, 48, 8, 8), num_patches=8)])
+    with pytest.raises(ValueError, match=r"model: WAN22_T2V makes video-shaped"):
         adapter.install_guidance(wan, None, losses, settings.GuidanceSettings())

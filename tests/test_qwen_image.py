@@ -245,12 +245,15 @@ def _video_graph(qwen: dict, node: str) -> dict:
 
 @pytest.mark.parametrize("node", ["sampler", "apply"])
 def test_a_video_latent_is_refused_by_name(comfy, qwen, node):
-    """A 2-frame latent for Qwen-Image: refused before the first step, saying video is not yet supported."""
+    """A 2-frame latent for Qwen-Image, an image model: refused before the first step, pointing at a video model.
+
+    Video latents are guided on video models (Wan 2.1: tests/test_wan21.py); on Qwen-Image they stay refused.
+    """
     g = _video_graph(qwen, node)
     with pytest.raises(PromptFailed) as err:
         comfy.run(g)
     text = str(err.value)
-    for name in ("latent_image", "2 frames", "Qwen-Image", "video is not yet supported"):
+    for name in ("latent_image", "2 frames", "Qwen-Image", "an image model", "a video model (Wan 2.1)"):
         assert name in text, f"{name!r} missing from: {text[:600]}"
     assert ("StyleGuidanceSampler" if node == "sampler" else "KSampler") in text
 

@@ -116,6 +116,30 @@ class SGTestImage:
         return ((0.85 * base + 0.15 * noise).clamp(0, 1),)
 
 
+class SGTestVideo:
+    """A deterministic test clip (frames as an IMAGE batch, as video loaders give it): one SGTestImage-like
+    picture of double width, seen through a window that slides ``motion`` pixels per frame (0: a still clip)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "width": ("INT", {"default": 64, "min": 8, "max": 1024, "step": 8}),
+            "height": ("INT", {"default": 64, "min": 8, "max": 1024, "step": 8}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+            "frames": ("INT", {"default": 5, "min": 1, "max": 64}),
+            "motion": ("INT", {"default": 2, "min": 0, "max": 16}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = "_for_testing/style_guidance"
+
+    def run(self, width, height, seed, frames, motion):
+        wide = width + motion * max(frames - 1, 0)
+        (picture,) = SGTestImage().run(wide, height, seed, 1)
+        return (torch.cat([picture[:, :, f * motion:f * motion + width] for f in range(frames)]),)
+
+
 class SGTestLatent:
     """Seeded latents of unit RMS in a model's latent space, stored as ComfyUI does (VAE space).
 
@@ -424,6 +448,7 @@ NODE_CLASS_MAPPINGS = {
     "SGTestConditioning": SGTestConditioning,
     "SGTestKLVAE": SGTestKLVAE,
     "SGTestImage": SGTestImage,
+    "SGTestVideo": SGTestVideo,
     "SGTestLatent": SGTestLatent,
     "SGTestClipVision": SGTestClipVision,
 }

@@ -16,7 +16,8 @@ Modules:
 - :mod:`.loss_nets`: VGG19 and open_clip stand-ins and their scoring twins;
 - :mod:`.text_encoders`: CLIP-L and the T5 placeholder;
 - :mod:`.family` (the :class:`~.family.Family` record) and one module per diffusion family:
-  :mod:`.sd15`, :mod:`.sd2`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwen_image`, and the tiny DiTs
+  :mod:`.sd15`, :mod:`.sd2`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwen_image`, :mod:`.wan21` (video;
+  Qwen-Image's decoders), and the tiny DiTs
   :mod:`.z_image`, :mod:`.flux2` (with Flux.2's narrow VAE), :mod:`.chroma`, :mod:`.lumina2`, :mod:`.hidream`,
   :mod:`.omnigen2`, built through ComfyUI's classes by :mod:`.dit` (detection forces real widths on them;
   ``headless/testbed/standin_dit_nodes.py`` loads them); :mod:`.families` is their registry;

@@ -24,12 +24,14 @@ from . import (
     sd3,
     sd15,
     sdxl,
+    wan21,
     z_image,
 )
 from .common import cached, save_streaming
 from .family import Family
 
-_MODULES = (sd15, sd2, sdxl, sd3, flux, qwen_image, z_image, flux2, chroma, lumina2, hidream, omnigen2, hunyuan_image)
+_MODULES = (sd15, sd2, sdxl, sd3, flux, qwen_image, z_image, flux2, chroma, lumina2, hidream, omnigen2, hunyuan_image,
+            wan21)
 FAMILIES: dict[str, Family] = {m.FAMILY.key: m.FAMILY for m in _MODULES}
 
 
