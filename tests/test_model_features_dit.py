@@ -287,10 +287,11 @@ def _saved_and_gradient(pk, key: str, which: str, recompute: bool) -> tuple[floa
 
 
 @pytest.mark.parametrize("which", ["zecon", "ad"])
-@pytest.mark.parametrize("key", ["flux", "flux2", "chroma", "qwen_image"])
+@pytest.mark.parametrize("key", ["flux", "qwen_image"])
 def test_recompute_gives_the_same_gradient_and_keeps_fewer_activations(pk, comfy_base, key, which):
     """Activation checkpointing through the probe pass: the same loss and gradient, the checkpointed blocks run
-    again in the backward, and autograd keeps only their inputs. (SD3's replaced blocks are recomputed by ComfyUI
+    again in the backward, and autograd keeps only their inputs. (Flux.2 and Chroma, Flux's blocks, measured alike:
+    docs/model_features.md; left out here for the suite's time.) (SD3's replaced blocks are recomputed by ComfyUI
     itself; Lumina 2 / Z-Image are hooked, not replaced: recompute leaves both as they are.)"""
     v0, g0, kept0, runs0 = _saved_and_gradient(pk, key, which, False)
     v1, g1, kept1, runs1 = _saved_and_gradient(pk, key, which, True)

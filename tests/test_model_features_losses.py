@@ -42,6 +42,7 @@ class ToyProbe:
         self.sigma, self.seed, self.sigma_min = sigma, seed, 0.03
         self.cache_token = ("toy", seed)
         self.passes = 0
+        self.recompute_seen: list[bool] = []  # the recompute flag of each pass (the terms' switch reaches the probe)
 
     def to_model_space(self, latent):
         return latent * 0.5
@@ -57,11 +58,13 @@ class ToyProbe:
         h0 = F.conv2d(x, self.w0, padding=1)
         return h0, F.conv2d(h0.relu(), self.w1, stride=2, padding=1)
 
-    def input_block_features(self, x, sigma, blocks):
+    def input_block_features(self, x, sigma, blocks, recompute=False):
+        self.recompute_seen.append(recompute)
         h = self._blocks(x)
         return {b: h[b] for b in blocks}
 
-    def self_attention(self, x, sigma, layers, reference=False):
+    def self_attention(self, x, sigma, layers, reference=False, recompute=False):
+        self.recompute_seen.append(recompute)
         out = {}
         for i, key in enumerate(layers):
             h = self._blocks(x)[1 if i == 0 else 0]
@@ -147,6 +150,19 @@ def test_zecon_term_prefers_the_content_and_caches_it_per_run():
     term.reset_rng(1)  # a new run: recomputed
     term.forward_latent(probe.to_model_space(content), probe)
     assert probe.passes == 6
+
+
+def test_recompute_reaches_the_probe_on_the_gradient_pass_only():
+    """The nodes' recompute switch asks the probe to checkpoint the output's pass; the content / style pass (no
+    gradient) is asked for nothing, and a term without the switch asks for nothing either."""
+    for recompute in (True, False):
+        for term in (ModelZeConLoss(torch.randn(1, 4, 8, 8), num_patches=8, recompute=recompute),
+                     AttentionDistillationLoss(torch.randn(1, 4, 8, 8), recompute=recompute)):
+            probe = ToyProbe()
+            term.reset_rng(0)
+            _grad(term, torch.randn(1, 4, 8, 8), probe)
+            assert probe.recompute_seen == [False, recompute], (type(term).__name__, probe.recompute_seen)
+            assert ("recompute" in term.describe()) == recompute
 
 
 def test_zecon_gradient_reaches_x0_only_through_the_features():

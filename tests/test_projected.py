@@ -97,7 +97,6 @@ def _effects(messages, node: str) -> dict[str, list[float]]:
     return out
 
 
-@pytest.mark.compat
 @pytest.mark.parametrize("mode", ["x0", "xt"])
 def test_projected_against_weighted_scored_by_twins(comfy, tiny_models, mode):
     rows = {}
@@ -169,7 +168,7 @@ def _negative_style_graph(models: dict, mode: str, seed: int) -> tuple[dict, dic
     return g, measures
 
 
-@pytest.mark.parametrize("mode", ["x0", "xt"])
+@pytest.mark.parametrize("mode", ["x0"])  # xt measured alike (docstring); one mode keeps the suite's time
 def test_projected_with_a_negative_style_that_overlaps_the_positive_one(comfy, tiny_models, mode):
     """Where pulls do conflict, projecting does not let each term move its own score: the Gram toward A and the
     Gram away from B (which shares half of A) pull nearly opposite ways; the weighted sum still brings the result
