@@ -67,6 +67,7 @@ TERM_KINDS = {
     "clip_style": ("StyleGuidanceCLIPStyle", "CLIP"),
     "gram_style": ("StyleGuidanceGramStyle", "Gram"),
     "range": ("StyleGuidanceRange", "Range"),
+    "temporal_consistency": ("StyleGuidanceTemporalConsistency", "Temporal Consistency"),
     "zecon_content": ("StyleGuidanceModelZeCon", "ZeCon"),
     "attention_distillation_style": ("StyleGuidanceAttentionDistillation", "Attention Distillation"),
 }

@@ -24,6 +24,7 @@ from .inputs import (
     pair_index,
 )
 from .style import CLIP_DISTANCES, CLIP_TARGETS, CLIPStyleLoss, GramStyleLoss, RangeLoss, gram_matrix
+from .temporal import TemporalConsistencyLoss, flicker
 from .terms import FeatureExtractor, GuidanceLoss, LatentGuidanceLoss, ModelProbe
 from .vgg import (
     DEFAULT_VGG_CONTENT_PRESET,
@@ -67,6 +68,8 @@ __all__ = [
     "GramStyleLoss",
     "RangeLoss",
     "gram_matrix",
+    "TemporalConsistencyLoss",
+    "flicker",
     "DEFAULT_VGG_CONTENT_PRESET",
     "DEFAULT_ZECON_PRESET",
     "GRAM_STYLE_LAYERS",

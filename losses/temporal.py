@@ -13,9 +13,6 @@ sample-major: picture ``b F + f``), as the sampler's video path gives them (``sa
 the content batch is one clip of F frames for every sample. The per-picture value is the sample's L
 repeated over its F pictures, so the sampler's mean over frames gives L itself. A content of one
 picture (or a batch that is not a whole number of clips) has no frame change to keep: the term is 0.
-
-Not yet wired to a node: the ``StyleGuidanceTemporalConsistency`` node (and its Measure output, help
-page and flicker test on the Wan 2.1 stand-in) waits on branch ``video-temporal-wip`` for its help page.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from ..losses import (
     ContentMSELoss,
     GramStyleLoss,
     RangeLoss,
+    TemporalConsistencyLoss,
     VGGContentLoss,
     ZeConLoss,
 )
@@ -347,5 +348,41 @@ class StyleGuidanceCombine(io.ComfyNode):
         return io.NodeOutput(merged if losses_c is None else merged.merge(losses_c))
 
 
+@_check
+class StyleGuidanceTemporalConsistency(io.ComfyNode):
+    """Keeps the output's frame-to-frame change close to the content video's: no flicker where it stands still."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        inputs = [i for i in chain_inputs("content") if getattr(i, "id", None) != "mask"]  # frames, not regions
+        return io.Schema(
+            node_id="StyleGuidanceTemporalConsistency", display_name="Temporal Consistency Loss (Style Guidance)",
+            category=f"{CATEGORY}/losses",
+            description=("Video (Wan 2.1): mean over consecutive frame pairs of |(y[f+1] - y[f]) - (c[f+1] - c[f])|^2, "
+                         "the output's change from frame to frame against the content video's. Where the content does "
+                         "not move, the style does not flicker; where it moves, the motion is kept."),
+            inputs=[io.Image.Input("content", tooltip=(
+                        "The content video: its frames as an IMAGE batch (as video loaders give it), one per output "
+                        "frame (Wan 2.1: 1 + 4 x (latent frames - 1)). Usually the same video as the content terms'.")),
+                    weight_input(1.0, "steadier frames, motion closer to the content's"),
+                    io.Int.Input("pool", default=1, min=1, max=16, tooltip=(
+                        "Average-pool both videos by this factor before comparing: 1 compares pixels; 4 compares "
+                        "coarser structure and lets fine texture change between frames.")),
+                    io.Combo.Input("fit", options=list(FIT_MODES), default="stretch", tooltip=FIT_TOOLTIP),
+                    *inputs],
+            outputs=_out(),
+        )
+
+    @classmethod
+    def execute(cls, content, weight: float, pool: int, fit: str, losses: CombinedLoss | None = None,
+                start_percent: float | None = None, end_percent: float | None = None, weight_curve: str | None = None,
+                weight_values: str | None = None) -> io.NodeOutput:
+        with building():
+            term = TemporalConsistencyLoss(reference(content, "content"), weight=weight, pool=pool, fit=fit,
+                                           **term_options(start_percent, end_percent, weight_curve, weight_values))
+        return io.NodeOutput(chain(losses, term))
+
+
 NODES = [StyleGuidanceContentMSE, StyleGuidanceVGGContent, StyleGuidanceZeCon, StyleGuidanceCLIPStyle,
-         StyleGuidanceGramStyle, StyleGuidanceRange, StyleGuidanceCombine]
+         StyleGuidanceGramStyle, StyleGuidanceRange, StyleGuidanceCombine,
+         StyleGuidanceTemporalConsistency]

@@ -21,6 +21,8 @@ KINDS = ("pixel_mse_content", "vgg_content", "vgg_patchnce_content", "clip_style
          "zecon_content", "attention_distillation_style")
 # Then the optional quality scores (nodes/_quality.py), in this order.
 QUALITY = ("LPIPS", "CFSD")
+# Kinds added after the quality outputs (appended: the earlier slots keep their indices).
+LATER_KINDS = ("temporal_consistency",)
 DISPLAY_NAME = "Measure Losses (Style Guidance)"
 
 
@@ -74,6 +76,9 @@ class StyleGuidanceMeasure(io.ComfyNode):
                 *[io.Float.Output(display_name=k.lower(), tooltip=f"{k} of the image against 'content' (mean over the "
                                                                   "batch); -1 when not computed (quality 'off').")
                   for k in QUALITY],
+                *[io.Float.Output(display_name=k, tooltip=(f"Unweighted value of the {_title(k)} term ({k}; the "
+                                                           "sum if the chain has several, 0 if none)."))
+                  for k in LATER_KINDS],
             ],
             is_output_node=True,
         )
@@ -106,7 +111,7 @@ class StyleGuidanceMeasure(io.ComfyNode):
                              combine=combine)
             if quality != "off":
                 result.quality = _quality.scores(quality, images, reference(content, "content"))
-        by_kind = {k: 0.0 for k in KINDS}
+        by_kind = {k: 0.0 for k in (*KINDS, *LATER_KINDS)}
         for t in result.terms:
             if t.kind in by_kind and t.value is not None:
                 by_kind[t.kind] += t.value
@@ -114,7 +119,8 @@ class StyleGuidanceMeasure(io.ComfyNode):
         payload = json.dumps(result.as_dict(), allow_nan=False)
         ui = {"text": [text], MEASURE_UI_KEY: [payload]}
         extra = [-1.0 if result.quality.get(k) is None else float(result.quality[k]) for k in QUALITY]
-        return io.NodeOutput(text, payload, result.total, *[by_kind[k] for k in KINDS], *extra, ui=ui)
+        return io.NodeOutput(text, payload, result.total, *[by_kind[k] for k in KINDS], *extra,
+                             *[by_kind[k] for k in LATER_KINDS], ui=ui)
 
 
 def _title(kind: str) -> str:

@@ -65,7 +65,8 @@ def test_measure_outputs_are_named_by_the_kinds(pack):
     measure = importlib.import_module(f"{pack.__name__}.nodes.measure")
     names = [o.display_name for o in measure.StyleGuidanceMeasure.define_schema().outputs]
     assert names[3:3 + len(measure.KINDS)] == list(measure.KINDS)
-    assert set(measure.KINDS) == set(P.TERM_KINDS)
+    assert names[3 + len(measure.KINDS) + len(measure.QUALITY):] == list(measure.LATER_KINDS)  # appended after quality
+    assert set(measure.KINDS) | set(measure.LATER_KINDS) == set(P.TERM_KINDS)
     # The slots stay where saved workflows expect them: old kind at each index -> today's kind.
     old = ("content_mse", "vgg_content", "zecon", "clip_style", "gram_style", "range", "zecon_model",
            "attention_distillation")

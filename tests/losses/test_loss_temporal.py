@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from losses import CombinedLoss
-from losses.temporal import TemporalConsistencyLoss, flicker
+from losses import CombinedLoss, TemporalConsistencyLoss, flicker
 
 
 def _clip(frames: int = 5, motion: int = 0, seed: int = 0, size: int = 16) -> torch.Tensor:
