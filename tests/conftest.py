@@ -105,3 +105,11 @@ def pack(comfy_base):
         if name.endswith(PACK_DIRNAME) and getattr(mod, "__file__", None) and hasattr(mod, "STYLE_GUIDANCE_VERSION"):
             return mod
     pytest.fail("the style_guidance pack was not loaded by ComfyUI's custom-node loader")
+
+
+@pytest.fixture(scope="session")
+def balance(pack):
+    """The pack's ``sampler.balance`` module (the weighted and projected combinations)."""
+    import importlib
+
+    return importlib.import_module(f"{pack.__name__}.sampler.balance")

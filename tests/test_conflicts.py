@@ -7,18 +7,12 @@ steer half of the step and both get nowhere. The effect says so; the share canno
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
 import torch
 
 from headless.testbed import graphs as G
-
-
-@pytest.fixture(scope="module")
-def balance(pack):
-    return importlib.import_module(f"{pack.__name__}.sampler.balance")
 
 
 def _terms(leaf: torch.Tensor, directions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -7,7 +7,6 @@ term by term with twin networks. The figures decide the default (docs/architectu
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
@@ -15,17 +14,8 @@ import torch
 
 from headless.testbed import graphs as G
 
+from .test_conflicts import _terms as _linear
 from .test_guidance import SCALE, score_chain, term_ratios
-
-
-@pytest.fixture(scope="module")
-def balance(pack):
-    return importlib.import_module(f"{pack.__name__}.sampler.balance")
-
-
-def _linear(leaf: torch.Tensor, directions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Losses <leaf, v> per sample: their gradient is v whatever the leaf."""
-    return {k: (leaf * v).flatten(1).sum(1) for k, v in directions.items()}
 
 
 def test_projection_removes_conflicts_and_leaves_agreeing_pulls_alone(balance):

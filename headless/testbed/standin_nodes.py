@@ -89,17 +89,20 @@ class SGTestKLVAE:
         return (vae,)
 
 
+# The size and seed of a test picture or clip (SGTestImage, SGTestVideo).
+_PICTURE_INPUTS = {
+    "width": ("INT", {"default": 64, "min": 8, "max": 1024, "step": 8}),
+    "height": ("INT", {"default": 64, "min": 8, "max": 1024, "step": 8}),
+    "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+}
+
+
 class SGTestImage:
     """A deterministic test picture: smooth colour field plus seeded texture, NHWC in [0,1]."""
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "width": ("INT", {"default": 64, "min": 8, "max": 1024, "step": 8}),
-            "height": ("INT", {"default": 64, "min": 8, "max": 1024, "step": 8}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
-            "batch_size": ("INT", {"default": 1, "min": 1, "max": 16}),
-        }}
+        return {"required": {**_PICTURE_INPUTS, "batch_size": ("INT", {"default": 1, "min": 1, "max": 16})}}
 
     RETURN_TYPES = ("IMAGE",)
     FUNCTION = "run"
@@ -123,9 +126,7 @@ class SGTestVideo:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "width": ("INT", {"default": 64, "min": 8, "max": 1024, "step": 8}),
-            "height": ("INT", {"default": 64, "min": 8, "max": 1024, "step": 8}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+            **_PICTURE_INPUTS,
             "frames": ("INT", {"default": 5, "min": 1, "max": 64}),
             "motion": ("INT", {"default": 2, "min": 0, "max": 16}),
         }}

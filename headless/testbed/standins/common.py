@@ -62,6 +62,20 @@ def calibrate_output(layer: torch.nn.Module, run: Callable[[], torch.Tensor], ta
     return before
 
 
+
+def seeded_video_dit(model_config, seed: int, frames: int, text_dim: int, last: Callable[[torch.nn.Module],
+                     torch.nn.Module]) -> torch.nn.Module:
+    """A ``comfy.supported_models`` config's diffusion model (fp32), seeded, with unit-RMS output on
+    unit-variance 5-D latents (1, 16, frames, 8, 8) and 16 text tokens (Qwen-Image, Wan 2.1)."""
+    model_config.set_inference_dtype(torch.float32, None)
+    net = model_config.get_model({}).diffusion_model
+    seeded_fill_(net, seed)
+    g = torch.Generator().manual_seed(seed + 2)
+    x, ctx = torch.randn((1, 16, frames, 8, 8), generator=g), torch.randn((1, 16, text_dim), generator=g)
+    calibrate_output(last(net), lambda: net(x, torch.tensor([0.5]), context=ctx))
+    return net
+
+
 @torch.no_grad()
 def calibrate_image(layer: torch.nn.Module, run: Callable[[], torch.Tensor], mean: float, std: float) -> None:
     """Give the image channels of ``run()`` (N,3,H,W) the wanted spread around ``mean``: no saturation."""

@@ -27,9 +27,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .common import cached, place, save_streaming
+from .common import cached, place, save_streaming, seeded_video_dit
 from .common import calibrate_image as _calibrate_image
-from .common import calibrate_output as _calibrate_output
 from .common import seeded_fill_ as _fill
 from .family import Family
 
@@ -62,14 +61,7 @@ def qwen_image_dit(seed: int = SEED) -> torch.nn.Module:
     """The smallest Qwen-Image ComfyUI detects that still mixes text and picture: one block, width 3072."""
     import comfy.supported_models
 
-    model_config = comfy.supported_models.QwenImage(dict(UNET_CONFIG))
-    model_config.set_inference_dtype(torch.float32, None)
-    net = model_config.get_model({}).diffusion_model
-    _fill(net, seed)
-    g = torch.Generator().manual_seed(seed + 2)
-    x, ctx = torch.randn((1, 16, 1, 8, 8), generator=g), torch.randn((1, 16, 3584), generator=g)
-    _calibrate_output(net.proj_out, lambda: net(x, torch.tensor([0.5]), context=ctx))
-    return net
+    return seeded_video_dit(comfy.supported_models.QwenImage(dict(UNET_CONFIG)), seed, 1, 3584, lambda n: n.proj_out)
 
 
 FAMILY = Family(KEY, "Qwen-Image", "QwenImage", "Wan21", 16, LIGHTTAE_FILE, 1.0, 0.0, "diffusion_models",

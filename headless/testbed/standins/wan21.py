@@ -20,9 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .common import cached, place, save_streaming
-from .common import calibrate_output as _calibrate_output
-from .common import seeded_fill_ as _fill
+from .common import cached, place, save_streaming, seeded_video_dit
 from .family import Family
 from .qwen_image import CACHE_PREFIX as DECODER_CACHE_PREFIX
 from .qwen_image import LIGHTTAE_FILE, WAN_VAE_FILE, build_lighttae, build_wan21_vae
@@ -68,13 +66,7 @@ def wan21_dit(seed: int = SEED) -> torch.nn.Module:
     model_config = comfy.model_detection.model_config_from_unet_config(detected_config())
     if model_config is None or type(model_config).__name__ != "WAN21_T2V":
         raise RuntimeError(f"ComfyUI picked {type(model_config).__name__} for the Wan 2.1 T2V stand-in")
-    model_config.set_inference_dtype(torch.float32, None)
-    net = model_config.get_model({}).diffusion_model
-    _fill(net, seed)
-    g = torch.Generator().manual_seed(seed + 2)
-    x, ctx = torch.randn((1, 16, 3, 8, 8), generator=g), torch.randn((1, 16, TEXT), generator=g)
-    _calibrate_output(net.head.head, lambda: net(x, torch.tensor([0.5]), context=ctx))
-    return net
+    return seeded_video_dit(model_config, seed, 3, TEXT, lambda n: n.head.head)
 
 
 FAMILY = Family(KEY, "Wan 2.1", "WAN21_T2V", "Wan21", 16, LIGHTTAE_FILE, 1.0, 0.0, "diffusion_models",
