@@ -99,11 +99,6 @@ CASES = [_param(k, node, mode, "taesd") for k in KEYS for node in ("sampler", "g
 CASES += [_param(k, "sampler", "x0", "kl") for k in KEYS]  # the family's (narrow) full KL VAE decodes instead
 
 
-def _ratios(comfy) -> dict[str, float]:
-    plain, guided = F.scores(comfy, "plain"), F.scores(comfy, "guided")
-    return {t: guided[t] / plain[t] for t in ("total", *F.TWIN_TERMS)}
-
-
 @pytest.mark.parametrize("key,node,mode,vae", CASES)
 def test_guidance_lowers_the_twin_scored_loss(comfy, families, key, node, mode, vae):
     """Same seed, plain vs guided (scale 0.3, 4 steps, 64 px), scored by the twin networks and pixel MSE.
@@ -120,7 +115,7 @@ def test_guidance_lowers_the_twin_scored_loss(comfy, families, key, node, mode, 
     plain = comfy.output("plain")["samples"]
     if mode == "x0":
         assert torch.equal(plain, comfy.output("zero")["samples"]), f"{key}/{node}: scale 0 is not plain sampling"
-    r = _ratios(comfy)
+    r = F.ratios(comfy)
     moved = float((plain - comfy.output("guided")["samples"]).abs().mean())
     print(f"{key}/{node}/{mode}/{vae}: " + " ".join(f"{t} {v:.3f}" for t, v in r.items()) + f" latent moved {moved:.3f}")
     assert moved > 1e-3, "guidance did not change the result"

@@ -44,11 +44,6 @@ def dits(comfy_base, tiny_models) -> dict:
     return {**tiny_models, **suite_models.build_dit_families(comfy_base / "models")}
 
 
-def _ratios(comfy, guided: str = "guided") -> dict[str, float]:
-    plain, other = F.scores(comfy, "plain"), F.scores(comfy, guided)
-    return {t: other[t] / plain[t] for t in ("total", *F.TWIN_TERMS)}
-
-
 # ---------------------------------------------------------------------------------------------
 # Detection and behaviour of the stand-ins
 
@@ -184,7 +179,7 @@ def test_guidance_lowers_the_twin_scored_loss(comfy, dits, key, node, mode, vae)
     plain, guided = comfy.output("plain")["samples"], comfy.output("guided")["samples"]
     if mode == "x0":
         assert torch.equal(plain, comfy.output("zero")["samples"]), f"{key}/{node}: scale 0 is not plain sampling"
-    r = _ratios(comfy)
+    r = F.ratios(comfy)
     moved = float((plain - guided).abs().mean())
     print(f"{key}/{node}/{mode}/{vae}: " + " ".join(f"{t} {v:.3f}" for t, v in r.items()) + f" latent moved {moved:.3f}")
     assert moved > 1e-3, "guidance did not change the result"
@@ -201,7 +196,7 @@ def test_a_flipped_update_raises_the_twin_scores(comfy, dits, key):
     F.add_plain_and_guided(g, "sampler", F.options(mode="xt"), F.sampling(key))
     F.add_flipped(g)
     comfy.run(g)
-    guided, flipped = _ratios(comfy)["total"], _ratios(comfy, "flipped")["total"]
+    guided, flipped = F.ratios(comfy)["total"], F.ratios(comfy, "flipped")["total"]
     print(f"{key}/xt: twin total guided/plain {guided:.3f}, flipped/plain {flipped:.3f}")
     assert guided < MAX_RATIO < 1.0 < flipped
 
@@ -215,7 +210,7 @@ def test_hunyuan_image_xt_gram_alone_moves_its_own_twin_score(comfy, dits):
     F.add_plain_and_guided(g, "sampler", F.options(mode="xt"), F.sampling("hunyuan_image"), losses=gram)
     F.add_flipped(g, gram)
     comfy.run(g)
-    guided, flipped = _ratios(comfy)["gram_style"], _ratios(comfy, "flipped")["gram_style"]
+    guided, flipped = F.ratios(comfy)["gram_style"], F.ratios(comfy, "flipped")["gram_style"]
     print(f"hunyuan_image/xt, Gram alone: twin Gram guided/plain {guided:.3f}, flipped/plain {flipped:.3f}")
     assert guided < 1.0 < flipped
 
@@ -236,7 +231,7 @@ def test_flux2_reference_latent_edit_conditioning_with_guidance(comfy, dits):
     cond = comfy.output("pos_ref")[0][1]
     assert [tuple(t.shape) for t in cond["reference_latents"]] == [(1, 128, 4, 5)]
     effect = float((comfy.output("plain")["samples"] - comfy.output("no_ref")["samples"]).abs().mean())
-    r = _ratios(comfy)
+    r = F.ratios(comfy)
     print(f"flux2/reference/xt: reference effect on plain {effect:.3f}; " + " ".join(f"{t} {v:.3f}" for t, v in r.items()))
     assert effect > 1e-3, "the reference latent did not reach the model"
     assert r["total"] < MAX_RATIO

@@ -38,11 +38,6 @@ def _graph(models: dict, vae: str = "lighttae") -> dict:
     return g
 
 
-def _ratios(comfy, guided: str = "guided") -> dict[str, float]:
-    plain, other = F.scores(comfy, "plain"), F.scores(comfy, guided)
-    return {t: other[t] / plain[t] for t in ("total", *F.TWIN_TERMS)}
-
-
 def _adapter(pack):
     return importlib.import_module(f"{pack.__name__}.sampler.comfy_adapter")
 
@@ -177,7 +172,7 @@ def test_guidance_lowers_the_twin_scored_loss(comfy, qwen, node, mode, vae):
     if mode == "x0":
         assert torch.equal(plain, comfy.output("zero")["samples"]), f"{node}: scale 0 is not plain sampling"
     assert guided.shape == plain.shape and guided.ndim == 5 and guided.shape[2] == 1
-    r = _ratios(comfy)
+    r = F.ratios(comfy)
     moved = float((plain - guided).abs().mean())
     print(f"qwen_image/{node}/{mode}/{vae}: " + " ".join(f"{t} {v:.3f}" for t, v in r.items())
           + f" latent moved {moved:.3f}")
@@ -194,7 +189,7 @@ def test_a_flipped_update_raises_the_twin_scores(comfy, qwen, mode):
     F.add_plain_and_guided(g, "sampler", F.options(mode=mode), F.sampling(KEY))
     F.add_flipped(g)
     comfy.run(g)
-    guided, flipped = _ratios(comfy)["total"], _ratios(comfy, "flipped")["total"]
+    guided, flipped = F.ratios(comfy)["total"], F.ratios(comfy, "flipped")["total"]
     print(f"qwen_image/{mode}: twin total guided/plain {guided:.3f}, flipped/plain {flipped:.3f}")
     assert guided < MAX_RATIO < 1.0 < flipped
 
@@ -218,7 +213,7 @@ def test_reference_latent_edit_conditioning_with_guidance(comfy, qwen):
     cond = comfy.output("pos_ref")[0][1]
     assert [tuple(t.shape) for t in cond["reference_latents"]] == [(1, 16, 1, 8, 10)]
     effect = float((comfy.output("plain")["samples"] - comfy.output("no_ref")["samples"]).abs().mean())
-    r = _ratios(comfy)
+    r = F.ratios(comfy)
     print(f"qwen_image/reference/xt: reference effect on plain {effect:.3f}; "
           + " ".join(f"{t} {v:.3f}" for t, v in r.items()))
     assert effect > 1e-3, "the reference latent did not reach the model"

@@ -48,11 +48,6 @@ def _graph(models: dict, vae: str = "lighttae", frames: int = FRAMES, motion: in
     return g
 
 
-def _ratios(comfy, guided: str = "guided") -> dict[str, float]:
-    plain, other = F.scores(comfy, "plain"), F.scores(comfy, guided)
-    return {t: other[t] / plain[t] for t in ("total", *F.TWIN_TERMS)}
-
-
 def _adapter(pack):
     return importlib.import_module(f"{pack.__name__}.sampler.comfy_adapter")
 
@@ -149,7 +144,7 @@ def test_guidance_lowers_the_twin_scored_loss_on_video(comfy, wan, node, mode, v
         assert torch.equal(plain, comfy.output("zero")["samples"]), f"{node}: scale 0 is not plain sampling"
     assert guided.shape == plain.shape == (1, 16, 2, F.SIZE // 8, F.SIZE // 8)
     assert comfy.output("guided_dec").shape[0] == FRAMES
-    r = _ratios(comfy)
+    r = F.ratios(comfy)
     moved = float((plain - guided).abs().mean())
     print(f"wan21/{node}/{mode}/{vae}: " + " ".join(f"{t} {v:.3f}" for t, v in r.items())
           + f" latent moved {moved:.3f}")
@@ -166,7 +161,7 @@ def test_a_flipped_update_raises_the_twin_scores_on_video(comfy, wan, mode):
     F.add_plain_and_guided(g, "sampler", F.options(mode=mode), F.sampling(KEY))
     F.add_flipped(g)
     comfy.run(g)
-    guided, flipped = _ratios(comfy)["total"], _ratios(comfy, "flipped")["total"]
+    guided, flipped = F.ratios(comfy)["total"], F.ratios(comfy, "flipped")["total"]
     print(f"wan21/{mode}: twin total guided/plain {guided:.3f}, flipped/plain {flipped:.3f}")
     assert guided < MAX_RATIO < 1.0 < flipped
 
@@ -248,7 +243,7 @@ def test_the_temporal_term_lowers_flicker_on_a_still_clip(comfy, wan, pool):
     g["unsteady_out"] = {"class_type": "PreviewImage", "inputs": {"images": link("unsteady_dec")}}
     comfy.run(g)
     flicker = {name: _flicker(comfy.output(f"{name}_dec")) for name in ("plain", "guided", "steady", "unsteady")}
-    r = _ratios(comfy, "steady")
+    r = F.ratios(comfy, "steady")
     print(f"wan21/x0/still clip/pool {pool}: flicker " + " ".join(f"{k} {v:.4f}" for k, v in flicker.items())
           + f"; with the term twin total/plain {r['total']:.3f}")
     assert _flicker(comfy.output("content")) == 0.0

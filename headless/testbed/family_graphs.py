@@ -191,3 +191,9 @@ def scores(comfy, name: str) -> dict[str, float]:
     """The twin networks' (and pixel MSE's) scores of the decoded ``plain``/``guided`` result."""
     report = json.loads(comfy.output(f"{name}_score", 1))
     return {"total": report["total"], **{t["name"]: t["value"] for t in report["terms"]}}
+
+
+def ratios(comfy, guided: str = "guided") -> dict[str, float]:
+    """Twin-scored total and per-term values of the ``guided`` result over plain's."""
+    plain, other = scores(comfy, "plain"), scores(comfy, guided)
+    return {t: other[t] / plain[t] for t in ("total", *TWIN_TERMS)}
