@@ -159,8 +159,8 @@ def plot_term(name: str, events: list[dict], title: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
-def write_plots(run: Path, out: Path = DOCS, title: str = "") -> list[Path]:
-    """One ``<NodeId>/steps.svg`` under ``out`` per loss node with a term in the run."""
+def write_plots(run: Path, out: Path = DOCS, title: str = "", nodes: set[str] | None = None) -> list[Path]:
+    """One ``<NodeId>/steps.svg`` under ``out`` per loss node with a term in the run (of ``nodes`` if given)."""
     events = load_run(run)
     names = []
     for e in events:  # chain order, as the engine reports the terms
@@ -170,6 +170,8 @@ def write_plots(run: Path, out: Path = DOCS, title: str = "") -> list[Path]:
         node = TERM_NODES.get(name.split("#")[0])
         if node is None:
             print(f"note: no node for term {name!r} (add its kind to TERM_NODES)")
+            continue
+        if nodes is not None and node not in nodes:
             continue
         # One picture per node: the chain's first term of that kind.
         dest = out / node / "steps.svg"
@@ -266,11 +268,12 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="with --run: keep the runs' files in this folder")
     ap.add_argument("--out", type=Path, default=DOCS, help="folder of the help pages (default web/docs)")
     ap.add_argument("--title", default="", help="a title for the plots")
+    ap.add_argument("--node", action="append", help="only this node's plot (repeatable; default: every node in the run)")
     args = ap.parse_args()
     if args.make == (args.run is not None):
         ap.error("give a .steps.json or --run (not both)")
     if args.run is not None:
-        for path in write_plots(args.run, args.out, args.title):
+        for path in write_plots(args.run, args.out, args.title, set(args.node) if args.node else None):
             print("wrote", path)
     else:
         work = args.keep or Path(tempfile.mkdtemp(prefix="sg_doc_runs_"))
