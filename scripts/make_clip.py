@@ -2,7 +2,7 @@
 
     python scripts/make_clip.py [--check]
 
-Writes ``workflows/images/style_guidance_content_clip.mp4`` (17 frames, 8 fps, 208 x 120, H.264
+Writes ``workflows/images/style_guidance_content_clip.mp4`` (17 frames, 16 fps, 208 x 120, H.264
 through PyAV, the library ComfyUI's LoadVideo reads it with). 17 frames = 1 + 4 x 4, the Wan 2.1
 VAE's frame rule, so the whole clip encodes to 5 latent frames with nothing trimmed. ``--check``
 decodes the file and says whether its frame count and size are these.
@@ -20,7 +20,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "workflows" / "images" / "style_guidance_content.jpg"
 CLIP = ROOT / "workflows" / "images" / "style_guidance_content_clip.mp4"
-FRAMES, FPS = 17, 8
+FRAMES, FPS = 17, 16  # about a second at Wan 2.1's own rate
 WIDTH, HEIGHT = 208, 120  # Wan's 832 x 480 aspect, a multiple of 8 (and even, for yuv420p)
 ZOOM = 0.15  # the last frame's window is this much smaller than the first's
 
