@@ -10,10 +10,9 @@ Needs PyAV (ComfyUI's own requirement) only when a video is read or written; no 
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
-from .inputs import Collected, InputError, _special_problem, image_problem
+from .inputs import Collected, InputError, _special_problem, checked_path, image_problem
 
 # Suffixes taken for videos without opening them (a folder's other files are still probed).
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v", ".mpg", ".mpeg", ".ogv"}
@@ -74,13 +73,8 @@ def collect_clips(arg: str, workflow: str) -> Collected:
     A folder holding pictures is one clip of those pictures in name order (its videos, if any, are
     skipped and named); a folder of videos only gives each of them as a clip.
     """
-    path = Path(arg).expanduser()
+    path = checked_path(arg, "content")
     out = Collected()
-    if not os.path.lexists(path):
-        raise InputError(f"--content {arg}: no such file or folder")
-    problem = _special_problem(path)
-    if problem:
-        raise InputError(f"--content {arg}: {problem}")
     if not path.is_dir():
         if _still_picture(path):
             raise InputError(still_for_video_message(arg, workflow))

@@ -30,11 +30,12 @@ and *Temporal Consistency* keeps each frame-to-frame change close to the content
 *Frames kept* takes the first {WAN_FRAMES} frames of the video (T = 5); set its length to another
 1 + 4 (T - 1). A clip shorter than that is refused by the sampler before the first step, naming both counts.
 
-**Cost and memory**: guidance decodes and scores every frame at each guided step, so its cost grows
-with the frame count: about the cost of one guided picture per frame (x0 mode, losses at 384 px),
-on top of sampling. The decoder's backward pass holds the whole clip at once (no chunking yet): a
-few GB for {WAN_FRAMES} frames at {WAN_WIDTH} x {WAN_HEIGHT}; for longer or larger clips lower
-*loss_resolution*, the size or the frame count. *xt* mode adds a backward pass through the transformer: use x0.
+**Cost and memory** (not yet measured with the real weights): guidance decodes and scores every frame
+at each guided step, so its cost and its memory grow with the frame count, each frame about what one
+guided picture of this size costs (x0 mode, losses at 384 px), on top of the 1.3B model (2.6 GB in fp16)
+and umT5-XXL (6.7 GB in fp8, needed only while the prompts are encoded). The decoder's backward pass holds
+the whole clip at once (no chunking yet): for longer or larger clips lower *loss_resolution*, the size or
+the frame count. *xt* mode adds a backward pass through the transformer: use x0.
 
 **Defaults**: sampling as ComfyUI's Wan 2.1 template (ModelSamplingSD3 shift {WAN_SHIFT:g}, {WAN_STEPS} steps,
 cfg {WAN_CFG:g}, uni_pc + simple); the result is written at {WAN_FPS:g} fps (Wan's rate and the sample
