@@ -22,7 +22,8 @@ VIRTUAL_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 MODE_ALWAYS, MODE_NEVER, MODE_BYPASS = 0, 2, 4
 # Widgets the editor itself adds to some core nodes, after those of the node definition; it saves
 # them in widgets_values and sends them with the prompt (the server ignores them).
-EDITOR_WIDGETS: dict[str, tuple[tuple[str, Any], ...]] = {"PreviewAny": (("preview", ""),)}
+EDITOR_WIDGETS: dict[str, tuple[tuple[str, Any], ...]] = {"PreviewAny": (("preview", ""),),
+                                                          "LoadVideo": (("video-preview", ""),)}
 # Nodes the editor draws an image or text inside: the layout leaves room for it (px).
 # (a video preview is as wide as the node, so a landscape clip needs less height than a picture)
 PREVIEW_HEIGHT = {"LoadImage": 300, "SaveImage": 300, "PreviewImage": 300, "PreviewAny": 150, "LoadVideo": 200,
