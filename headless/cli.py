@@ -40,7 +40,8 @@ from .backend import (
     SetupError,
     one_line,
 )
-from .inputs import InputError, collect_images, make_pairs
+from .clips import collect_clips, is_video_file, video_for_still_message
+from .inputs import Collected, InputError, collect_images, make_pairs
 from .progress import Progress
 from .run import TINY_SIZE, TINY_STEPS, Options, Run
 
@@ -99,9 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
             "  Files that are not usable images (not an image, corrupt, a dangling or looping symlink,\n"
             "  over Pillow's pixel limit) are skipped with the reason and the exit status is then 1.\n"
             "  Animated images give their first frame; 16-bit images are read at full range.\n"
+            "  A video workflow (its content a Load Video node, e.g. style_transfer_wan) takes a video file\n"
+            "  (.mp4, .webm, .mov, ...) or a folder of frames (its pictures in name order, made into one\n"
+            "  lossless MP4); a still picture there, or a video for a picture workflow, stops the run.\n"
             "\n"
             "outputs (in --output):\n"
             "  <content>__<style>.png  (or <content>__<style>_<n>.png when a workflow saves several);\n"
+            "  a video workflow's result is the video its save node wrote (<content>__<style>.mp4);\n"
             "  names are made safe and unique (a clash gets _2, _3 and a note). PNG text chunks:\n"
             "  'prompt' and 'workflow' (as ComfyUI saves them) and 'style_guidance' (JSON: content,\n"
             "  style, seed, scale, workflow, models tiny/real, server).\n"
@@ -126,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"a shipped workflow name ({', '.join(P.shipped_workflows())}) or a path to a "
                          "workflow JSON file, editor format or API format (default: %(default)s)")
     ap.add_argument("--content", required=True, metavar="PATH",
-                    help="content image, or a folder: every image in it (sorted, not recursive)")
+                    help="content image, or a folder: every image in it (sorted, not recursive); for a video "
+                         "workflow (style_transfer_wan) a video file, or a folder of frames (one clip, in name order)")
     ap.add_argument("--style", required=True, metavar="PATH", help="style image, or a folder of them")
     ap.add_argument("--pairing", choices=("product", "zip"), default="product",
                     help="product: every content with every style (default); zip: the i-th content with "
@@ -269,6 +275,19 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
+def _collect_contents(arg: str, wf: P.Workflow) -> Collected:
+    """The content inputs: clips for a workflow whose content is a Load Video node, else pictures.
+
+    A video given to a picture workflow is refused at once (not skipped as 'not an image'), naming what to do.
+    """
+    if P.content_is_video(wf):
+        return collect_clips(arg, wf.name)
+    path = Path(arg).expanduser()
+    if path.is_file() and is_video_file(path):
+        raise InputError(video_for_still_message(arg, wf.name))
+    return collect_images(arg, "content")
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     signals = Signals()
@@ -282,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         wf = P.load_workflow(opts.workflow)
         out_dir = check_output(opts.output)
         try:
-            contents = collect_images(opts.content, "content")
+            contents = _collect_contents(opts.content, wf)
             styles = collect_images(opts.style, "style")
         except InputError as e:
             raise SetupError(str(e)) from e

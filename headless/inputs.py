@@ -173,15 +173,21 @@ def _special_problem(path: Path) -> str | None:
     return None
 
 
-def collect_images(arg: str, role: str) -> Collected:
-    """The usable images at ``arg`` (a file or a folder, not searched recursively)."""
+def checked_path(arg: str, role: str) -> Path:
+    """``arg`` as a path that exists and can be read (a file or a folder), else InputError naming ``--role``."""
     path = Path(arg).expanduser()
-    out = Collected()
     if not os.path.lexists(path):
         raise InputError(f"--{role} {arg}: no such file or folder")
     problem = _special_problem(path)
     if problem:
         raise InputError(f"--{role} {arg}: {problem}")
+    return path
+
+
+def collect_images(arg: str, role: str) -> Collected:
+    """The usable images at ``arg`` (a file or a folder, not searched recursively)."""
+    path = checked_path(arg, role)
+    out = Collected()
     if path.is_dir():
         candidates, hidden, folders = [], 0, []
         for p in sorted(path.iterdir()):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import prompts as P
 from .backend import EXIT_NO_COMFY, PairFailed, SetupError, describe_node_errors, one_line
+from .clips import clip_bytes
 from .inputs import image_bytes, input_name
 from .model_check import missing_message, missing_models, offered, tiny_banner
 from .results import read_outputs, step_events
@@ -142,7 +143,7 @@ class InProcess:
             try:
                 names = {}
                 for role, path in (("content", pair.content), ("style", pair.style)):
-                    data, suffix = image_bytes(path)
+                    data, suffix = clip_bytes(path) if role == "content" and run.video else image_bytes(path)
                     name = f"{IMAGE_SUBFOLDER}/{input_name(data, path, suffix)}"
                     target = self.base / "input" / name
                     target.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,8 @@ from .workflow import NodeDef, WorkflowError, check_api, check_api_outputs, chec
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 CONTENT_TITLE, STYLE_TITLE = "content image", "style image"
+VIDEO_CONTENT_TITLE = "content video"  # a video workflow's content: a Load Video node of this title
+CONTENT_INPUT = {"LoadImage": "image", "LoadVideo": "file"}  # the input that names the content's file
 MEASURE_CLASS = "StyleGuidanceMeasure"
 TAP_CLASS = "PreviewAny"  # core node that shows any value as text in its ui output
 TAP_PREFIX = "sg_runner_json_"
@@ -125,16 +127,30 @@ def title(node: dict) -> str:
     return str((node.get("_meta") or {}).get("title") or node.get("class_type"))
 
 
+def content_is_video(wf: Workflow) -> bool:
+    """Whether the workflow's content is a clip: a LoadVideo node titled 'Content video' (checked before conversion)."""
+    if wf.ui is not None:
+        nodes = [(n.get("type"), n.get("title") or n.get("type")) for n in wf.ui.get("nodes", []) if isinstance(n, dict)]
+    else:
+        nodes = [(n.get("class_type"), title(n)) for n in (wf.api or {}).values()]
+    return any(kind == "LoadVideo" and str(name).strip().lower() == VIDEO_CONTENT_TITLE for kind, name in nodes)
+
+
 def image_nodes(api: dict) -> tuple[str, str]:
-    """The LoadImage node ids that take the content and the style image (by title)."""
+    """The node ids that take the content (LoadImage, or a video workflow's LoadVideo) and the style image (by title)."""
     loads = {nid: n for nid, n in api.items() if n.get("class_type") == "LoadImage"}
+    videos = {nid: n for nid, n in api.items() if n.get("class_type") == "LoadVideo"
+              and title(n).strip().lower() == VIDEO_CONTENT_TITLE}
     found = {}
     for role in (CONTENT_TITLE, STYLE_TITLE):
         ids = [nid for nid, n in loads.items() if title(n).strip().lower() == role]
+        if role == CONTENT_TITLE and videos:
+            ids += list(videos)
         if len(ids) != 1:
             raise SetupError(
                 f"the workflow needs exactly one LoadImage node titled '{role.capitalize()}' (found {len(ids)}; "
-                f"LoadImage nodes: {', '.join(f'{k} {title(v)!r}' for k, v in loads.items()) or 'none'}). "
+                f"LoadImage nodes: {', '.join(f'{k} {title(v)!r}' for k, v in loads.items()) or 'none'}; a video "
+                f"workflow's content is one LoadVideo node titled 'Content video'). "
                 "Rename the nodes in the editor (right click > Title), or give API files a _meta.title.")
         found[role] = ids[0]
     return found[CONTENT_TITLE], found[STYLE_TITLE]

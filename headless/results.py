@@ -47,6 +47,24 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def video_suffix(data: bytes) -> str | None:
+    """The file suffix of a video a save node wrote (by its first bytes), or None for anything else."""
+    if data[4:8] == b"ftyp":  # ISO base media: MP4 (SaveVideo), MOV
+        return ".mov" if data[8:10] == b"qt" else ".mp4"
+    if data[:4] == b"\x1a\x45\xdf\xa3":  # Matroska: WebM (SaveWEBM)
+        return ".webm"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":  # an animated WebP (SaveAnimatedWEBP)
+        return ".webp"
+    return None
+
+
+def result_names(stem: str, suffixes: list[str]) -> list[str]:
+    """The pair's result files: ``<stem><suffix>``, or numbered ``<stem>_<n><suffix>`` when there are several."""
+    if len(suffixes) == 1:
+        return [f"{stem}{suffixes[0]}"]
+    return [f"{stem}_{i + 1}{suffix}" for i, suffix in enumerate(suffixes)]
+
+
 def add_png_text(png: bytes, key: str, value: str) -> bytes:
     """Insert a tEXt chunk before IEND, leaving every other byte (and chunk) as ComfyUI wrote it."""
     if not png.startswith(PNG_SIGNATURE):

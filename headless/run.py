@@ -17,7 +17,16 @@ from . import prompts as P
 from .backend import PairFailed, SetupError
 from .inputs import Pair, output_path
 from .progress import Progress
-from .results import add_png_text, parse_measure, strict_json, write_atomic, write_losses, write_steps
+from .results import (
+    add_png_text,
+    parse_measure,
+    result_names,
+    strict_json,
+    video_suffix,
+    write_atomic,
+    write_losses,
+    write_steps,
+)
 from .workflow import set_widget_values
 
 TINY_SIZE, TINY_STEPS = 128, 4
@@ -55,6 +64,7 @@ class Run:
         self.tiny_note = ""
         self.changes: dict[str, dict] = {}
         self.content_id = self.style_id = ""
+        self.video = False  # the content is a clip (a LoadVideo node's file), not a picture
         self.measures: dict[str, str] = {}
         self.taps: dict[str, dict] = {}
         self.seed: Any = None
@@ -91,6 +101,7 @@ class Run:
         api = self.wf.api
         self.tiny = tiny
         self.content_id, self.style_id = P.image_nodes(api)
+        self.video = api[self.content_id].get("class_type") == "LoadVideo"
         self.measures = P.measure_nodes(api)
         self.taps = P.measure_taps(api, self.wf.defs) if taps else {}
         overrides = tm.tiny_overrides(api, size=TINY_SIZE, steps=TINY_STEPS) if tiny else {}
@@ -111,8 +122,10 @@ class Run:
             self.progress.log("note: the workflow has no StyleGuidanceMeasure node; losses.csv will have no loss terms")
 
     def prompt_for(self, content_name: str, style_name: str) -> tuple[dict, dict | None]:
-        """The API prompt and the editor graph for one pair, given the images' names in ComfyUI."""
-        changes = P.merge(self.changes, {self.content_id: {"image": content_name}, self.style_id: {"image": style_name}})
+        """The API prompt and the editor graph for one pair, given the images' (or the clip's) names in ComfyUI."""
+        content_input = P.CONTENT_INPUT["LoadVideo" if self.video else "LoadImage"]
+        changes = P.merge(self.changes, {self.content_id: {content_input: content_name},
+                                         self.style_id: {"image": style_name}})
         api = P.apply_api(self.wf.api, changes)
         api.update(self.taps)
         ui = set_widget_values(self.wf.ui, self.wf.defs, changes) if self.wf.ui is not None else None
@@ -134,11 +147,10 @@ class Run:
             "server": pair.server, "pairing": self.opts.pairing,
         }
 
-    def _claim(self, pair: Pair, count: int) -> str:
+    def _claim(self, pair: Pair, suffixes: list[str]) -> str:
         """A stem for the pair's files that no earlier pair of this run has written (lock held)."""
         def files(stem: str) -> list[str]:
-            images = [f"{stem}.png"] if count == 1 else [f"{stem}_{i + 1}.png" for i in range(count)]
-            return [*images, f"{stem}.steps.json", f"{stem}.steps.png"]
+            return [*result_names(stem, suffixes), f"{stem}.steps.json", f"{stem}.steps.png"]
 
         stem, k = pair.name, 1
         while any(f.casefold() in self._claimed for f in files(stem)):
@@ -151,16 +163,22 @@ class Run:
 
     def finish_ok(self, pair: Pair, images: list[bytes], measures: dict[str, str], steps: list[dict],
                   seconds: float) -> None:
-        """Write the pair's images (metadata added, atomically) and record its loss terms and steps."""
+        """Write the pair's images (metadata added, atomically) and videos (as saved) and record its loss terms and steps."""
         if not images:
-            raise PairFailed("the workflow saved no image (no SaveImage output)")
+            raise PairFailed("the workflow saved no image (no SaveImage or SaveVideo output)")
         settings = strict_json(self.settings(pair), ensure_ascii=True)
-        data = []
-        for i, png in enumerate(images):
+        data, suffixes = [], []
+        for i, blob in enumerate(images):
+            suffix = video_suffix(blob)
+            if suffix is not None:  # a video as ComfyUI's save node wrote it (its own metadata inside)
+                data.append(blob)
+                suffixes.append(suffix)
+                continue
             try:
-                data.append(add_png_text(png, "style_guidance", settings))
+                data.append(add_png_text(blob, "style_guidance", settings))
             except ValueError as e:
                 raise PairFailed(f"output image {i + 1} is not a PNG ({e})") from e
+            suffixes.append(".png")
         parsed = []
         for nid, title in self.measures.items():
             if nid not in measures:
@@ -170,8 +188,8 @@ class Run:
             except (ValueError, json.JSONDecodeError) as e:
                 self.progress.log(f"warning: {pair.name}: the loss terms of node {nid} are unreadable ({e})")
         with self._lock:
-            stem = self._claim(pair, len(data))
-            names = [f"{stem}.png"] if len(data) == 1 else [f"{stem}_{i + 1}.png" for i in range(len(data))]
+            stem = self._claim(pair, suffixes)
+            names = result_names(stem, suffixes)
             paths = [output_path(self.out_dir, n) for n in names]
             done: list[Path] = []
             try:  # all of the pair's files or none

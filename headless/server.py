@@ -24,6 +24,7 @@ from collections import deque
 from typing import Any
 
 from .backend import EXIT_NO_COMFY, PairFailed, PairInterrupted, SetupError, describe_node_errors, one_line
+from .clips import clip_bytes
 from .inputs import Pair, image_bytes, input_name
 from .model_check import missing_message, missing_models, offered, tiny_banner
 from .results import STEP_EVENT, read_outputs
@@ -174,7 +175,7 @@ class ServerWorker:
 
         names = {}
         for role, path in (("content", pair.content), ("style", pair.style)):
-            data, suffix = image_bytes(path)
+            data, suffix = clip_bytes(path) if role == "content" and self.run.video else image_bytes(path)
             form = aiohttp.FormData()
             form.add_field("image", data, filename=input_name(data, path, suffix),
                            content_type="application/octet-stream")

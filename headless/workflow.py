@@ -22,9 +22,12 @@ VIRTUAL_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 MODE_ALWAYS, MODE_NEVER, MODE_BYPASS = 0, 2, 4
 # Widgets the editor itself adds to some core nodes, after those of the node definition; it saves
 # them in widgets_values and sends them with the prompt (the server ignores them).
-EDITOR_WIDGETS: dict[str, tuple[tuple[str, Any], ...]] = {"PreviewAny": (("preview", ""),)}
+EDITOR_WIDGETS: dict[str, tuple[tuple[str, Any], ...]] = {"PreviewAny": (("preview", ""),),
+                                                          "LoadVideo": (("video-preview", ""),)}
 # Nodes the editor draws an image or text inside: the layout leaves room for it (px).
-PREVIEW_HEIGHT = {"LoadImage": 300, "SaveImage": 300, "PreviewImage": 300, "PreviewAny": 150}
+# (a video preview is as wide as the node, so a landscape clip needs less height than a picture)
+PREVIEW_HEIGHT = {"LoadImage": 300, "SaveImage": 300, "PreviewImage": 300, "PreviewAny": 150, "LoadVideo": 200,
+                  "SaveVideo": 300}
 
 
 class WorkflowError(ValueError):
@@ -62,8 +65,9 @@ def _input_def(name: str, spec: Any) -> InputDef:
     options = spec[1] if isinstance(spec, (list, tuple)) and len(spec) > 1 and isinstance(spec[1], dict) else {}
     type_name = "COMBO" if isinstance(kind, (list, tuple)) else str(kind)
     widget = type_name in WIDGET_TYPES and not options.get("forceInput", False)
-    extra = (("fixed",) if has_control_widget(name, type_name, options) else ()) + \
-        (("image",) if options.get("image_upload") else ())
+    # an upload button saves "image" after the file's name, a video's too (as ComfyUI's own templates show)
+    upload = options.get("image_upload") or options.get("video_upload")
+    extra = (("fixed",) if has_control_widget(name, type_name, options) else ()) + (("image",) if upload else ())
     return InputDef(name, type_name, options, widget, extra if widget else ())
 
 

@@ -1,7 +1,8 @@
 """The shipped workflows' sample images, put where ComfyUI's Load Image finds them.
 
-Every workflow in ``workflows/`` names ``style_guidance_content.jpg`` and ``style_guidance_style.jpg``
-in its two Load Image nodes. Load Image lists and opens files in ComfyUI's input folder only, so on
+Every workflow in ``workflows/`` names ``style_guidance_content.jpg`` (or, the video workflow, the clip
+``style_guidance_content_clip.mp4`` in its Load Video node) and ``style_guidance_style.jpg`` in its
+Load Image nodes. Both loaders list and open files in ComfyUI's input folder only, so on
 the first load of the pack each sample image that is not there yet is copied there: a template
 then runs as shipped without the user copying anything. A file of the same name that is already
 there (the user's own, or an earlier copy) is never replaced; any failure is logged, never raised,
@@ -17,6 +18,7 @@ from pathlib import Path
 log = logging.getLogger("style_guidance")
 
 SAMPLES = Path(__file__).resolve().parents[1] / "workflows" / "images"
+SUFFIXES = (".jpg", ".mp4")  # the pictures and the video workflow's clip
 
 
 def install_sample_images(input_dir: str | Path | None = None) -> list[str]:
@@ -29,7 +31,7 @@ def install_sample_images(input_dir: str | Path | None = None) -> list[str]:
             input_dir = folder_paths.get_input_directory()
         target = Path(input_dir)
         target.mkdir(parents=True, exist_ok=True)
-        for src in sorted(SAMPLES.glob("*.jpg")):
+        for src in sorted(p for p in SAMPLES.iterdir() if p.suffix in SUFFIXES):
             dest = target / src.name
             try:
                 out = open(dest, "xb")  # noqa: SIM115 - "x": never replaces a file that is there

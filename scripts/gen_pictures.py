@@ -75,6 +75,15 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, width: int, size: int) -> Im
     return _font(size)
 
 
+def _clip_frames(path: Path, count: int) -> list[Image.Image]:
+    """``count`` frames of a clip spread from its first to its last (PyAV, as ComfyUI's Load Video reads it)."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = [f.to_image() for f in container.decode(video=0)]
+    return [frames[round(k * (len(frames) - 1) / max(count - 1, 1))] for k in range(count)]
+
+
 def card(name: str, dest: Path) -> None:
     """The template browser's card of one workflow (see the module docstring)."""
     title, description = TEMPLATES[name]
@@ -89,10 +98,16 @@ def card(name: str, dest: Path) -> None:
     draw.text((24, 70), description, font=_fit_text(draw, description, w - 48, 20), fill=(190, 190, 200))
     side, top = 176, 130
     images = WORKFLOWS / "images"
-    for i, (label, src) in enumerate((("content", images / "style_guidance_content.jpg"),
-                                      ("style", images / "style_guidance_style.jpg"), ("result", None))):
+    api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    video = next((n["inputs"]["file"] for n in api.values() if n["class_type"] == "LoadVideo"), None)
+    content = ("content video", images / video) if video else ("content", images / "style_guidance_content.jpg")
+    for i, (label, src) in enumerate((content, ("style", images / "style_guidance_style.jpg"), ("result", None))):
         x = 24 + i * (side + 32)
-        if src is not None:
+        if src is not None and src.suffix == ".mp4":  # a clip: its first, middle and last frames, a film strip
+            for j, frame in enumerate(_clip_frames(src, 3)):
+                strip = side // 3
+                img.paste(ImageOps.fit(frame, (side, strip - 4), Image.LANCZOS), (x, top + j * strip + 2))
+        elif src is not None:
             img.paste(ImageOps.fit(Image.open(src).convert("RGB"), (side, side), Image.LANCZOS), (x, top))
         else:
             draw.rectangle([x, top, x + side, top + side], outline=(120, 120, 130), width=2)

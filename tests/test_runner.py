@@ -159,6 +159,36 @@ def test_tiny_checkpoint_only_dit_workflow(name, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.compat
+def test_tiny_video_workflow_writes_the_saved_video(tmp_path):
+    """style_transfer_wan on the shipped clip: the MP4 that SaveVideo wrote is copied out (5 frames: tiny mode
+    keeps 1 + 4, at 64 px), with every term measured on the clip (Temporal Consistency too) and the step events."""
+    import av
+
+    out = tmp_path / "out"
+    clip = IMAGES / "style_guidance_content_clip.mp4"
+    start = time.perf_counter()
+    proc = run_headless("style_transfer_wan", "--content", clip, "--style", STYLE, "--output", out, tmpdir=tmp_path)
+    print(f"style_transfer_wan tiny run: {time.perf_counter() - start:.1f} s")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    stem = "style_guidance_content_clip__style_guidance_style"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{stem}.mp4", f"{stem}.steps.json", f"{stem}.steps.png", "losses.csv", "losses.json"]), proc.stdout[-3000:]
+    with av.open(str(out / f"{stem}.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        assert "prompt" in container.metadata  # SaveVideo's own metadata, kept
+    assert len(frames) == 5 and frames[0].shape == (64, 64, 3), (len(frames), frames[0].shape)
+    (pair,) = json.loads((out / "losses.json").read_text())["pairs"]
+    assert pair["status"] == "ok" and pair["outputs"][0] == str(out / f"{stem}.mp4"), pair
+    (measure,) = pair["measures"]
+    terms = {t["name"]: t["value"] for t in measure["terms"]}
+    assert set(terms) == {"pixel_mse_content", "vgg_content", "temporal_consistency", "clip_style", "gram_style"}
+    assert all(math.isfinite(v) for v in terms.values()), terms
+    assert pair["steps"] >= 1
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
 def test_hostile_input_folder(tmp_path):
     """Awkward images all run; unusable files are named with the reason; exit 1; --verbose shows ComfyUI's log."""
     folder = tmp_path / "in"

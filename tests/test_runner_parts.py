@@ -554,3 +554,57 @@ def test_the_plot_series_carry_the_scheduled_weights_and_scale():
     assert data["scale"]["scale"] == [(0.0, 0.0), (1.0, 0.5 / 3), (2.0, 1.0 / 3)]
     assert [y for _, y in data["weight"]["gram_style"]] == pytest.approx([2.0, 4 / 3, 2 / 3])
     assert plots.plot_steps(events, "curves") is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Video workflows: the content is a clip
+
+
+CLIP = REPO / "workflows" / "images" / "style_guidance_content_clip.mp4"
+STILL = REPO / "workflows" / "images" / "style_guidance_content.jpg"
+
+
+@pytest.mark.parametrize("workflow,content,words", [
+    ("style_transfer_wan", STILL, ["a still picture", "style_transfer_wan", "Load Video", "a folder of its frames"]),
+    ("style_transfer_fast", CLIP, ["a video", "style_transfer_fast", "Load Image", "style_transfer_wan"]),
+])
+def test_a_still_for_a_video_workflow_or_a_video_for_a_picture_one_exits_2(workflow, content, words, tmp_path, capsys):
+    """Refused before ComfyUI starts, naming the input, the workflow and what to give instead."""
+    code, log = _run_main([workflow, "--content", str(content), "--style", str(STILL), "--output",
+                           str(tmp_path / "out")], capsys)
+    assert code == EXIT_SETUP and "ComfyUI:" not in log, log
+    for word in words:
+        assert word in log, (word, log)
+    assert f"--content {content}" in log
+
+
+def test_a_folder_of_frames_is_one_clip_in_name_order(tmp_path):
+    """Three frames (one of another size, one a video skipped by name) become one 3-frame MP4 whose frames
+    keep their order; a clip file goes to Load Video as it is."""
+    from headless import clips
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, grey in enumerate((20, 120, 220)):  # written out of order: the names decide
+        Image.new("RGB", (48, 32) if i != 1 else (40, 40), (grey,) * 3).save(folder / f"f{2 - i}.png")
+    (folder / "clip.mp4").write_bytes(CLIP.read_bytes())
+    got = clips.collect_clips(str(folder), "style_transfer_wan")
+    assert got.images == [folder.absolute()] and "3 pictures in name order" in got.notes[0], got
+    assert len(got.skipped) == 1 and "clip.mp4" in got.skipped[0]
+    data, suffix = clips.clip_bytes(folder)
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert suffix == ".mp4" and len(frames) == 3 and frames[0].shape == (32, 48, 3)
+    assert [int(round(float(f.mean()))) for f in frames] == [220, 120, 20]  # f0, f1, f2: lossless greys
+    assert clips.clip_bytes(CLIP) == (CLIP.read_bytes(), ".mp4")
+    assert clips.collect_clips(str(CLIP), "style_transfer_wan").images == [CLIP.absolute()]
+
+
+def test_results_keep_a_saved_video_as_it_is():
+    """An MP4 from SaveVideo is recognised by its bytes (PNG metadata is for pictures only)."""
+    assert results.video_suffix(CLIP.read_bytes()) == ".mp4"
+    assert results.video_suffix(STILL.read_bytes()) is None
+    assert results.result_names("a__b", [".mp4"]) == ["a__b.mp4"]
+    assert results.result_names("a__b", [".mp4", ".png"]) == ["a__b_1.mp4", "a__b_2.png"]

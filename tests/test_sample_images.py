@@ -15,17 +15,19 @@ SAMPLES = REPO_ROOT / "workflows" / "images"
 
 
 def _named_images() -> set[str]:
-    """Every image a shipped workflow's Load Image node names."""
+    """Every image a shipped workflow's Load Image node names (and every clip its Load Video node names)."""
     names = set()
     for twin in (REPO_ROOT / "workflows" / "api").glob("*.json"):
         for node in json.loads(twin.read_text()).values():
             if node["class_type"] == "LoadImage":
                 names.add(node["inputs"]["image"])
+            if node["class_type"] == "LoadVideo":
+                names.add(node["inputs"]["file"])
     return names
 
 
 def test_every_named_image_is_a_shipped_sample():
-    assert _named_images() and _named_images() <= {p.name for p in SAMPLES.glob("*.jpg")}
+    assert _named_images() and _named_images() <= {p.name for p in SAMPLES.glob("*.jpg")} | {p.name for p in SAMPLES.glob("*.mp4")}
 
 
 def test_loading_the_pack_put_the_samples_in_a_fresh_input_folder(comfy_base):
@@ -42,7 +44,7 @@ def test_loading_the_pack_put_the_samples_in_a_fresh_input_folder(comfy_base):
     import nodes
 
     choices = nodes.LoadImage.INPUT_TYPES()["required"]["image"][0]
-    assert _named_images() <= set(choices)
+    assert {n for n in _named_images() if not n.endswith(".mp4")} <= set(choices)
 
 
 def _install(pack):

@@ -20,11 +20,13 @@ EXPECTED = {"style_transfer_sd15", "style_transfer_fast", "style_transfer_sdxl",
             "style_transfer_flux", "style_transfer_qwen_image", "style_transfer_z_image_turbo", "style_transfer_flux2",
             "style_transfer_controlnet", "stock_ksampler_patch", "ablation_content_terms", "ablation_style_terms",
             "style_transfer_model_features", "style_transfer_model_features_flux",
-            "style_transfer_model_features_qwen_image", "style_transfer_regions"}
+            "style_transfer_model_features_qwen_image", "style_transfer_regions", "style_transfer_wan"}
 # Workflows of the tiny DiT families: the family ComfyUI's detection must name in the tiny run.
 DIT_WORKFLOWS = {"style_transfer_z_image_turbo": "z_image", "style_transfer_flux2": "flux2"}
 # The checkpoint-only DiT workflows: the family their model-feature terms must have read in the tiny run.
 MODEL_FEATURE_DITS = {"style_transfer_model_features_flux": "flux", "style_transfer_model_features_qwen_image": "qwen_image"}
+# Video to video: the content is a clip (LoadVideo) and the result a video file (SaveVideo).
+VIDEO_WORKFLOWS = {"style_transfer_wan"}
 
 
 def _script():
@@ -77,8 +79,8 @@ def test_each_workflow_explains_itself(name):
     assert files, f"{name} names no model files"
     for _node, _input, file_name, _folder in files:
         assert file_name in text, f"{name}: the note does not say where {file_name} goes"
-    titles = {n.get("title") for n in ui["nodes"] if n["type"] == "LoadImage"}
-    assert titles == {"Content image", "Style image"}
+    titles = {n.get("title") for n in ui["nodes"] if n["type"] in ("LoadImage", "LoadVideo")}
+    assert titles == ({"Content video", "Style image"} if name in VIDEO_WORKFLOWS else {"Content image", "Style image"})
     # Every measurement is displayed in the editor (a node's own ui text is not drawn by the frontend).
     api = _api(name)
     shown = {tuple(n["inputs"]["source"]) for n in api.values() if n["class_type"] == "PreviewAny"}

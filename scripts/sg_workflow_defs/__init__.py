@@ -23,6 +23,7 @@ from .features import (
 )
 from .features_dit import style_transfer_model_features_flux, style_transfer_model_features_qwen_image
 from .regions import style_transfer_regions
+from .video import style_transfer_wan
 
 DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
     "style_transfer_sd15": style_transfer_sd15,
@@ -33,6 +34,7 @@ DEFINITIONS: dict[str, Callable[[UIGraph], None]] = {
     "style_transfer_qwen_image": style_transfer_qwen_image,
     "style_transfer_z_image_turbo": style_transfer_z_image_turbo,
     "style_transfer_flux2": style_transfer_flux2,
+    "style_transfer_wan": style_transfer_wan,
     "style_transfer_controlnet": style_transfer_controlnet,
     "stock_ksampler_patch": stock_ksampler_patch,
     "ablation_content_terms": ablation_content_terms,

@@ -23,14 +23,14 @@ GROUP_TITLE = 80  # a group's frame starts this far above its first node (its ti
 INPUTS, NETWORKS, LOSSES, MODEL, SAMPLING, RESULTS = "#3f789e", "#8AA", "#a1309b", "#88A", "#8A8", "#b58b2a"
 
 
-def stack(column: int, nodes: list[UINode | None], y: float = 90.0) -> float:
-    """Put ``nodes`` one under the other in ``column`` from ``y``; return the y under the last one."""
+def stack(column: int, nodes: list[UINode | None], y: float = 90.0, gap: float = GAP) -> float:
+    """Put ``nodes`` one under the other in ``column`` from ``y``, ``gap`` apart; return the y under the last one."""
     for node in nodes:
         if node is None:
             continue
         right = node.type == "Reroute"  # at the column's right edge: its link leaves through the gap
         node.pos = [float(X[column] + (370 - node.size[0] if right else 0)), float(y)]
-        y += node.size[1] + GAP
+        y += node.size[1] + gap
     return y
 
 
@@ -106,7 +106,8 @@ def arrange_variants(g: UIGraph, note: UINode, inputs: list, model: list[list], 
     stack(1, networks, band)
     stack(2, losses, band)
     for i, v in enumerate(variants):
-        stack(3 + i, v)
+        # five nodes a column, the Measure node one output row per term: a tighter gap keeps Fit view legible
+        stack(3 + i, v, gap=GAP - 10)
     group(g, "Inputs", INPUTS, inputs)
     group(g, "Model, prompts and start latent", MODEL, [n for col in model for n in col])
     group(g, "Loss terms (with the networks they use)", LOSSES, [*networks, *losses])

@@ -25,6 +25,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "style_transfer_qwen_image": ("Style transfer, Qwen-Image", "1328 px, Wan 2.1's tiny decoder for guidance"),
     "style_transfer_z_image_turbo": ("Style transfer, Z-Image Turbo", "8 steps, every one of them guided"),
     "style_transfer_flux2": ("Style transfer, Flux.2 dev", "Guider + SamplerCustomAdvanced, the Flux.2 VAE"),
+    "style_transfer_wan": ("Video style transfer, Wan 2.1", "A clip restyled frame by frame, steadied over time"),
     "style_transfer_controlnet": ("Style transfer + ControlNet", "Canny edges keep the layout at denoise 0.85"),
     "stock_ksampler_patch": ("Guidance as a model patch", "Any sampler, here the core KSampler and a LoRA"),
     "style_transfer_model_features": ("Style transfer, checkpoint only",

@@ -31,6 +31,9 @@ from .qwen_image import build_diffusion_model as build_qwen_image_dit
 from .text_encoders import build_clip_l, build_t5_placeholder, build_text_encoder_placeholder
 from .tiny_dit import tiny_rewrite
 from .tiny_text import fixed_text_encoder
+from .wan21 import CACHE_PREFIX as WAN21_CACHE
+from .wan21 import FAMILY as WAN21
+from .wan21 import build_diffusion_model as build_wan21_dit
 
 
 def build_family_vae(key: str, path: Path, seed: int = 90) -> None:
@@ -68,6 +71,8 @@ STANDINS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "z_image": ("z_image.safetensors", lambda p: build_diffusion_model("z_image", p)),
     "flux2": ("flux2.safetensors", lambda p: build_diffusion_model("flux2", p)),
     "flux2_vae": (FLUX2_VAE_FILE, lambda p: save_file(flux2_vae_state_dict(), str(p))),
+    # Wan 2.1 T2V: UNETLoader builds it at the file's own width; the cache name standins.wan21 uses.
+    "wan21": (f"{WAN21_CACHE}{WAN21.file}", build_wan21_dit),
     # Under the name of a text encoder tiny mode never loads (tiny_text): only for the loader's choice list.
     "text_encoder_placeholder": ("text_encoder_placeholder.safetensors", build_text_encoder_placeholder),
 }
@@ -179,13 +184,19 @@ def tiny_prompt(api_prompt: dict, size: int = 128, steps: int = 4) -> dict:
     return api
 
 
-def tiny_overrides(api_prompt: dict, size: int = 128, steps: int = 4) -> dict[str, dict]:
+def tiny_overrides(api_prompt: dict, size: int = 128, steps: int = 4, frames: int = 5,
+                   video_size: int = 64) -> dict[str, dict]:
     """Input changes that make a real workflow run on the stand-ins, quickly.
 
     The tiny open_clip file is not the architecture the workflow names; images are scaled
-    to ``size`` and samplers run ``steps`` steps so a CPU finishes in seconds.
+    to ``size``, samplers run ``steps`` steps and a video's kept frames (``ImageFromBatch``'s
+    length) are at most ``frames`` (5 = 1 + 4: two Wan latent frames) so a CPU finishes in seconds.
+    A video workflow (a ``LoadVideo`` node) is scaled to ``video_size`` at most: guidance decodes and
+    scores every frame, so 5 frames at 64 px cost about what one 128 px picture does.
     """
     changes: dict[str, dict] = family_overrides(api_prompt)  # text encoders that cannot shrink
+    if any(node.get("class_type") == "LoadVideo" for node in api_prompt.values()):
+        size = min(size, video_size)
     for node_id, node in api_prompt.items():
         cls, inputs = node.get("class_type"), node.get("inputs", {})
         new: dict = {}
@@ -195,6 +206,8 @@ def tiny_overrides(api_prompt: dict, size: int = 128, steps: int = 4) -> dict[st
             new.update({k: size for k in ("width", "height") if isinstance(inputs.get(k), int)})
         if "steps" in inputs and isinstance(inputs["steps"], int):
             new["steps"] = min(inputs["steps"], steps)
+        if cls == "ImageFromBatch" and isinstance(inputs.get("length"), int) and inputs["length"] > frames:
+            new["length"] = frames
         if isinstance(inputs.get("loss_resolution"), int) and inputs["loss_resolution"] > size:
             new["loss_resolution"] = size
         if new:

@@ -64,6 +64,11 @@ Z_IMAGE_TEXT_ENCODER = "qwen_3_4b.safetensors"
 FLUX2_UNET = "flux2_dev_fp8mixed.safetensors"
 FLUX2_TEXT_ENCODER = "mistral_3_small_flux2_bf16.safetensors"
 FLUX2_VAE = "flux2-vae.safetensors"
+# Wan 2.1 T2V 1.3B as ComfyUI's own template (text_to_video_wan.json) names its files
+# (Comfy-Org/Wan_2.1_ComfyUI_repackaged).
+WAN21_UNET = "wan2.1_t2v_1.3B_fp16.safetensors"
+WAN21_TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+WAN21_VAE = "wan_2.1_vae.safetensors"
 
 # (folder, real file name) -> the stand-in written under that name (a key of install.STANDINS).
 STANDIN_FOR: dict[tuple[str, str], str] = {
@@ -79,6 +84,8 @@ STANDIN_FOR: dict[tuple[str, str], str] = {
     ("diffusion_models", Z_IMAGE_UNET): "z_image",
     ("diffusion_models", FLUX2_UNET): "flux2",
     ("vae", FLUX2_VAE): "flux2_vae",
+    ("diffusion_models", WAN21_UNET): "wan21",
+    ("vae", WAN21_VAE): "wan21_vae",  # the same causal 3-D VAE as Qwen-Image's
 }
 # Diffusion-model files whose stand-in is a tiny DiT (standins.dit): UNETLoader would build it at the
 # width detection forces, so tiny mode loads it with SGTestDiTLoader (tiny_dit). File -> family key.

@@ -58,6 +58,7 @@ FIXED_TEXT_ENCODERS: tuple[FixedTextEncoder, ...] = (
     FixedTextEncoder("lumina2", "Qwen3 4B", "z_image", dim=64, name_contains="qwen_3_4b"),
     FixedTextEncoder("flux2", "Mistral 3 Small 24B", "flux2", dim=64, name_contains="mistral",
                      extra=(("pooled_output", ""),)),
+    FixedTextEncoder("wan", "umT5-XXL", "wan21", dim=4096),  # Wan 2.1's 4096-wide text projection reads it
 )
 
 
