@@ -207,8 +207,8 @@ def markdown(a: dict) -> list[str]:
               f"{a['vgg']['bwd'] / tf:.2f} | Gram term; saved activations (fp32) {a['vgg']['saved_bytes'] / 2**30:.1f} GiB |")
     md.append(f"| CLIP ViT-B/32, {a['frames']} x {CLIP_CUTOUTS} cutouts at 224 | {a['clip']['fwd'] / tf:.2f} | "
               f"{a['clip']['bwd'] / tf:.2f} | CLIP term; saved activations (fp32) {a['clip']['saved_bytes'] / 2**30:.1f} GiB |")
-    md += ["", "| model / guidance decoder | plain TFLOP per evaluation | guidance extra (x0) | guided/plain floor |",
-           "|---|---|---|---|"]
+    md += ["", "| model | guidance decoder | plain TFLOP per evaluation | guidance extra (x0) | guided/plain floor |",
+           "|---|---|---|---|---|"]
     for key, r in a["ratios"].items():
-        md.append(f"| {key} | {r['plain'] / tf:.1f} | {r['extra'] / tf:.2f} | {r['ratio']:.2f}x |")
+        md.append(f"| {key} | {r['plain'] / tf:.1f} | {r['extra'] / tf:.2f} | {r['ratio']:.2f}x |")  # key: 'model | decoder'
     return md

@@ -184,8 +184,9 @@ def markdown(a: argparse.Namespace, rows: list[dict], skipped: list[str], flops:
         md += ["", "Skipped (deadline or failure): " + ", ".join(skipped)]
     md += ["", "Stand-ins: the Wan model is ~0.9M parameters (width 128, one block) and the loss networks are the "
            "tests' tiny VGG19/open_clip, so plain is nearly free and the ratios overstate a real model's; "
-           "lighttaew2_1 is at its real configuration (11M parameters), the Wan VAE at width 16 (real: 96). "
-           "RSS growth is the timed run's peak over the RSS at its start (plain runs first)."]
+           "lighttaew2_1 is at its real configuration (9.8M decoder parameters), the Wan VAE at width 16 (real: 96). "
+           "RSS growth is the timed run's peak over the RSS at its start (plain runs first). One run per cell on a "
+           "shared machine: differences of a few tenths of a second are noise."]
     if flops:
         import _video_flops as V
 

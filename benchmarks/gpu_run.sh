@@ -47,14 +47,14 @@ EOF
 echo "gpu_run: set-up $(( $(date +%s) - t0 )) s"
 
 # Wan 2.1 video guidance (bench_video.py): the stand-in model with the real-config lighttaew2_1 and the
-# Wan VAE stand-in at 832x480, 17 and 33 frames (cells that would start after 60 s are skipped), then
+# Wan VAE stand-in at 832x480, 17 and 33 frames (cells that would start after 90 s are skipped), then
 # the shape-only FLOP accounting (~30 s of CPU). Its time comes off bench_realsize's deadline below.
 v0=$(date +%s)
 video_args=()
 for arg in "$@"; do
   if [ "$arg" = --dry-run ]; then video_args=(--dry-run --no-write); fi  # a CPU try keeps no GPU results
 done
-PYTHONUNBUFFERED=1 "$PY" benchmarks/bench_video.py --gpu --deadline-s 60 "${video_args[@]}" \
+PYTHONUNBUFFERED=1 "$PY" benchmarks/bench_video.py --gpu --deadline-s 90 "${video_args[@]}" \
   --out "${OUT:-benchmarks/results}/cuda_video" 2>&1 | tee "${OUT:-/tmp}/gpu_video.log" \
   || echo "gpu_run: bench_video failed (see gpu_video.log); going on"
 video_s=$(( $(date +%s) - v0 ))
