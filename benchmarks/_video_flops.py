@@ -64,7 +64,8 @@ class SavedBytes:
             self.bytes += st.nbytes()
         return t
 
-    def hooks(self):
+    def hooks(self) -> torch.autograd.graph.saved_tensors_hooks:
+        """A context in which every tensor saved for backward is counted."""
         return torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
 
 
