@@ -12,9 +12,9 @@
 # put in .gpucarry/ (ComfyUI tree and the missing wheels), carried along with the run. Without
 # .gpucarry it uses COMFYUI_PATH and whatever is installed. Random-weight models are built on
 # the GPU at first use (~40 s; cached in STYLE_GUIDANCE_BENCH_CACHE, default .cache/bench_models).
-# Results: $OUT/cuda_realsize.{md,json} and $OUT/gpu_run.log when OUT is set (the device tool's
-# return folder), else benchmarks/results/cuda_realsize.{md,json}. Extra arguments go to
-# bench_realsize.py (e.g. --dry-run to try the path on a CPU).
+# Results: $OUT/cuda_realsize.{md,json}, $OUT/cuda_video.{md,json} and $OUT/gpu_run.log when OUT
+# is set (the device tool's return folder), else benchmarks/results/. Extra arguments go to
+# bench_realsize.py (e.g. --dry-run to try the path on a CPU; bench_video.py gets --dry-run too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -46,6 +46,20 @@ print(f"gpu_run: torch {torch.__version__}, CUDA {torch.cuda.is_available()}"
 EOF
 echo "gpu_run: set-up $(( $(date +%s) - t0 )) s"
 
+# Wan 2.1 video guidance (bench_video.py): the stand-in model with the real-config lighttaew2_1 and the
+# Wan VAE stand-in at 832x480, 17 and 33 frames (cells that would start after 90 s are skipped), then
+# the shape-only FLOP accounting (~30 s of CPU). Its time comes off bench_realsize's deadline below.
+v0=$(date +%s)
+video_args=()
+for arg in "$@"; do
+  if [ "$arg" = --dry-run ]; then video_args=(--dry-run --no-write); fi  # a CPU try keeps no GPU results
+done
+PYTHONUNBUFFERED=1 "$PY" benchmarks/bench_video.py --gpu --deadline-s 90 "${video_args[@]}" \
+  --out "${OUT:-benchmarks/results}/cuda_video" 2>&1 | tee "${OUT:-/tmp}/gpu_video.log" \
+  || echo "gpu_run: bench_video failed (see gpu_video.log); going on"
+video_s=$(( $(date +%s) - v0 ))
+echo "gpu_run: bench_video $video_s s"
+
 out_args=()
 if [ -n "${OUT:-}" ]; then
   out_args=(--out "$OUT/cuda_realsize")
@@ -53,6 +67,6 @@ fi
 # The deadline counts from the benchmark's own start: set-up above is ~20 s; model building
 # ~40 s; the main table ~2 min; SDXL ~1 min; scaling cells run until 390 s.
 set -o pipefail
-PYTHONUNBUFFERED=1 "$PY" benchmarks/bench_realsize.py --gpu --deadline-s 390 "${out_args[@]}" "$@" 2>&1 \
+PYTHONUNBUFFERED=1 "$PY" benchmarks/bench_realsize.py --gpu --deadline-s $(( 390 - video_s )) "${out_args[@]}" "$@" 2>&1 \
   | tee "${OUT:-/tmp}/gpu_run.log"
 echo "gpu_run: total $(( $(date +%s) - t0 )) s"
