@@ -8,6 +8,7 @@ atomically under unique names, loss terms from the Measure nodes' JSON, per-step
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from .results import (
 from .workflow import set_widget_values
 
 TINY_SIZE, TINY_STEPS = 128, 4
+# More tiny steps for runs whose per-step record is drawn (scripts/gen_doc_pictures.py's video run).
+TINY_STEPS_ENV = "STYLE_GUIDANCE_TINY_STEPS"
 
 
 @dataclass
@@ -104,7 +107,8 @@ class Run:
         self.video = api[self.content_id].get("class_type") == "LoadVideo"
         self.measures = P.measure_nodes(api)
         self.taps = P.measure_taps(api, self.wf.defs) if taps else {}
-        overrides = tm.tiny_overrides(api, size=TINY_SIZE, steps=TINY_STEPS) if tiny else {}
+        steps = int(os.environ.get(TINY_STEPS_ENV) or TINY_STEPS)
+        overrides = tm.tiny_overrides(api, size=TINY_SIZE, steps=steps) if tiny else {}
         seeds, scales = P.seed_inputs(api), P.scale_inputs(api)
         user: dict[str, dict] = {}
         if self.opts.seed is not None:

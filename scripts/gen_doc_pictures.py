@@ -20,8 +20,10 @@ without a plotting library, so the script runs wherever the pack does.
 ``--run`` makes the runs the committed pictures come from, on the random-weight stand-in models
 (``headless.testbed.standins``), 128 px, 20 steps: ``style_transfer_fast`` as shipped (its steps,
 drawn by the runner's own plot as in ``<name>.steps.png``, become
-``docs/steps_style_transfer_fast.png`` for the README) and the same chain with every other loss node added (Range, the model-feature ZeCon and
-Attention Distillation), whose ``.steps.json`` gives every loss node its plot. Stand-ins show the
+``docs/steps_style_transfer_fast.png`` for the README), the same chain with every other loss node added (Range, the model-feature ZeCon and
+Attention Distillation), whose ``.steps.json`` gives every picture loss node its plot, and ``style_transfer_wan``
+on the Wan 2.1 stand-in (the shipped clip, 5 frames at 64 px), for Temporal Consistency, which needs frames.
+``--only RUN`` makes one of them. Stand-ins show the
 mechanics (each term's value and share over the steps), not the figures of a real picture;
 the pictures say so.
 """
@@ -186,6 +188,10 @@ def write_plots(run: Path, out: Path = DOCS, title: str = "", nodes: set[str] | 
 # ------------------------------------------------------------------ the stand-in runs
 RUN_SIZE, RUN_STEPS = 128, 20
 CONTENT = ROOT / "workflows" / "images" / "style_guidance_content.jpg"
+CLIP = ROOT / "workflows" / "images" / "style_guidance_content_clip.mp4"
+# The video run (style_transfer_wan, for the terms only video has): 5 frames at 64 px, as the runner's tiny mode.
+VIDEO_RUN, VIDEO_STEPS = "style_transfer_wan", 12
+RUNS = ("style_transfer_fast", "every_loss_node", VIDEO_RUN)
 STYLE = ROOT / "workflows" / "images" / "style_guidance_style.jpg"
 
 
@@ -228,8 +234,8 @@ def every_loss_node(api: dict) -> dict:
     return api
 
 
-def make_runs(work: Path) -> dict[str, Path]:
-    """Run both stand-in prompts through the headless runner; {run name: its .steps.json}."""
+def make_runs(work: Path, names: tuple[str, ...] = RUNS) -> dict[str, Path]:
+    """Run the stand-in prompts ``names`` through the headless runner; {run name: its .steps.json}."""
     from headless.locate import locate_comfyui
     from headless.testbed import base as comfy_host
     from headless.testbed.standins import install as tm
@@ -238,21 +244,30 @@ def make_runs(work: Path) -> dict[str, Path]:
     comfy_host.configure_comfy(locate_comfyui(), work / "comfy_base")
 
     fast = json.loads((ROOT / "workflows" / "api" / "style_transfer_fast.json").read_text(encoding="utf-8"))
-    prompts = {"style_transfer_fast": fast, "every_loss_node": every_loss_node(fast)}
+    video = json.loads((ROOT / "workflows" / "api" / f"{VIDEO_RUN}.json").read_text(encoding="utf-8"))
+    prompts = {"style_transfer_fast": fast, "every_loss_node": every_loss_node(fast), VIDEO_RUN: video}
     models = work / "models"
     found = {}
-    for name, api in prompts.items():
-        # The runner's tiny mode caps sampling at 4 steps; here the same stand-ins and shrink, 20 steps.
-        for nid, changes in tm.tiny_overrides(api, size=RUN_SIZE, steps=RUN_STEPS).items():
+    for name in names:
+        api = prompts[name]
+        # The runner's tiny mode caps sampling at 4 steps; here the same stand-ins and shrink, more steps.
+        steps = VIDEO_STEPS if name == VIDEO_RUN else RUN_STEPS
+        for nid, changes in tm.tiny_overrides(api, size=RUN_SIZE, steps=steps).items():
             api[nid]["inputs"].update(changes)
-        tm.install_for_workflow(models, api)
+        if name != VIDEO_RUN:  # tiny mode installs its own
+            tm.install_for_workflow(models, api)
         prompt = work / f"{name}.json"
         prompt.write_text(json.dumps(api, indent=1), encoding="utf-8")
         out = work / "out" / name
-        cmd = [sys.executable, "-m", "headless", str(prompt), "--content", str(CONTENT), "--style", str(STYLE),
-               "--models", str(models), "--real", "--output", str(out)]
+        if name == VIDEO_RUN:  # umT5 has no small file: tiny mode's seeded conditioning, and its stand-ins
+            cmd = [sys.executable, "-m", "headless", str(prompt), "--content", str(CLIP), "--style", str(STYLE),
+                   "--tiny", "--output", str(out)]
+        else:
+            cmd = [sys.executable, "-m", "headless", str(prompt), "--content", str(CONTENT), "--style", str(STYLE),
+                   "--models", str(models), "--real", "--output", str(out)]
         print("running:", " ".join(cmd), flush=True)
-        subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        subprocess.run(cmd, cwd=ROOT, check=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "STYLE_GUIDANCE_TINY_STEPS": str(VIDEO_STEPS)})
         steps = sorted(out.glob("*.steps.json"))
         if len(steps) != 1:
             raise RuntimeError(f"{name}: expected one .steps.json in {out}, found {[p.name for p in steps]}")
@@ -264,8 +279,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, nargs="?", help="a runner's <name>.steps.json")
     ap.add_argument("--run", dest="make", action="store_true",
-                    help="make the stand-in runs first (style_transfer_fast and every loss node; a few minutes on a CPU)")
+                    help="make the stand-in runs first (style_transfer_fast, every loss node, style_transfer_wan; minutes on a CPU)")
     ap.add_argument("--keep", type=Path, help="with --run: keep the runs' files in this folder")
+    ap.add_argument("--only", choices=RUNS, action="append",
+                    help="with --run: make only this run (repeatable) and write only its pictures")
     ap.add_argument("--out", type=Path, default=DOCS, help="folder of the help pages (default web/docs)")
     ap.add_argument("--title", default="", help="a title for the plots")
     ap.add_argument("--node", action="append", help="only this node's plot (repeatable; default: every node in the run)")
@@ -279,19 +296,25 @@ def main() -> int:
         work = args.keep or Path(tempfile.mkdtemp(prefix="sg_doc_runs_"))
         work.mkdir(parents=True, exist_ok=True)
         try:
-            runs = make_runs(work)
-            title = f"stand-ins, {RUN_SIZE} px, {RUN_STEPS} steps"
-            for path in write_plots(runs["every_loss_node"], args.out, title):
-                print("wrote", path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
-            # The runner's own plot (headless.plots), titled so the picture says what it comes from.
-            from headless.plots import plot_steps
+            runs = make_runs(work, tuple(args.only or RUNS))
+            if "every_loss_node" in runs:
+                title = f"stand-ins, {RUN_SIZE} px, {RUN_STEPS} steps"
+                for path in write_plots(runs["every_loss_node"], args.out, title):
+                    print("wrote", path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+            if VIDEO_RUN in runs:  # only the terms every_loss_node cannot show (a single picture has no frames)
+                title = f"{VIDEO_RUN} on stand-ins, 5 frames, 64 px, {VIDEO_STEPS} steps"
+                for path in write_plots(runs[VIDEO_RUN], args.out, title, {TERM_NODES["temporal_consistency"]}):
+                    print("wrote", path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+            if "style_transfer_fast" in runs:
+                # The runner's own plot (headless.plots), titled so the picture says what it comes from.
+                from headless.plots import plot_steps
 
-            png = plot_steps(load_run(runs["style_transfer_fast"]),
-                             f"style_transfer_fast on random-weight stand-ins ({RUN_SIZE} px, {RUN_STEPS} steps)")
-            if png is None:
-                raise RuntimeError("the README plot needs matplotlib (pip install matplotlib)")
-            README_PLOT.write_bytes(png)
-            print("wrote", README_PLOT.relative_to(ROOT))
+                png = plot_steps(load_run(runs["style_transfer_fast"]),
+                                 f"style_transfer_fast on random-weight stand-ins ({RUN_SIZE} px, {RUN_STEPS} steps)")
+                if png is None:
+                    raise RuntimeError("the README plot needs matplotlib (pip install matplotlib)")
+                README_PLOT.write_bytes(png)
+                print("wrote", README_PLOT.relative_to(ROOT))
         finally:
             if args.keep is None:
                 shutil.rmtree(work, ignore_errors=True)

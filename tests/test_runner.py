@@ -141,25 +141,6 @@ def test_step_events_are_written_and_plotted(single):
 
 @pytest.mark.slow
 @pytest.mark.compat
-@pytest.mark.parametrize("name", ["style_transfer_model_features_flux", "style_transfer_model_features_qwen_image"])
-def test_tiny_checkpoint_only_dit_workflow(name, tmp_path):
-    """The Flux / Qwen-Image checkpoint-only workflows through the runner: one result, both model-feature terms."""
-    out = tmp_path / "out"
-    proc = run_headless(name, "--content", CONTENT, "--style", STYLE, "--output", out, tmpdir=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    assert proc.stdout.splitlines()[0].startswith(f"workflow: {name}")
-    assert result_pngs(out) == ["style_guidance_content__style_guidance_style.png"], proc.stdout[-4000:]
-    (pair,) = json.loads((out / "losses.json").read_text())["pairs"]
-    assert pair["status"] == "ok", pair
-    (measure,) = pair["measures"]
-    terms = {t["name"]: t for t in measure["terms"]}
-    assert set(terms) == {"zecon_content", "attention_distillation_style"}, terms
-    assert all(math.isfinite(t["value"]) for t in terms.values()), terms
-    assert leftovers(tmp_path) == []
-
-
-@pytest.mark.slow
-@pytest.mark.compat
 def test_tiny_video_workflow_writes_the_saved_video(tmp_path):
     """style_transfer_wan on the shipped clip: the MP4 that SaveVideo wrote is copied out (5 frames: tiny mode
     keeps 1 + 4, at 64 px), with every term measured on the clip (Temporal Consistency too) and the step events."""
