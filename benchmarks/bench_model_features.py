@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     base_dir = Path(tempfile.mkdtemp(prefix="sg_bench_mf_"))
     comfy_root, _ = setup_comfy(base_dir, a.gpu, lambda models: None, who=WHO)
     cuda = a.gpu and torch.cuda.is_available()
-    if a.gpu and not cuda:
+    if a.gpu and not cuda and not a.dry_run:  # a dry run tries the GPU's path on a CPU
         sys.exit(f"{WHO}: --gpu given but CUDA is not available")
     import comfy.model_management as mm
 

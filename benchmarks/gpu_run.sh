@@ -65,9 +65,9 @@ PYTHONUNBUFFERED=1 "$PY" benchmarks/bench_realsize.py --gpu --deadline-s 250 "${
 # deadline are counted (FLOPs) but not timed; a row that runs out of memory says so. Qwen-Image
 # (20.4B, ~41 GB; AD without recompute needs ~44 GB more: out of memory on an 80 GB card) runs
 # only when the clock allows. --dry-run (in the arguments) tries the same path on a CPU.
-mf_args=()
+mf_args=(--time-sizes 1024 --repeats 3 --text-tokens 512)
 for arg in "$@"; do
-  if [ "$arg" = "--dry-run" ]; then mf_args+=(--dry-run); fi
+  if [ "$arg" = "--dry-run" ]; then mf_args=(--dry-run); fi
 done
 for family in flux qwen_image; do
   left=$(( 470 - ($(date +%s) - t0) ))
@@ -81,7 +81,7 @@ for family in flux qwen_image; do
   fi
   # The deadline leaves ~60 s for ComfyUI's set-up, the model's build and the last row.
   PYTHONUNBUFFERED=1 timeout $(( left - 5 )) "$PY" benchmarks/bench_model_features.py --gpu --family "$family" \
-    --time-sizes 1024 --repeats 3 --text-tokens 512 --deadline-s $(( left - 60 )) "${mf_out[@]}" "${mf_args[@]}" 2>&1 \
+    --deadline-s $(( left - 60 )) "${mf_out[@]}" "${mf_args[@]}" 2>&1 \
     | tee -a "${OUT:-/tmp}/gpu_run.log" || echo "gpu_run: $family stopped (exit $?)"
 done
 echo "gpu_run: total $(( $(date +%s) - t0 )) s"
