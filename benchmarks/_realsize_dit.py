@@ -109,6 +109,9 @@ def build(family: str, scale: str, device: torch.device, dtype: torch.dtype, fak
 
         base.model_sampling = comfy.model_base.model_sampling(mc, base.model_type)
     base.eval()
+    # As in sampling (ordinary_weights' copies): frozen weights, so autograd neither saves inputs for weight
+    # gradients nor lets the probe's in-place copies clone the weights themselves.
+    base.diffusion_model.requires_grad_(False)
     patcher = comfy.model_patcher.ModelPatcher(base, load_device=device, offload_device=device)
     if fake is not None:  # never loaded (nothing to load): ComfyUI's sampling reads the patcher the load sets
         base.current_patcher = patcher
