@@ -26,7 +26,17 @@ computed once per run; that cost is listed separately.
     .venv/bin/python benchmarks/bench_model_features.py --gpu --sizes 512,1024  # CUDA
     .venv/bin/python benchmarks/bench_model_features.py --dry-run              # tiny sizes, any machine
 
-Results: Markdown on stdout and in ``benchmarks/results/<cpu|cuda>_model_features.md``, numbers in the ``.json``.
+DiTs (``--family flux`` / ``qwen_image``, rows and models in ``_realsize_dit.py``): the real-size
+model is counted on shapes only at ``--sizes`` (default 512,1024: FLOPs and the bytes autograd
+keeps, with and without ``recompute``); the model that is timed at ``--time-sizes`` is a
+reduced-depth copy at the real width on a CPU (default 256 px), the real model on a GPU (1024 px);
+``--dry-run`` takes the GPU's path with a tiny one at 64 px.
+
+    .venv/bin/python benchmarks/bench_model_features.py --family flux --threads 2 --repeats 1
+    python3 benchmarks/bench_model_features.py --gpu --family flux --deadline-s 120   # gpu_run.sh's step 2
+
+Results: Markdown on stdout and in ``benchmarks/results/<cpu|cuda>_model_features.md``
+(``..._model_features_dit_<family>.md`` for a DiT), numbers in the ``.json``.
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ from _common import (
 )
 
 WHO = "bench_model_features"
+DIT_FAMILIES = ("flux", "qwen_image")  # their rows: benchmarks/_realsize_dit.py
 CONFIGS = {
     "plain": "one sampling evaluation, UNet at the CFG batch (cond+uncond)",
     "zecon": "ZeCon (model features), input blocks 0,2,5,8,11: encoder fwd+bwd",
@@ -64,22 +75,39 @@ CONFIGS = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--gpu", action="store_true", help="run on CUDA (fp16 weights)")
-    p.add_argument("--family", default="sd15", choices=["sd15", "sdxl"], help="UNet architecture (sd15)")
+    p.add_argument("--family", default="sd15", choices=["sd15", "sdxl", *DIT_FAMILIES],
+                   help="sd15 / sdxl (UNets) or flux / qwen_image (DiTs: see benchmarks/_realsize_dit.py)")
     p.add_argument("--sizes", default="", help="image sides in px (default 256,512)")
     p.add_argument("--time-sizes", default="", help="sizes that are also timed (default: all of --sizes; FLOPs are "
-                   "always counted, shapes only, which is exact and instant)")
+                   "always counted, shapes only, which is exact and instant; DiTs: the timed model's sizes, 'none')")
     p.add_argument("--repeats", type=int, default=0, help="timed runs per configuration after the warm-up (2 CPU, 5 GPU)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = torch's default)")
     p.add_argument("--only", default="", help=f"subset of {','.join(CONFIGS)} (plain always runs)")
+    p.add_argument("--text-tokens", type=int, default=64, help="DiTs: text tokens of the timed runs (the real-size "
+                   "counts use 512)")
+    p.add_argument("--deadline-s", type=float, default=0, help="DiTs: rows that would start later are counted, not timed")
     p.add_argument("--dry-run", action="store_true", help="tiny sizes, one repeat, no result files")
     p.add_argument("--out", default="", help="output stem (default benchmarks/results/<cpu|cuda>_model_features)")
     p.add_argument("--no-write", action="store_true", help="print only")
     a = p.parse_args(argv)
-    a.sizes = [int(s) for s in (a.sizes or ("64" if a.dry_run else "256,512")).split(",") if s]
+    dit = a.family in DIT_FAMILIES
+    # DiTs on a GPU: the timed model is the real one (its FLOPs are counted too); the shapes-only copy is optional.
+    default = "64" if a.dry_run else ("" if a.gpu else "512,1024") if dit else "256,512"
+    a.sizes = [int(s) for s in (a.sizes or default).split(",") if s]
+    if dit:  # the real-size DiT is counted at --sizes; the timed model (reduced on a CPU) runs at --time-sizes
+        a.time_sizes = [int(s) for s in (a.time_sizes or ("64" if a.dry_run else "1024" if a.gpu else "256")).split(",")
+                        if s.isdigit()]  # "none": counts only
+        return _finish(a)
     a.time_sizes = [int(s) for s in a.time_sizes.split(",") if s] if a.time_sizes else list(a.sizes)
     a.sizes = sorted(set(a.sizes) | set(a.time_sizes))
+    return _finish(a)
+
+
+def _finish(a: argparse.Namespace) -> argparse.Namespace:
     a.repeats = 1 if a.dry_run else (a.repeats or (5 if a.gpu else 2))
     a.no_write = a.no_write or a.dry_run
+    if a.family in DIT_FAMILIES and a.dry_run:
+        a.text_tokens = min(a.text_tokens, 16)
     return a
 
 
@@ -188,14 +216,14 @@ class Cell:
             torch.cuda.synchronize()
 
 
-def flops(fn, fake: bool = False) -> int:
-    """FLOPs of ``fn()``; ``fake``: shapes only (FakeTensorMode: nothing is computed, same count)."""
+def flops(fn, fake=False) -> int:
+    """FLOPs of ``fn()``; ``fake``: shapes only (FakeTensorMode, or the one given: nothing is computed, same count)."""
     import contextlib
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    ctx = contextlib.nullcontext()
-    if fake:
+    ctx = fake if not isinstance(fake, bool) else contextlib.nullcontext()
+    if fake is True:
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         ctx = FakeTensorMode(allow_non_fake_inputs=True)
@@ -210,9 +238,10 @@ def measure(cell: Cell, name: str, repeats: int, timed: bool) -> dict:
 
     out: dict = {}
     probe = cell.probe()
+    fake = getattr(cell, "fake", None) or True  # a model built under FakeTensorMode is counted in its own mode
     if name.startswith("zecon"):  # per-run cost, outside the per-evaluation figures
-        out["content_flops"] = flops(lambda: cell.content_features(name, probe), fake=True)
-    out["flops"] = flops(lambda: cell.run(name, probe), fake=True)
+        out["content_flops"] = flops(lambda: cell.content_features(name, probe), fake=fake)
+    out["flops"] = flops(lambda: cell.run(name, probe), fake=fake)
     if name in cell.terms:
         cell.terms[name].reset_rng(0)  # drop the shapes-only cached features
     if not timed:
@@ -240,14 +269,19 @@ def measure(cell: Cell, name: str, repeats: int, timed: bool) -> dict:
 
 
 # ---------------------------------------------------------------- report
-def markdown(result: dict) -> str:
+def _header(result: dict) -> list[str]:
+    """Title, provenance and what the columns mean (shared by the UNet and the DiT reports)."""
     cuda = result["machine"]["device"] == "cuda"
-    lines = [f"# Model-feature terms: cost per guided evaluation ({result['family']}, {'CUDA' if cuda else 'CPU'})", "",
-             f"{result['date']}; `{result['command']}`; torch {result['machine']['torch']}, "
-             f"{result['machine'].get('gpu') or result['machine'].get('cpu_model')}, threads {result['machine']['torch_threads']}.",
-             "Ratio = (plain + term) / plain: a guided evaluation in x0 mode against a plain one. Floor: the same ratio "
-             "in FLOPs. Memory: peak above the loaded model during the term's evaluations "
-             f"({'CUDA max_memory_allocated' if cuda else 'peak RSS'}).", ""]
+    return [f"# Model-feature terms: cost per guided evaluation ({result['family']}, {'CUDA' if cuda else 'CPU'})", "",
+            f"{result['date']}; `{result['command']}`; torch {result['machine']['torch']}, "
+            f"{result['machine'].get('gpu') or result['machine'].get('cpu_model')}, threads {result['machine']['torch_threads']}.",
+            "Ratio = (plain + term) / plain: a guided evaluation in x0 mode against a plain one. Floor: the same ratio "
+            "in FLOPs. Memory: peak above the loaded model during the term's evaluations "
+            f"({'CUDA max_memory_allocated' if cuda else 'peak RSS'}).", ""]
+
+
+def markdown(result: dict) -> str:
+    lines = _header(result)
     for size, rows in result["cells"].items():
         plain = rows["plain"]
         lines += [f"## {size} px", "", "| config | median s | ratio to plain | FLOP floor | GFLOPs | peak memory MiB | per run (content features) |",
@@ -291,11 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     base_dir = Path(tempfile.mkdtemp(prefix="sg_bench_mf_"))
     comfy_root, _ = setup_comfy(base_dir, a.gpu, lambda models: None, who=WHO)
     cuda = a.gpu and torch.cuda.is_available()
-    if a.gpu and not cuda:
+    if a.gpu and not cuda and not a.dry_run:  # a dry run tries the GPU's path on a CPU
         sys.exit(f"{WHO}: --gpu given but CUDA is not available")
     import comfy.model_management as mm
 
     pk = _pack_modules()
+    if a.family in DIT_FAMILIES:
+        return _main_dit(a, argv, pk, comfy_root, cuda)
     log(WHO, f"building the real-size {a.family} UNet in memory")
     patcher = build_model(a.family, cuda)
     mm.load_models_gpu([patcher], force_full_load=True)
@@ -322,6 +358,22 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     if not a.no_write:
         write_results(result, md, a.out, RESULTS_DIR / f"{'cuda' if cuda else 'cpu'}_model_features",
+                      lambda t: log(WHO, t))
+    return 0
+
+
+def _main_dit(a: argparse.Namespace, argv: list[str] | None, pk, comfy_root: Path, cuda: bool) -> int:
+    """The DiT rows (benchmarks/_realsize_dit.py): counted at real size, timed on the model the machine can run."""
+    import _realsize_dit as RD
+
+    out = RD.run(a, pk, cuda, measure, lambda t: log(WHO, t))
+    result = {"benchmark": WHO, "date": _dt.datetime.now().isoformat(timespec="seconds"), "family": a.family,
+              "command": command_line(__file__, argv), "machine": machine_info(comfy_root, cuda), "pack": pack_info(),
+              "repeats": a.repeats, **out}
+    md = RD.markdown(result, _header(result))
+    print(md)
+    if not a.no_write:
+        write_results(result, md, a.out, RESULTS_DIR / f"{'cuda' if cuda else 'cpu'}_model_features_dit_{a.family}",
                       lambda t: log(WHO, t))
     return 0
 

@@ -7,14 +7,17 @@
 # guided evaluation, profiles of 6 guided steps), SDXL 1024 px plain + fast, and the
 # 512/768/1024 x batch 1/2/4 scaling table for plain and fast. Sized for < 8 minutes on one
 # H100, set-up included: scaling cells that would start after --deadline-s are skipped and say so.
+# Then the model-feature terms on real-size DiTs (bench_model_features.py --family flux, then
+# qwen_image when time is left) at 1024 px, inside the same 8 minutes.
 #
 # Needs python3 with torch + torchvision (the CUDA image's), plus what benchmarks/gpu_prepare.sh
 # put in .gpucarry/ (ComfyUI tree and the missing wheels), carried along with the run. Without
 # .gpucarry it uses COMFYUI_PATH and whatever is installed. Random-weight models are built on
 # the GPU at first use (~40 s; cached in STYLE_GUIDANCE_BENCH_CACHE, default .cache/bench_models).
-# Results: $OUT/cuda_realsize.{md,json}, $OUT/cuda_video.{md,json} and $OUT/gpu_run.log when OUT
-# is set (the device tool's return folder), else benchmarks/results/. Extra arguments go to
-# bench_realsize.py (e.g. --dry-run to try the path on a CPU; bench_video.py gets --dry-run too).
+# Results: $OUT/cuda_realsize.{md,json}, $OUT/cuda_video.{md,json},
+# $OUT/cuda_model_features_dit_<family>.{md,json} and $OUT/gpu_run.log when OUT is set (the device
+# tool's return folder), else benchmarks/results/. Extra arguments go to bench_realsize.py (e.g.
+# --dry-run to try the path on a CPU; bench_video.py and bench_model_features.py get --dry-run too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -65,8 +68,38 @@ if [ -n "${OUT:-}" ]; then
   out_args=(--out "$OUT/cuda_realsize")
 fi
 # The deadline counts from the benchmark's own start: set-up above is ~20 s; model building
-# ~40 s; the main table ~2 min; SDXL ~1 min; scaling cells run until 390 s.
+# ~40 s; the main table ~2 min; SDXL ~1 min; scaling cells run until 250 s (the DiT step below
+# needs the rest of the 8 minutes).
 set -o pipefail
-PYTHONUNBUFFERED=1 "$PY" benchmarks/bench_realsize.py --gpu --deadline-s $(( 390 - video_s )) "${out_args[@]}" "$@" 2>&1 \
+# The video step above took video_s of the realsize step's 250 s; at least 120 s are left to it.
+realsize_deadline=$(( 250 - video_s ))
+if [ "$realsize_deadline" -lt 120 ]; then realsize_deadline=120; fi
+PYTHONUNBUFFERED=1 "$PY" benchmarks/bench_realsize.py --gpu --deadline-s "$realsize_deadline" "${out_args[@]}" "$@" 2>&1 \
   | tee "${OUT:-/tmp}/gpu_run.log"
+
+# Step 2: the model-feature terms on real-size DiTs at 1024 px (bench_model_features.py: Flux.1 dev,
+# 11.9B, ~24 GB in bf16, random weights drawn on the GPU in seconds; plain, ZeCon default / early
+# and AD default, each with and without recompute; 3 repeats). Rows that would start after the
+# deadline are counted (FLOPs) but not timed; a row that runs out of memory says so. Qwen-Image
+# (20.4B, ~41 GB; AD without recompute needs ~44 GB more: out of memory on an 80 GB card) runs
+# only when the clock allows. --dry-run (in the arguments) tries the same path on a CPU.
+mf_args=(--time-sizes 1024 --repeats 3 --text-tokens 512)
+for arg in "$@"; do
+  if [ "$arg" = "--dry-run" ]; then mf_args=(--dry-run); fi
+done
+for family in flux qwen_image; do
+  left=$(( 470 - ($(date +%s) - t0) ))
+  if [ "$left" -lt 120 ]; then
+    echo "gpu_run: $family skipped ($left s left of the 8 minutes)" | tee -a "${OUT:-/tmp}/gpu_run.log"
+    continue
+  fi
+  mf_out=()
+  if [ -n "${OUT:-}" ]; then
+    mf_out=(--out "$OUT/cuda_model_features_dit_$family")
+  fi
+  # The deadline leaves ~60 s for ComfyUI's set-up, the model's build and the last row.
+  PYTHONUNBUFFERED=1 timeout $(( left - 5 )) "$PY" benchmarks/bench_model_features.py --gpu --family "$family" \
+    --deadline-s $(( left - 60 )) "${mf_out[@]}" "${mf_args[@]}" 2>&1 \
+    | tee -a "${OUT:-/tmp}/gpu_run.log" || echo "gpu_run: $family stopped (exit $?)"
+done
 echo "gpu_run: total $(( $(date +%s) - t0 )) s"
