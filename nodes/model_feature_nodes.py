@@ -46,8 +46,8 @@ def _recompute_input() -> io.Input:
         "recompute", default=False, optional=True,
         tooltip=("DiTs (Flux, Flux.2, Chroma, Qwen-Image): keep only each block's inputs during this term's pass and "
                  "run the block again in the backward (activation checkpointing). Same result, far less memory (Flux.1 "
-                 "at 1024 px: ZeCon's default about 3 GB of activations instead of 31, AD's default about 19 GB instead "
-                 "of 47: the blocks whose attention AD reads keep theirs) for about one more forward of the term's pass. "
+                 "at 1024 px: ZeCon's default about 1.7 GB of activations instead of 19, AD's default about 11 GB instead "
+                 "of 29: the blocks whose attention AD reads keep theirs) for about one more forward of the term's pass. "
                  "SD3 (ComfyUI already does it there), Lumina 2 / Z-Image and UNets ignore it."))
 
 

@@ -74,9 +74,9 @@ depth (about 4): about 6x a plain step.
 **Memory** (activations a grad pass keeps, bf16, batch 1, beside the weights; docs/model_features.md):
 both loss nodes have *recompute* on: the blocks before those AD reads keep only their inputs and run
 again in the backward (the same result, for about one more forward of them). At 1024 px AD on the
-late blocks then keeps about 19 GB on Flux.1 (47 GB with recompute off), ZeCon's early blocks about
-2 GB (14 GB off); the terms run one after the other, so AD sets the peak. To need less: AD *early
-blocks (DiT)* (about 14 GB: every block it reads keeps its activations), or generate at 512 px
+late blocks then keeps about 11 GB on Flux.1 (29 GB with recompute off), ZeCon's early blocks about
+1 GB (10 GB off); the terms run one after the other, so AD sets the peak. To need less: AD *early
+blocks (DiT)* (about 10 GB: every block it reads keeps its activations), or generate at 512 px
 (about a third).
 
 **Model files** (put them where ComfyUI looks):
@@ -113,9 +113,9 @@ forward+backward through the whole depth (about 4): about 3.5x a plain step.
 **Memory** (activations a grad pass keeps, bf16, batch 1, beside the weights; docs/model_features.md):
 both loss nodes have *recompute* on: the blocks before those AD reads keep only their inputs and run
 again in the backward (the same result, for about one more forward of them). At 1024 px AD on the
-late blocks then keeps about 17 GB on Qwen-Image (44 GB with recompute off), ZeCon's early blocks
-about 2 GB (15 GB off); the terms run one after the other, so AD sets the peak; at 1328 px about 1.7
-times that. To need less: AD *early blocks (DiT)* (about 15 GB at 1024 px: every block it reads keeps
+late blocks then keeps about 10 GB on Qwen-Image (25 GB with recompute off), ZeCon's early blocks
+about 1 GB (8 GB off); the terms run one after the other, so AD sets the peak; at 1328 px about 1.7
+times that. To need less: AD *early blocks (DiT)* (about 8 GB at 1024 px: every block it reads keeps
 its activations), or generate at 512 px (about a third).
 
 **Model files** (put them where ComfyUI looks):
