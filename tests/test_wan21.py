@@ -224,7 +224,8 @@ def _flicker(images: torch.Tensor) -> float:
 TEMPORAL_WEIGHT = 3.0
 
 
-@pytest.mark.parametrize("pool", [1, 4])
+# pool 4 measured alike (above); its pooling is checked in tests/losses/test_loss_temporal.py
+@pytest.mark.parametrize("pool", [1])
 def test_the_temporal_term_lowers_flicker_on_a_still_clip(comfy, wan, pool):
     """A still content clip (5 equal frames): guided with the temporal term on top of the same chain, the decoded
     output flickers less (mean absolute difference of consecutive frames) than guided without it; with the term's
