@@ -94,11 +94,18 @@ def test_step_plot_refuses_other_formats(tmp_path):
 
 
 def test_every_loss_node_in_the_doc_run():
-    """The stand-in run that makes the plots contains every loss node gen_doc_pictures knows."""
+    """The stand-in runs that make the plots contain every loss node gen_doc_pictures knows: the picture terms in
+    every_loss_node, the video-only one (Temporal Consistency) in the style_transfer_wan run."""
     gdp = _script("gen_doc_pictures")
-    fast = json.loads((ROOT / "workflows" / "api" / "style_transfer_fast.json").read_text(encoding="utf-8"))
-    classes = {n["class_type"] for n in gdp.every_loss_node(fast).values()}
-    assert set(gdp.TERM_NODES.values()) <= classes, set(gdp.TERM_NODES.values()) - classes
+
+    def api(name: str) -> dict:
+        return json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text(encoding="utf-8"))
+
+    classes = {n["class_type"] for n in gdp.every_loss_node(api("style_transfer_fast")).values()}
+    video = {n["class_type"] for n in api(gdp.VIDEO_RUN).values()}
+    temporal = gdp.TERM_NODES["temporal_consistency"]
+    assert temporal in video and temporal not in classes
+    assert set(gdp.TERM_NODES.values()) <= classes | {temporal}, set(gdp.TERM_NODES.values()) - classes
 
 
 def test_readme_shows_a_step_plot():
