@@ -133,6 +133,7 @@ LOSS_NODES = {
     "StyleGuidanceCLIPStyle": ("style", {"open_clip": G.link("oclip")}),
     "StyleGuidanceGramStyle": ("style", {"vgg": G.link("vgg")}),
     "StyleGuidanceRange": (None, {}),
+    "StyleGuidanceTemporalConsistency": ("content", {}),
 }
 
 

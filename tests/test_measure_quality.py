@@ -75,7 +75,7 @@ def test_lpips_and_cfsd_are_zero_on_the_content_and_grow_with_a_perturbation(com
         q = report["quality"]
         assert report["version"] == P.MEASURE_VERSION == 5 and tuple(q) == P.MEASURE_QUALITY_FIELDS
         outputs = comfy.node_output("m")
-        lpips_out, cfsd_out = outputs[-2][0], outputs[-1][0]
+        lpips_out, cfsd_out = outputs[-3][0], outputs[-2][0]  # then the later kinds (temporal_consistency)
         assert (lpips_out, cfsd_out) == (pytest.approx(q["LPIPS"]), pytest.approx(q["CFSD"]))
         text = result.outputs["m"]["text"][0]
         assert "LPIPS to content" in text and "CFSD to content" in text and ALEXNET in q["note"]
@@ -119,7 +119,7 @@ def test_off_by_default_computes_nothing(comfy, tiny_models, eval_folders):
     comfy.run(g)
     q = _report(comfy)["quality"]
     assert q == {"LPIPS": None, "CFSD": None, "note": None}
-    assert comfy.node_output("m")[-2][0] == -1.0 and comfy.node_output("m")[-1][0] == -1.0
+    assert comfy.node_output("m")[-3][0] == -1.0 and comfy.node_output("m")[-2][0] == -1.0  # LPIPS, CFSD
 
 
 def test_quality_without_content_names_the_input(comfy, tiny_models, eval_folders):
